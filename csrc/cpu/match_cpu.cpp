@@ -1,0 +1,161 @@
+// CPU match: for every content patch, the style patch with the highest normalised
+// cross-correlation, as a fused memory-tiled loop.
+//
+// The style patches of the bank are materialised once per bank (n_s x D, D = C*k*k) with
+// their inverse norms. Threads take tiles of TILE_M content patches: each builds its tile's
+// patch rows, multiplies them by TILE_N style patches at a time with BLAS into a small score
+// buffer that stays in cache, scales by 1/||style patch|| and folds the tile into a running
+// (max, argmax) per row. No n_c x n_s buffer ever exists.
+//
+// Scores are <c_i, s_j> * (1 / (||s_j|| + 1e-8)): the dot product is taken on the raw patches
+// and scaled afterwards, so identical style patches get bit-identical scores and exact ties
+// resolve to the lowest index (tiles are visited in ascending order, updates need '>').
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../patch_grid.h"
+
+namespace styleswap {
+namespace {
+
+constexpr int64_t TILE_M = 256;   // content patches per task
+constexpr int64_t TILE_N = 1024;  // style patches per BLAS call (TILE_M x TILE_N scores = 1 MiB fp32)
+constexpr double NORM_EPS = 1e-8;
+
+// Copies patch (py, px) of a (C, H, W) plane stack into row[C*k*k], ordered (c, dy, dx).
+// Coordinates past the border are clamped (replicate padding of the content grid).
+template <typename scalar_t>
+inline void copy_patch(const scalar_t* src, int64_t C, int64_t H, int64_t W, int64_t y0, int64_t x0, int64_t k,
+                       scalar_t* row) {
+  for (int64_t c = 0; c < C; ++c) {
+    const scalar_t* plane = src + c * H * W;
+    for (int64_t dy = 0; dy < k; ++dy) {
+      const scalar_t* line = plane + std::min(y0 + dy, H - 1) * W;
+      if (x0 + k <= W) {
+        for (int64_t dx = 0; dx < k; ++dx) *row++ = line[x0 + dx];
+      } else {
+        for (int64_t dx = 0; dx < k; ++dx) *row++ = line[std::min(x0 + dx, W - 1)];
+      }
+    }
+  }
+}
+
+// Fills bank (n_s x D) with sample n's style patches and inv_norm (n_s) with 1/(||patch|| + eps).
+template <typename scalar_t>
+void build_bank(at::TensorList styles, const StyleBank& bank, int64_t n, int64_t k, int64_t s, at::Tensor& patches,
+                at::Tensor& inv_norm) {
+  const int64_t D = patches.size(1);
+  scalar_t* out = patches.data_ptr<scalar_t>();
+  scalar_t* inv = inv_norm.data_ptr<scalar_t>();
+  for (size_t t = 0; t < styles.size(); ++t) {
+    const auto& st = styles[t];
+    const auto& e = bank.entries[t];
+    const int64_t C = st.size(1), H = st.size(2), W = st.size(3);
+    const scalar_t* src = st.data_ptr<scalar_t>() + style_batch_entry(st, n) * C * H * W;
+    const int64_t count = inner_grid(H, k, s) * e.grid_w;
+    at::parallel_for(0, count, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        scalar_t* row = out + (e.first + p) * D;
+        copy_patch(src, C, H, W, (p / e.grid_w) * s, (p % e.grid_w) * s, k, row);
+        double sq = 0;
+        for (int64_t d = 0; d < D; ++d) sq += double(row[d]) * double(row[d]);
+        inv[e.first + p] = scalar_t(1.0 / (std::sqrt(sq) + NORM_EPS));
+      }
+    });
+  }
+}
+
+template <typename scalar_t>
+void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
+                  const at::Tensor& patches, const at::Tensor& inv_norm, int64_t* indices_out) {
+  const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
+  const int64_t n_c = grid_h * grid_w, n_s = patches.size(0), D = patches.size(1);
+  const scalar_t* inv = inv_norm.data_ptr<scalar_t>();
+  const int64_t n_tiles = (n_c + TILE_M - 1) / TILE_M;
+
+  at::parallel_for(0, n_tiles, 1, [&](int64_t tile_begin, int64_t tile_end) {
+    // Per-task buffers: one content tile, one score tile, the running best per row.
+    at::Tensor tile = at::empty({TILE_M, D}, patches.options());
+    at::Tensor score_buf = at::empty({TILE_M * std::min(TILE_N, n_s)}, patches.options());
+    std::vector<scalar_t> best(TILE_M);
+    std::vector<int64_t> arg(TILE_M);
+
+    for (int64_t tile_i = tile_begin; tile_i < tile_end; ++tile_i) {
+      const int64_t p0 = tile_i * TILE_M, m = std::min(TILE_M, n_c - p0);
+      scalar_t* rows = tile.data_ptr<scalar_t>();
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t p = p0 + r;
+        copy_patch(content, C, H, W, (p / grid_w) * s, (p % grid_w) * s, k, rows + r * D);
+      }
+      std::fill(best.begin(), best.end(), -std::numeric_limits<scalar_t>::infinity());
+      std::fill(arg.begin(), arg.end(), 0);
+      const at::Tensor content_rows = tile.narrow(0, 0, m);
+
+      for (int64_t j0 = 0; j0 < n_s; j0 += TILE_N) {
+        const int64_t nt = std::min(TILE_N, n_s - j0);
+        at::Tensor scores = score_buf.narrow(0, 0, m * nt).view({m, nt});
+        at::mm_out(scores, content_rows, patches.narrow(0, j0, nt).t());
+        const scalar_t* sc = scores.data_ptr<scalar_t>();
+        const scalar_t* iv = inv + j0;
+        for (int64_t r = 0; r < m; ++r) {
+          const scalar_t* row = sc + r * nt;
+          // Vectorisable max first; the (rarer) index search only when the row improves.
+          scalar_t row_max = -std::numeric_limits<scalar_t>::infinity();
+#pragma omp simd reduction(max : row_max)
+          for (int64_t j = 0; j < nt; ++j) row_max = std::max(row_max, row[j] * iv[j]);
+          if (row_max > best[r]) {
+            int64_t j = 0;
+            while (row[j] * iv[j] != row_max) ++j;
+            best[r] = row_max;
+            arg[r] = j0 + j;
+          }
+        }
+      }
+      std::copy(arg.begin(), arg.begin() + m, indices_out + p0);
+    }
+  });
+}
+
+at::Tensor match_patches_cpu(const at::Tensor& content_in, at::TensorList styles_in, int64_t k, int64_t s) {
+  check_swap_args("match_patches", content_in, /*is_indices=*/false, styles_in, k, s);
+  // Reduced precision has no fast CPU GEMM here: match in float32.
+  const bool upcast = content_in.scalar_type() == at::kHalf || content_in.scalar_type() == at::kBFloat16;
+  auto prep = [&](const at::Tensor& t) { return (upcast ? t.to(at::kFloat) : t).contiguous(); };
+  const at::Tensor content = prep(content_in);
+  std::vector<at::Tensor> styles;
+  for (const auto& st : styles_in) styles.push_back(prep(st));
+
+  TORCH_CHECK_VALUE(at::isfinite(content).all().item<bool>(), "match_patches: content contains NaN or Inf");
+  bool per_sample = false;
+  for (size_t t = 0; t < styles.size(); ++t) {
+    TORCH_CHECK_VALUE(at::isfinite(styles[t]).all().item<bool>(), "match_patches: styles[", t,
+                      "] contains NaN or Inf");
+    per_sample = per_sample || styles[t].size(0) > 1;
+  }
+
+  const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
+  const StyleBank bank(styles, k, s);
+  at::Tensor indices = at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
+  at::Tensor patches = at::empty({bank.num_patches, C * k * k}, content.options());
+  at::Tensor inv_norm = at::empty({bank.num_patches}, content.options());
+
+  AT_DISPATCH_FLOATING_TYPES(content.scalar_type(), "match_patches_cpu", [&] {
+    for (int64_t n = 0; n < N; ++n) {
+      if (n == 0 || per_sample) build_bank<scalar_t>(styles, bank, n, k, s, patches, inv_norm);
+      match_sample<scalar_t>(content.data_ptr<scalar_t>() + n * C * H * W, C, H, W, k, s, patches, inv_norm,
+                             indices.data_ptr<int64_t>() + n * indices.size(1) * indices.size(2));
+    }
+  });
+  return indices;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(styleswap, CPU, m) { m.impl("match_patches", &match_patches_cpu); }
+
+}  // namespace styleswap

@@ -1,0 +1,65 @@
+"""Build of styleswap_ext and its compiled operator library styleswap_ext._C.
+
+The CPU kernels are always built. The CUDA kernels (csrc/cuda/*.cu) are built when torch is a
+CUDA build, a CUDA toolkit is found (CUDA_HOME / nvcc) and either a GPU is visible or
+FORCE_CUDA=1 is set (the torchvision convention; it lets a machine without a GPU compile them).
+TORCH_CUDA_ARCH_LIST picks the GPU architectures (e.g. "9.0" for H100/H200).
+"""
+
+import glob
+import os
+
+import torch
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def _build_cuda() -> bool:
+    force = os.environ.get("FORCE_CUDA", "0") == "1"
+    if not (force or torch.cuda.is_available()):
+        return False
+    if torch.version.cuda is None or CUDA_HOME is None:
+        if force:
+            raise RuntimeError(
+                "FORCE_CUDA=1 but torch is a CPU-only build or no CUDA toolkit was found "
+                f"(torch.version.cuda={torch.version.cuda}, CUDA_HOME={CUDA_HOME}); "
+                "install a CUDA build of torch and set CUDA_HOME"
+            )
+        return False
+    return bool(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
+
+
+def _extension():
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
+    cxx = ["-O3", "-fopenmp-simd"]
+    if not _build_cuda():
+        return CppExtension("styleswap_ext._C", sources, extra_compile_args={"cxx": cxx})
+    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    include_dirs = []
+    # pip's CUDA 13 torch wheels keep cublas_v2.h / cusparse.h (pulled in by ATen/cuda headers) here.
+    nvidia_inc = os.path.join(os.path.dirname(torch.__file__), os.pardir, "nvidia", "cu13", "include")
+    if os.path.isdir(nvidia_inc):
+        include_dirs.append(os.path.abspath(nvidia_inc))
+    return CUDAExtension(
+        "styleswap_ext._C",
+        sources,
+        include_dirs=include_dirs,
+        define_macros=[("STYLESWAP_WITH_CUDA", None)],
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]},
+    )
+
+
+setup(
+    name="styleswap",
+    version="0.1.0",
+    description="Fast exact patch-based style swap (Chen & Schmidt 2016) as a PyTorch C++/CUDA extension",
+    packages=find_packages(include=["styleswap_ext", "styleswap_ext.*"]),
+    package_data={"styleswap_ext": ["assets/*", "weights/*"]},
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4", "numpy", "pillow", "tqdm"],
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    entry_points={"console_scripts": ["styleswap=styleswap_ext.cli:main"]},
+)

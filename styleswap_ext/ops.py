@@ -1,0 +1,130 @@
+"""The fused style-swap operator: Python API over the compiled ``styleswap::`` ops.
+
+Loading this module loads the C++ library (``styleswap_ext._C``, which registers the op schemas and
+the CPU/CUDA kernels) and adds what torch needs around them:
+
+* fake (meta) kernels, so the ops trace under ``torch.compile`` and FakeTensor;
+* autograd for ``swap_gather``.  Gradients:
+
+  - d/d(content) = 0. The content only chooses *which* style patches are used; the indices are
+    piecewise constant in it, so no gradient flows to the content (its ``.grad`` stays None).
+  - d/d(style): given the indices the output is linear in the style features (each output element
+    is a mean of style elements), so the gradient is the transpose of the gather: the incoming
+    gradient, divided by each position's overlap count, scatter-added into the chosen style
+    patches (``swap_gather_backward``). The normalisation only enters the argmax, so it does not
+    appear in the gradient.
+
+``styleswap::style_swap`` is a CompositeImplicitAutograd op (match_patches then swap_gather), so
+autograd and ``torch.compile`` see those two ops.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (registers the styleswap:: ops)
+from ._inputs import StyleArg, covering_grid, prepare
+
+CUDA_BUILT: bool = bool(_C.cuda_built)
+
+
+# --- fake kernels -------------------------------------------------------------------------------
+
+
+@torch.library.register_fake("styleswap::match_patches")
+def _match_patches_fake(content, styles, patch_size, stride):
+    n, _, h, w = content.shape
+    return content.new_empty((n, covering_grid(h, patch_size, stride), covering_grid(w, patch_size, stride)),
+                             dtype=torch.long)
+
+
+@torch.library.register_fake("styleswap::swap_gather")
+def _swap_gather_fake(indices, styles, patch_size, stride, height, width):
+    return styles[0].new_empty((indices.shape[0], styles[0].shape[1], height, width))
+
+
+@torch.library.register_fake("styleswap::swap_gather_backward")
+def _swap_gather_backward_fake(grad, indices, styles, patch_size, stride):
+    return [torch.empty_like(st, memory_format=torch.contiguous_format) for st in styles]
+
+
+# --- autograd -----------------------------------------------------------------------------------
+
+
+def _gather_setup(ctx, inputs, output):
+    indices, styles, patch_size, stride, height, width = inputs
+    ctx.save_for_backward(indices, *styles)
+    ctx.geometry = (patch_size, stride, height, width)
+
+
+def _gather_backward(ctx, grad):
+    indices, *styles = ctx.saved_tensors
+    patch_size, stride, _, _ = ctx.geometry
+    grads = torch.ops.styleswap.swap_gather_backward(grad.contiguous(), indices, styles, patch_size, stride)
+    return None, list(grads), None, None, None, None
+
+
+torch.library.register_autograd("styleswap::swap_gather", _gather_backward, setup_context=_gather_setup)
+
+
+def _gather_backward_setup(ctx, inputs, output):
+    grad, indices, styles, patch_size, stride = inputs
+    ctx.save_for_backward(indices, *styles)
+    ctx.geometry = (patch_size, stride, grad.shape[2], grad.shape[3])
+
+
+def _gather_backward_backward(ctx, grad_grads):
+    # swap_gather_backward is linear in `grad`; its transpose is swap_gather itself.
+    indices, *styles = ctx.saved_tensors
+    patch_size, stride, height, width = ctx.geometry
+    grad_grads = [g if g is not None else torch.zeros_like(st) for g, st in zip(grad_grads, styles)]
+    out = torch.ops.styleswap.swap_gather(indices, grad_grads, patch_size, stride, height, width)
+    return out, None, [None] * len(styles), None, None
+
+
+torch.library.register_autograd(
+    "styleswap::swap_gather_backward", _gather_backward_backward, setup_context=_gather_backward_setup
+)
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
+    """Index of the best-matching style patch for every content patch position.
+
+    Args:
+        content: ``(N, C, H, W)`` or ``(C, H, W)`` features.
+        style: ``(C, Hs, Ws)`` or ``(1, C, Hs, Ws)`` shared by the batch, ``(N, C, Hs, Ws)`` one per
+            sample, or a list of such tensors whose patches form one bank.
+        patch_size: k, the side of the square patches.
+        stride: step of both patch grids.
+
+    Returns:
+        int64 ``(N, H', W')`` (``(H', W')`` for 3-D content) with ``H' = ceil((H - k) / stride) + 1``.
+        Style patches are numbered row-major over each style's grid, styles of a bank in order.
+        The best patch maximises ``<content patch, style patch> / ||style patch||``; ties go to
+        the lowest index.
+    """
+    args = prepare(content, style, patch_size, stride)
+    idx = torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
+    return idx[0] if args.squeeze else idx
+
+
+def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
+    """Style swap (Chen & Schmidt 2016): rebuild ``content`` from its best-matching style patches.
+
+    Each k x k content patch is replaced by the style patch of highest normalised
+    cross-correlation; overlapping patches are averaged. Accepts the same arguments as
+    :func:`match_patches` and returns features shaped like ``content``.
+
+    When ``(H - k)`` is not a multiple of ``stride``, the content grid takes one more row/column
+    of patches that reads past the border by repeating the last row/column (replicate
+    padding), so every position is covered by at least one patch.
+
+    Differentiable with respect to ``style`` (see the module docstring); the gradient with
+    respect to ``content`` is zero.
+    """
+    args = prepare(content, style, patch_size, stride)
+    out = torch.ops.styleswap.style_swap(args.content, args.styles, args.patch_size, args.stride)
+    return out[0] if args.squeeze else out
