@@ -59,22 +59,35 @@ def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, s
     return idx[0] if args.squeeze else idx
 
 
+def _rebuild(args: SwapArgs, filters: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Paste the chosen patches with a transposed conv and average the overlaps: (1, C, H, W)."""
+    s = args.stride
+    h, w = args.content.shape[-2:]
+    one_hot = F.one_hot(idx, filters.shape[0]).permute(2, 0, 1)[None].to(filters.dtype)
+    pasted = F.conv_transpose2d(one_hot, filters, stride=s)
+    count = F.conv_transpose2d(torch.ones_like(one_hot[:, :1]), torch.ones_like(filters[:1, :1]), stride=s)
+    return (pasted / count)[..., :h, :w]
+
+
 def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
     """Reference of :func:`styleswap_ext.style_swap`: conv2d -> argmax -> one-hot -> conv_transpose2d -> / count.
 
     Differentiable with respect to the style through the transposed convolution (autograd).
     """
+    return rebuild(content, style, None, patch_size, stride)
+
+
+def rebuild(content: torch.Tensor, style: StyleArg, indices, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
+    """The second half of the reference: features rebuilt from given ``indices`` (as returned by
+    ``match_patches``; None = match here). Lets tests compare rebuilds for the same choice."""
     args = prepare(content, style, patch_size, stride)
     check_finite(args)
-    k, s = args.patch_size, args.stride
-    h, w = args.content.shape[-2:]
+    if indices is not None and args.squeeze:
+        indices = indices[None]
     outs = []
     for n in range(args.content.shape[0]):
         filters = _bank(args, n)
-        idx = _match(args, n, filters)
-        one_hot = F.one_hot(idx, filters.shape[0]).permute(2, 0, 1)[None].to(filters.dtype)
-        pasted = F.conv_transpose2d(one_hot, filters, stride=s)
-        count = F.conv_transpose2d(torch.ones_like(one_hot[:, :1]), torch.ones_like(filters[:1, :1]), stride=s)
-        outs.append((pasted / count)[..., :h, :w])
+        idx = _match(args, n, filters) if indices is None else indices[n]
+        outs.append(_rebuild(args, filters, idx))
     out = torch.cat(outs)
     return out[0] if args.squeeze else out
