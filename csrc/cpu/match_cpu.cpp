@@ -2,9 +2,9 @@
 // cross-correlation, as a fused memory-tiled loop.
 //
 // The style patches of the bank are materialised once per bank (n_s x D, D = C*k*k) with
-// their inverse norms. Threads take tiles of TILE_M content patches: each builds its tile's
-// patch rows, multiplies them by TILE_N style patches at a time with BLAS into a small score
-// buffer that stays in cache, scales by 1/||style patch|| and folds the tile into a running
+// their inverse norms. Threads take tiles of tile_m content patches: each builds its tile's
+// patch rows, multiplies them by tile_n style patches at a time with BLAS into a score buffer
+// that stays in cache (a few MiB: L2/L3), scales by 1/||style patch|| and folds the tile into a running
 // (max, argmax) per row. No n_c x n_s buffer ever exists.
 //
 // Scores are <c_i, s_j> * (1 / (||s_j|| + 1e-8)): the dot product is taken on the raw patches
@@ -15,6 +15,8 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -23,9 +25,24 @@
 namespace styleswap {
 namespace {
 
-constexpr int64_t TILE_M = 256;   // content patches per task
-constexpr int64_t TILE_N = 1024;  // style patches per BLAS call (TILE_M x TILE_N scores = 1 MiB fp32)
 constexpr double NORM_EPS = 1e-8;
+
+// Tile shape: content patches per task (at most) x style patches per BLAS call. Larger tiles
+// amortise BLAS's packing of both operands (each call re-packs them: (M + N) / (2 M N) packed
+// values per flop) against the score tile's size. STYLESWAP_CPU_TILE="M,N" overrides, for tuning.
+struct TileShape {
+  int64_t m = 512, n = 2048;
+  TileShape() {
+    if (const char* env = std::getenv("STYLESWAP_CPU_TILE")) {
+      long long m_ = 0, n_ = 0;
+      if (std::sscanf(env, "%lld,%lld", &m_, &n_) == 2 && m_ > 0 && n_ > 0) m = m_, n = n_;
+    }
+  }
+};
+const TileShape& tile_shape() {
+  static const TileShape shape;
+  return shape;
+}
 
 // Copies patch (py, px) of a (C, H, W) plane stack into row[C*k*k], ordered (c, dy, dx).
 // Coordinates past the border are clamped (replicate padding of the content grid).
@@ -76,17 +93,21 @@ void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int6
   const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
   const int64_t n_c = grid_h * grid_w, n_s = patches.size(0), D = patches.size(1);
   const scalar_t* inv = inv_norm.data_ptr<scalar_t>();
-  const int64_t n_tiles = (n_c + TILE_M - 1) / TILE_M;
+  // Equal tiles, a multiple of the thread count of them, so that no thread idles on a short tail.
+  const int64_t threads = at::get_num_threads();
+  const int64_t n_tiles = ((n_c + tile_shape().m - 1) / tile_shape().m + threads - 1) / threads * threads;
+  const int64_t tile_m = (n_c + n_tiles - 1) / n_tiles, tile_n = tile_shape().n;
 
   at::parallel_for(0, n_tiles, 1, [&](int64_t tile_begin, int64_t tile_end) {
     // Per-task buffers: one content tile, one score tile, the running best per row.
-    at::Tensor tile = at::empty({TILE_M, D}, patches.options());
-    at::Tensor score_buf = at::empty({TILE_M * std::min(TILE_N, n_s)}, patches.options());
-    std::vector<scalar_t> best(TILE_M);
-    std::vector<int64_t> arg(TILE_M);
+    at::Tensor tile = at::empty({tile_m, D}, patches.options());
+    at::Tensor score_buf = at::empty({tile_m * std::min(tile_n, n_s)}, patches.options());  // in cache
+    std::vector<scalar_t> best(tile_m);
+    std::vector<int64_t> arg(tile_m);
 
     for (int64_t tile_i = tile_begin; tile_i < tile_end; ++tile_i) {
-      const int64_t p0 = tile_i * TILE_M, m = std::min(TILE_M, n_c - p0);
+      const int64_t p0 = tile_i * tile_m, m = std::min(tile_m, n_c - p0);
+      if (m <= 0) continue;
       scalar_t* rows = tile.data_ptr<scalar_t>();
       for (int64_t r = 0; r < m; ++r) {
         const int64_t p = p0 + r;
@@ -96,8 +117,8 @@ void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int6
       std::fill(arg.begin(), arg.end(), 0);
       const at::Tensor content_rows = tile.narrow(0, 0, m);
 
-      for (int64_t j0 = 0; j0 < n_s; j0 += TILE_N) {
-        const int64_t nt = std::min(TILE_N, n_s - j0);
+      for (int64_t j0 = 0; j0 < n_s; j0 += tile_n) {
+        const int64_t nt = std::min(tile_n, n_s - j0);
         at::Tensor scores = score_buf.narrow(0, 0, m * nt).view({m, nt});
         at::mm_out(scores, content_rows, patches.narrow(0, j0, nt).t());
         const scalar_t* sc = scores.data_ptr<scalar_t>();

@@ -1,0 +1,39 @@
+# make demo   set up .venv, build, stylise the bundled example -> styleswap-demo.png
+# make test   set up .venv, build, run the test suite
+# make bench  CPU benchmark table (BENCHMARKS.md)
+#
+# PYTHON picks the interpreter for the venv (3.10+). FORCE_CUDA=1 compiles the CUDA kernels even
+# without a visible GPU (needs nvcc and a CUDA build of torch; setup.py).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench setup clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.deps: requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -r requirements-dev.txt
+	touch $@
+
+# Rebuilt whenever a C++/CUDA source or setup.py changes.
+$(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
+	$(BIN)/pip install --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.built
+
+demo: setup
+	$(BIN)/styleswap demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/cpu_table.py
+
+clean:
+	rm -rf build $(VENV) styleswap_ext/_C*.so *.egg-info
