@@ -15,6 +15,8 @@ mkdir -p "$OUT"
 STEPS=${STEPS:-"build tests bench sanitize"}
 PY=${PYTHON:-python3}
 T0=$(date +%s)
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
 stamp() { echo "[gpu_check +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/summary.txt"; }
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 
