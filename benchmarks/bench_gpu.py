@@ -304,6 +304,12 @@ def print_table(records: list) -> None:
         )
 
 
+def report(records: list) -> None:
+    for b in evaluate_bars(records):
+        print(f"{'PASS' if b['pass'] else 'FAIL'}  {b['case']:>22}  {b['bar']:<28} {b['value']}")
+    print_table(records)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="bench.json", help="JSON output path")
@@ -314,6 +320,7 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--skip", default="", help="comma list of conv,peer,gemm,agree,tiles to leave out")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the code paths only")
+    p.add_argument("--table-from", default=None, help="only print the bars and table of an existing JSON file")
     return p.parse_args(argv)
 
 
@@ -329,6 +336,11 @@ def parse_cases(text: Optional[str]):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.table_from:
+        with open(args.table_from) as f:
+            records = json.load(f)["records"]
+        report(records)
+        return 0
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
         if m not in ("tf32", "bf16", "highest"):
@@ -363,12 +375,9 @@ def main(argv=None) -> int:
               f"({rec['wall_s']:.1f}s wall)", file=sys.stderr, flush=True)
         with open(args.out, "w") as f:  # written after every case: a timeout keeps what was done
             json.dump({"meta": meta, "records": records}, f, indent=1)
-    bars = evaluate_bars(records)
     with open(args.out, "w") as f:
-        json.dump({"meta": meta, "records": records, "bars": bars}, f, indent=1)
-    for b in bars:
-        print(f"{'PASS' if b['pass'] else 'FAIL'}  {b['case']:>22}  {b['bar']:<28} {b['value']}")
-    print_table(records)
+        json.dump({"meta": meta, "records": records, "bars": evaluate_bars(records)}, f, indent=1)
+    report(records)
     failed = [r for r in records if r["results"]["ours"].get("status") != "ok"]
     return 1 if failed else 0
 
