@@ -33,7 +33,7 @@ for dtype, prec in [(torch.float32, "highest"), (torch.float32, "high"), (torch.
     out = torch.ops.styleswap.swap_gather(idx, sts, k, s, c.shape[2], c.shape[3])
     out.square().sum().backward()
     torch.cuda.synchronize()
-    print(dtype, prec, "ok", idx.flatten()[:4].tolist(), float(out.float().abs().sum()), file=sys.stderr)
+    print(dtype, prec, "ok", idx.flatten()[:4].tolist(), float(out.detach().float().abs().sum()), file=sys.stderr)
 
 # stride 2 with replicate padding of the content grid, k=1 and k=7
 for kk, ss in [(2, 2), (1, 1), (7, 3)]:
