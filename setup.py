@@ -42,12 +42,15 @@ def _extension():
     nvidia_inc = os.path.join(os.path.dirname(torch.__file__), os.pardir, "nvidia", "cu13", "include")
     if os.path.isdir(nvidia_inc):
         include_dirs.append(os.path.abspath(nvidia_inc))
+    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+    if os.environ.get("STYLESWAP_PTXAS_VERBOSE", "0") == "1":
+        nvcc.append("-Xptxas=-v")  # register / shared-memory / spill report per kernel (benchmarks/gpu_check.sh)
     return CUDAExtension(
         "styleswap_ext._C",
         sources,
         include_dirs=include_dirs,
         define_macros=[("STYLESWAP_WITH_CUDA", None)],
-        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]},
+        extra_compile_args={"cxx": cxx, "nvcc": nvcc},
     )
 
 

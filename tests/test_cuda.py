@@ -1,0 +1,317 @@
+"""CUDA kernels of styleswap against the float64 reference and the CPU kernels.
+
+Every test here needs a CUDA GPU and an extension built with its CUDA kernels; without them the
+whole module is skipped with a visible reason (``pytest -rs`` lists it).
+
+What is checked (issue 3, "Correctness"):
+* match_patches: the chosen style patch's float64 score is within a precision-dependent tolerance
+  of the best float64 score, for random shapes (odd sizes, patch 1-7, stride 1-3, batches, banks of
+  several styles, shared and per-sample styles), for float32 "highest" (3xTF32), float32 TF32,
+  bfloat16 and float16; in "highest" the index equals the reference's wherever the reference's
+  winner is clear;
+* exact ties (identical style patches) resolve to the lowest index;
+* swap_gather / swap_gather_backward equal the CPU kernels (forward bit-exact, backward to rounding);
+* non-contiguous inputs, a non-default stream, NaN/Inf and bad-index errors, content chunking.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import styleswap_ext
+from styleswap_ext import reference
+
+_HAVE_GPU = torch.cuda.is_available()
+_REASON = "needs a CUDA GPU" if not _HAVE_GPU else "styleswap_ext was built without its CUDA kernels (FORCE_CUDA=1)"
+pytestmark = pytest.mark.skipif(not (_HAVE_GPU and styleswap_ext.CUDA_BUILT), reason=_REASON)
+
+DEV = "cuda"
+
+# Mode name -> (dtype, float32 matmul precision, tolerance on the score gap relative to ||content patch||).
+MODES = {
+    "highest": (torch.float32, "highest", 1e-5),
+    "tf32": (torch.float32, "high", 2e-3),
+    "bf16": (torch.bfloat16, "highest", 2e-2),
+    "fp16": (torch.float16, "highest", 5e-3),
+}
+
+
+@pytest.fixture
+def precision():
+    old = torch.get_float32_matmul_precision()
+    yield torch.set_float32_matmul_precision
+    torch.set_float32_matmul_precision(old)
+
+
+def _content_patches(content: torch.Tensor, k: int, s: int) -> torch.Tensor:
+    """(N, n_c, D) float64 patches of the covering grid (replicate padding), ordered (c, dy, dx)."""
+    x = reference._pad_to_grid(content.double(), k, s)
+    return F.unfold(x, k, stride=s).transpose(1, 2)
+
+
+def _scores64(content, styles, k, s):
+    """float64 scores (N, n_c, n_s) = <c_i, p_j> / (||p_j|| + 1e-8), from the inputs as given."""
+    c = content.detach().cpu().double()
+    sts = [st.detach().cpu().double() for st in styles]
+    args = reference.SwapArgs(c, sts, k, s, False)
+    cp = _content_patches(c, k, s)
+    out = []
+    for n in range(c.shape[0]):
+        bank = reference._bank(args, n).flatten(1)  # (n_s, D)
+        inv = 1.0 / (bank.norm(dim=1) + reference.NORM_EPS)
+        out.append((cp[n] @ bank.T) * inv)
+    return torch.stack(out), cp.norm(dim=2)
+
+
+def _check_scores(idx, content, styles, k, s, tol, exact_where_clear=False):
+    scores, cnorm = _scores64(content, styles, k, s)
+    idx = idx.cpu().reshape(scores.shape[0], -1)
+    chosen = scores.gather(2, idx[..., None])[..., 0]
+    best = scores.max(dim=2).values
+    gap = (best - chosen) / (cnorm + 1e-12)
+    assert gap.max().item() <= tol, f"worst score gap {gap.max().item():.3g} > {tol:g}"
+    if exact_where_clear:
+        top2 = scores.topk(min(2, scores.shape[2]), dim=2).values
+        clear = (top2[..., 0] - top2[..., -1]) / (cnorm + 1e-12) > 10 * tol
+        ref_idx = scores.argmax(dim=2)
+        assert torch.equal(idx[clear], ref_idx[clear])
+
+
+def _random_case(rng: random.Random, dtype):
+    k = rng.randint(1, 7)
+    s = rng.randint(1, min(3, k))
+    n = rng.choice([1, 2])
+    c = rng.choice([1, 3, 8, 17, 64])
+    h, w = rng.randint(k, k + 21), rng.randint(k, k + 21)
+    content = torch.randn(n, c, h, w, dtype=dtype)
+    styles = []
+    for _ in range(rng.choice([1, 1, 2, 3])):
+        sh, sw = rng.randint(k, k + 17), rng.randint(k, k + 17)
+        styles.append(torch.randn(rng.choice([1, n]), c, sh, sw, dtype=dtype))
+    return content, styles, k, s
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("seed", range(12))
+def test_match_random_shapes(mode, seed, precision):
+    dtype, prec, tol = MODES[mode]
+    precision(prec)
+    content, styles, k, s = _random_case(random.Random(1000 + seed), dtype)
+    idx = torch.ops.styleswap.match_patches(content.to(DEV), [st.to(DEV) for st in styles], k, s)
+    assert idx.dtype == torch.long and idx.device.type == torch.device(DEV).type
+    h, w = content.shape[-2:]
+    assert idx.shape == (content.shape[0], (h - k + s - 1) // s + 1, (w - k + s - 1) // s + 1)
+    _check_scores(idx, content, styles, k, s, tol, exact_where_clear=(mode == "highest"))
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_style_swap_matches_cpu_gather_of_same_indices(mode, precision):
+    dtype, prec, tol = MODES[mode]
+    precision(prec)
+    g = torch.Generator().manual_seed(7)
+    content = torch.randn(2, 32, 19, 23, generator=g).to(dtype)
+    styles = [torch.randn(1, 32, 17, 15, generator=g).to(dtype), torch.randn(2, 32, 9, 12, generator=g).to(dtype)]
+    k, s = 3, 2
+    dc, ds = content.to(DEV), [st.to(DEV) for st in styles]
+    idx = torch.ops.styleswap.match_patches(dc, ds, k, s)
+    _check_scores(idx, content, styles, k, s, tol)
+    out = torch.ops.styleswap.style_swap(dc, ds, k, s)
+    expected = torch.ops.styleswap.swap_gather(idx.cpu(), styles, k, s, 19, 23)
+    assert torch.equal(out.cpu(), expected)
+
+
+def test_highest_equals_reference_style_swap(precision):
+    """float32 'highest' against the paper's conv formulation in float64 (same indices -> same output)."""
+    precision("highest")
+    g = torch.Generator().manual_seed(3)
+    content = torch.randn(1, 16, 21, 17, generator=g)
+    style = torch.randn(1, 16, 15, 18, generator=g)
+    for k, s in [(1, 1), (3, 1), (4, 3), (5, 2), (7, 3)]:
+        ours = styleswap_ext.style_swap(content.to(DEV), style.to(DEV), k, s).cpu().double()
+        ref = reference.style_swap(content.double(), style.double(), k, s)
+        idx_ours = styleswap_ext.match_patches(content.to(DEV), style.to(DEV), k, s).cpu()
+        idx_ref = reference.match_patches(content.double(), style.double(), k, s)
+        if torch.equal(idx_ours, idx_ref):
+            torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+        else:  # a genuine near-tie: the scores must still agree to the tolerance
+            _check_scores(idx_ours, content, [style], k, s, 1e-5)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_exact_ties_pick_lowest_index(mode, precision):
+    dtype, prec, _ = MODES[mode]
+    precision(prec)
+    g = torch.Generator().manual_seed(11)
+    half = torch.randn(1, 16, 10, 9, generator=g)
+    style = torch.cat([half, half], dim=3).to(dtype)  # patch (y, x) == patch (y, x + 9) where both fit
+    k = 3
+    gw = style.shape[3] - k + 1
+    # Content = a copy of right-half patches: each one's best score is tied with its left twin.
+    content = style[:, :, 2:7, 9:16].contiguous()
+    idx = torch.ops.styleswap.match_patches(content.to(DEV), [style.to(DEV)], k, 1).cpu()[0]
+    for i in range(idx.shape[0]):
+        for j in range(idx.shape[1]):
+            y, x = 2 + i, 9 + j
+            twin = y * gw + (x - 9)  # the left copy has the lower index
+            assert idx[i, j].item() == twin, (i, j, idx[i, j].item(), twin)
+    # Two identical style tensors in a bank: the first one's patches win.
+    idx2 = torch.ops.styleswap.match_patches(content.to(DEV), [style.to(DEV), style.to(DEV)], k, 1).cpu()
+    assert torch.equal(idx2[0], idx)
+
+
+def test_zero_content_and_flat_style_pick_index_zero(precision):
+    precision("highest")
+    content = torch.zeros(1, 8, 6, 7, device=DEV)
+    style = torch.randn(1, 8, 9, 9, device=DEV)  # scores are +0 and -0: all equal, lowest index wins
+    assert torch.count_nonzero(torch.ops.styleswap.match_patches(content, [style], 3, 1)).item() == 0
+    flat = torch.zeros(1, 8, 9, 9, device=DEV)  # zero-norm style patches: eps keeps it finite
+    assert torch.count_nonzero(torch.ops.styleswap.match_patches(torch.randn(1, 8, 6, 7, device=DEV), [flat], 3, 1)) == 0
+
+
+def test_float64_match_equals_cpu():
+    g = torch.Generator().manual_seed(5)
+    content = torch.randn(2, 5, 13, 11, generator=g, dtype=torch.float64)
+    styles = [torch.randn(2, 5, 9, 10, generator=g, dtype=torch.float64), torch.randn(1, 5, 7, 7, generator=g, dtype=torch.float64)]
+    for k, s in [(1, 1), (3, 2), (5, 3)]:
+        ours = torch.ops.styleswap.match_patches(content.to(DEV), [st.to(DEV) for st in styles], k, s).cpu()
+        cpu = torch.ops.styleswap.match_patches(content, styles, k, s)
+        _check_scores(ours, content, styles, k, s, 1e-12)
+        assert (ours == cpu).float().mean() > 0.99
+
+
+def test_content_chunking_and_many_tiles(precision):
+    """More content patches than one chunk (16384) and a style bank of several partial tiles."""
+    precision("high")
+    g = torch.Generator().manual_seed(2)
+    content = torch.randn(1, 4, 131, 130, generator=g)  # k=1: 17030 content patches
+    style = torch.randn(1, 4, 23, 29, generator=g)  # 667 style patches
+    idx = torch.ops.styleswap.match_patches(content.to(DEV), [style.to(DEV)], 1, 1)
+    _check_scores(idx, content, [style], 1, 1, MODES["tf32"][2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_gather_equals_cpu(dtype):
+    g = torch.Generator().manual_seed(13)
+    for k, s, n in [(1, 1, 1), (3, 1, 2), (4, 3, 2), (7, 2, 1), (5, 5, 2)]:
+        styles = [torch.randn(1, 6, 12, 14, generator=g).to(dtype), torch.randn(n, 6, k + 3, k + 5, generator=g).to(dtype)]
+        n_s = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+        h, w = 2 * k + 5, 3 * k + 2
+        gh, gw = (h - k + s - 1) // s + 1, (w - k + s - 1) // s + 1
+        idx = torch.randint(0, n_s, (n, gh, gw), generator=g)
+        cpu = torch.ops.styleswap.swap_gather(idx, styles, k, s, h, w)
+        gpu = torch.ops.styleswap.swap_gather(idx.to(DEV), [st.to(DEV) for st in styles], k, s, h, w)
+        assert gpu.dtype == dtype
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_backward_equals_cpu(dtype):
+    g = torch.Generator().manual_seed(17)
+    tol = {torch.float32: 1e-5, torch.float64: 1e-12, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
+    for k, s, n in [(1, 1, 2), (3, 1, 2), (3, 2, 1), (6, 4, 2), (7, 3, 3)]:
+        styles = [torch.randn(1, 5, 11, 13, generator=g).to(dtype), torch.randn(n, 5, k + 2, k + 4, generator=g).to(dtype)]
+        n_s = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+        h, w = 2 * k + 6, 2 * k + 3
+        gh, gw = (h - k + s - 1) // s + 1, (w - k + s - 1) // s + 1
+        idx = torch.randint(0, min(n_s, 7), (n, gh, gw), generator=g)  # few patches: many repeats per bucket
+        grad = torch.randn(n, 5, h, w, generator=g).to(dtype)
+        cpu = torch.ops.styleswap.swap_gather_backward(grad, idx, styles, k, s)
+        gpu = torch.ops.styleswap.swap_gather_backward(grad.to(DEV), idx.to(DEV), [st.to(DEV) for st in styles], k, s)
+        assert len(gpu) == len(styles)
+        for a, b in zip(gpu, cpu):
+            assert a.dtype == dtype and a.shape == b.shape
+            torch.testing.assert_close(a.cpu().double(), b.double(), rtol=tol, atol=tol)
+        # Deterministic: a second run is bit-identical.
+        again = torch.ops.styleswap.swap_gather_backward(grad.to(DEV), idx.to(DEV), [st.to(DEV) for st in styles], k, s)
+        for a, b in zip(gpu, again):
+            assert torch.equal(a, b)
+
+
+def test_autograd_through_style_swap(precision):
+    precision("highest")
+    g = torch.Generator().manual_seed(19)
+    content = torch.randn(2, 8, 14, 13, generator=g)
+    style = torch.randn(1, 8, 12, 12, generator=g)
+    sd = style.detach().clone().to(DEV).requires_grad_()
+    out = styleswap_ext.style_swap(content.to(DEV), sd, 3, 1)
+    w = torch.randn(out.shape, generator=g)
+    (out * w.to(DEV)).sum().backward()
+    idx = styleswap_ext.match_patches(content.to(DEV), style.to(DEV), 3, 1).cpu()
+    sc = style.detach().clone().requires_grad_()
+    (torch.ops.styleswap.swap_gather(idx, [sc], 3, 1, 14, 13) * w).sum().backward()
+    torch.testing.assert_close(sd.grad.cpu(), sc.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_non_contiguous_inputs(precision):
+    precision("highest")
+    g = torch.Generator().manual_seed(23)
+    content = torch.randn(2, 18, 16, 24, generator=g).to(DEV)[:, ::2]  # (2, 9, 16, 24), channel stride 2
+    style1 = torch.randn(1, 9, 24, 13, generator=g).to(DEV).transpose(2, 3)  # (1, 9, 13, 24)
+    style2 = torch.randn(2, 9, 13, 17, generator=g).to(DEV).to(memory_format=torch.channels_last)
+    grad = torch.randn(2, 24, 16, 9, generator=g).to(DEV).permute(0, 3, 2, 1)  # (2, 9, 16, 24)
+    styles = [style1, style2]
+    assert not any(t.is_contiguous() for t in (content, style1, style2, grad))
+    contig = [st.contiguous() for st in styles]
+    idx = torch.ops.styleswap.match_patches(content, styles, 3, 2)
+    assert torch.equal(idx, torch.ops.styleswap.match_patches(content.contiguous(), contig, 3, 2))
+    out = torch.ops.styleswap.swap_gather(idx, styles, 3, 2, 16, 24)
+    assert torch.equal(out, torch.ops.styleswap.swap_gather(idx, contig, 3, 2, 16, 24))
+    gb = torch.ops.styleswap.swap_gather_backward(grad, idx, styles, 3, 2)
+    gb_c = torch.ops.styleswap.swap_gather_backward(grad.contiguous(), idx, contig, 3, 2)
+    for a, b in zip(gb, gb_c):
+        assert torch.equal(a, b)
+
+
+def test_non_default_stream(precision):
+    precision("high")
+    g = torch.Generator().manual_seed(29)
+    content = torch.randn(2, 32, 30, 28, generator=g)
+    style = torch.randn(1, 32, 26, 31, generator=g)
+    expected_idx = torch.ops.styleswap.match_patches(content.to(DEV), [style.to(DEV)], 3, 1)
+    expected = torch.ops.styleswap.swap_gather(expected_idx, [style.to(DEV)], 3, 1, 30, 28)
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        c = content.to(DEV, non_blocking=False)
+        st = style.to(DEV)
+        for _ in range(3):  # queue work back to back on the side stream
+            idx = torch.ops.styleswap.match_patches(c, [st], 3, 1)
+            out = torch.ops.styleswap.swap_gather(idx, [st], 3, 1, 30, 28)
+            grads = torch.ops.styleswap.swap_gather_backward(out, idx, [st], 3, 1)
+    stream.synchronize()
+    assert torch.equal(idx, expected_idx)
+    assert torch.equal(out, expected)
+    assert torch.isfinite(grads[0]).all()
+
+
+def test_nan_inf_and_bad_indices_raise():
+    c = torch.randn(1, 4, 8, 8, device=DEV)
+    st = torch.randn(1, 4, 8, 8, device=DEV)
+    bad = c.clone()
+    bad[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="content contains NaN or Inf"):
+        torch.ops.styleswap.match_patches(bad, [st], 3, 1)
+    bad_s = st.clone()
+    bad_s[0, 0, 7, 7] = float("inf")  # outside every stride-3 patch: still rejected, like the CPU
+    with pytest.raises(ValueError, match=r"styles\[1\] contains NaN or Inf"):
+        torch.ops.styleswap.match_patches(c, [st, bad_s], 3, 3)
+    idx = torch.zeros(1, 6, 6, dtype=torch.long, device=DEV)
+    idx[0, 2, 2] = 36
+    with pytest.raises(IndexError, match="out of range"):
+        torch.ops.styleswap.swap_gather(idx, [st], 3, 1, 8, 8)
+    idx[0, 2, 2] = -1
+    with pytest.raises(IndexError, match="out of range"):
+        torch.ops.styleswap.swap_gather_backward(torch.randn(1, 4, 8, 8, device=DEV), idx, [st], 3, 1)
+
+
+def test_compile_fullgraph_on_cuda(precision):
+    precision("high")
+    # aot_eager: traces with the fake kernels (what fullgraph needs) without depending on Triton.
+    f = torch.compile(lambda c, s: styleswap_ext.style_swap(c, s, 3, 1), fullgraph=True, backend="aot_eager")
+    c = torch.randn(1, 8, 12, 12, device=DEV)
+    s = torch.randn(1, 8, 10, 10, device=DEV)
+    torch.testing.assert_close(f(c, s), styleswap_ext.style_swap(c, s, 3, 1))
