@@ -23,6 +23,9 @@ PROG = "styleswap"
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CONTENT = ASSETS / "cat.jpg"
 DEMO_STYLE = ASSETS / "starry_night.jpg"
+# The demo must finish in well under two minutes on a 2-core CPU: 60 Adam steps at lr 0.1 give the
+# look of the authors' 100 steps at lr 0.05 (compared by eye on this pair) in 60% of the time.
+DEMO_LR = 0.1
 
 
 class UsageError(Exception):
@@ -263,13 +266,13 @@ def _run_demo(args) -> int:
     else:
         method = "optimize"
         _info(args, f"styleswap demo: no trained decoder is installed, so using --method optimize "
-                    f"({args.iters} iterations at {args.content_size} px on {device.type})")
+                    f"({args.iters} iterations, lr {DEMO_LR}, at {args.content_size} px on {device.type})")
     encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
     start = time.perf_counter()
     result = pipeline.stylize(
         DEMO_CONTENT, DEMO_STYLE, method=method, content_size=args.content_size, style_size=args.style_size,
-        iters=args.iters, device=device, precision=args.precision, encoder=encoder, decoder=decoder,
-        progress=not args.quiet,
+        iters=args.iters, lr=DEMO_LR, device=device, precision=args.precision, encoder=encoder,
+        decoder=decoder, progress=not args.quiet,
     )
     save_image(result, out)
     _info(args, f"wrote {out} ({result.width}x{result.height} px) in {time.perf_counter() - start:.1f} s")

@@ -41,7 +41,7 @@ def encoder(vgg_weights):
     return load_encoder(vgg_weights)
 
 
-def _content_array(w=64, h=48):
+def _content_array(w=48, h=36):
     """A reddish scene: gradient background, a bright disc and a dark bar (structure for VGG)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.zeros((h, w, 3), np.float32)
@@ -54,7 +54,7 @@ def _content_array(w=64, h=48):
     return (img * 255).round().astype(np.uint8)
 
 
-def _style_array(w=64, h=64):
+def _style_array(w=48, h=48):
     """Blue/yellow diagonal stripes and swirls: strong, distinct colours."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     t = np.sin((xx + yy) / 3.0) + 0.5 * np.sin(xx / 2.0) * np.cos(yy / 5.0)
