@@ -234,3 +234,10 @@ def test_save_is_atomic_and_format_follows_extension(tmp_path, content_pil, monk
     with pytest.raises(OSError, match="disk full"):
         save_image(content_pil, tmp_path / "f.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temp file
+
+
+def test_stylize_is_exported_from_the_package():
+    import styleswap_ext
+    from styleswap_ext import pipeline
+
+    assert styleswap_ext.stylize is pipeline.stylize
