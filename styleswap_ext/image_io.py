@@ -135,6 +135,7 @@ def save_image(img: Image.Image, path: PathLike, quality: int = 95) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             img.save(f, format=fmt, **kwargs)
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -143,6 +144,16 @@ def save_image(img: Image.Image, path: PathLike, quality: int = 95) -> Path:
             pass
         raise
     return path
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would give: the existing file's, else 0666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

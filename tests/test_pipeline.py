@@ -3,6 +3,8 @@ and the image I/O rules."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -224,6 +226,12 @@ def test_save_is_atomic_and_format_follows_extension(tmp_path, content_pil, monk
         assert Image.open(tmp_path / name).format == fmt
     with pytest.raises(ValueError, match="extension"):
         save_image(content_pil, tmp_path / "e.unknown")
+    umask = os.umask(0o022)
+    try:
+        save_image(content_pil, tmp_path / "mode.png")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "mode.png").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
 
     def broken_save(self, fp, *args, **kwargs):
         fp.write(b"partial data")
