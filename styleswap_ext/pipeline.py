@@ -165,6 +165,8 @@ def _weighted_swap(content: torch.Tensor, styles: List[torch.Tensor], weights: S
                    patch_size: int, stride: int) -> torch.Tensor:
     """Patch bank of several styles where style i's NCC scores are multiplied by weights[i]."""
     args = prepare(content, styles, patch_size, stride)
+    if args.content.shape[0] != 1 or any(st.shape[0] != 1 for st in args.styles):
+        raise ValueError("weighted style banks take one content and one image per style (batch 1)")
     k, s = args.patch_size, args.stride
     h, w = args.content.shape[-2:]
     pad_h, pad_w = (-(h - k)) % s, (-(w - k)) % s
