@@ -1,0 +1,182 @@
+"""Reading and writing images for the pipeline and the CLI.
+
+Loading (:func:`load_image`) always gives an 8-bit RGB PIL image:
+
+* EXIF orientation is applied (``ImageOps.exif_transpose``), so a photo stands the way the camera
+  meant it;
+* transparency (RGBA, LA, palette images with a transparent colour) is composited **over white**:
+  the transparent parts of a logo or cut-out come out as the white page they are usually shown on,
+  instead of the arbitrary colours stored under alpha = 0;
+* greyscale (L, LA, 1) becomes RGB by repeating the channel;
+* 16-bit and 32-bit integer images (modes ``I;16*``, ``I``) are scaled to 8 bits (``/ 257``, so
+  65535 -> 255); float images (mode ``F``) are taken as [0, 1] when their maximum is <= 1, else as
+  0-255; CMYK/YCbCr/HSV/Lab are converted by PIL.
+
+Every failure (missing file, directory, unreadable, not an image, truncated or corrupt data) raises
+:class:`ImageLoadError` (a ``ValueError``) with a one-line message naming the file.
+
+Saving (:func:`save_image`) is atomic: the image is written to a temporary file in the target
+directory and moved over the target with ``os.replace``; on any error the temporary file is
+removed, so no partial or corrupt output is ever left behind. The format comes from the file's
+extension (any format PIL can write: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "ImageLoadError",
+    "load_image",
+    "to_rgb",
+    "save_image",
+    "output_format",
+    "is_image_path",
+    "pil_to_tensor",
+    "tensor_to_pil",
+    "resize_longest",
+]
+
+PathLike = Union[str, os.PathLike]
+
+
+class ImageLoadError(ValueError):
+    """An input image is missing, unreadable, not an image, or corrupt."""
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _to_rgb8(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
+        return _flatten_alpha(img)
+    if mode.startswith("I") or mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        if arr.ndim == 3:  # e.g. 16-bit with several channels in a future PIL
+            arr = arr[..., :3]
+        if mode == "F":
+            scale = 255.0 if arr.size and np.nanmax(arr) <= 1.0 else 1.0
+        else:
+            scale = 1.0 / 257.0 if (mode.startswith("I;16") or (arr.size and arr.max() > 255)) else 1.0
+        arr = np.clip(np.nan_to_num(arr * scale), 0, 255).round().astype(np.uint8)
+        img = Image.fromarray(arr)
+    return img.convert("RGB")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An in-memory PIL image -> 8-bit RGB with EXIF orientation applied (same rules as loading)."""
+    return _to_rgb8(ImageOps.exif_transpose(img))
+
+
+def load_image(path: PathLike) -> Image.Image:
+    """Open ``path`` as an 8-bit RGB PIL image (see the module docstring for the conversions)."""
+    p = Path(path)
+    if not p.exists():
+        raise ImageLoadError(f"image file not found: {p}")
+    if p.is_dir():
+        raise ImageLoadError(f"expected an image file but got a directory: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            rgb = _to_rgb8(im)
+            rgb.load()
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"not an image file (or an unsupported format): {p}") from None
+    except PermissionError:
+        raise ImageLoadError(f"cannot read image file (permission denied): {p}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ImageLoadError(f"cannot read image file {p}: corrupt or truncated ({e})") from None
+    if rgb.width < 1 or rgb.height < 1:
+        raise ImageLoadError(f"image file is empty (0 pixels): {p}")
+    return rgb
+
+
+def output_format(path: PathLike) -> str:
+    """PIL format name for ``path``'s extension, e.g. ``'PNG'``; ValueError if PIL cannot write it."""
+    ext = Path(path).suffix.lower()
+    if not ext:
+        raise ValueError(f"output file {str(path)!r} has no extension: use e.g. .png or .jpg")
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"cannot write images with extension {ext!r} (output {str(path)!r}): use e.g. .png or .jpg")
+    return fmt
+
+
+def is_image_path(path: PathLike) -> bool:
+    """True for files whose extension PIL knows (used to pick the images of a directory)."""
+    p = Path(path)
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in Image.registered_extensions()
+
+
+def save_image(img: Image.Image, path: PathLike, quality: int = 95) -> Path:
+    """Write ``img`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    path = Path(path)
+    fmt = output_format(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory does not exist: {path.parent}")
+    if fmt in ("JPEG", "MPO") and img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=fmt, **kwargs)
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would give: the existing file's, else 0666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """8-bit RGB PIL image -> float32 ``(3, H, W)`` in [0, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """``(3, H, W)`` or ``(1, 3, H, W)`` tensor in [0, 1] -> 8-bit RGB PIL image (clamped, rounded)."""
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"expected one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    arr = t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr, mode="RGB")
+
+
+def resize_longest(img: Image.Image, size) -> Image.Image:
+    """Resize so the longest side is ``size`` px (None: unchanged); Lanczos, aspect kept."""
+    if size is None:
+        return img
+    w, h = img.size
+    scale = size / max(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return img if new == (w, h) else img.resize(new, Image.Resampling.LANCZOS)

@@ -1,0 +1,333 @@
+"""The encoder Φ (VGG-19 up to relu3_1) and the inverse network f (relu3_1 features -> RGB).
+
+Encoder
+-------
+:class:`VGGEncoder` is torchvision's ``vgg19().features`` layer layout, cut after the chosen ReLU:
+3x3 convolutions with *zero* padding 1, ReLU, ``MaxPool2d(2, 2)`` (floor mode). Its input is RGB
+in [0, 1], ``(N, 3, H, W)``; the ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224,
+0.225) are applied inside. Output: the features of ``layer`` (default ``relu3_1``: 256 channels,
+``floor(H/4) x floor(W/4)``). ``relu1_1``, ``relu2_1`` and ``relu4_1`` are there for experiments
+(relu4_1 needs conv3_2...conv4_1, which only the full torchvision checkpoint has).
+
+Where the weights come from (:func:`load_encoder`), first hit wins:
+
+1. the ``weights`` argument (CLI ``--vgg-weights``): a path or a state dict;
+2. the environment variable ``STYLESWAP_VGG19_WEIGHTS`` (a path);
+3. the sliced checkpoint cached by an earlier download in the cache directory
+   (``$STYLESWAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/styleswap``, else ``~/.cache/styleswap``);
+4. torchvision's published ``vgg19-dcbb9e9d.pth`` (IMAGENET1K_V1), fetched with
+   ``torch.hub.load_state_dict_from_url`` (sha256 prefix checked, progress bar; the full 548 MB
+   file lands in torch hub's checkpoint directory, as torchvision would put it), sliced to the
+   layers needed and saved in the cache directory (about 2.3 MB up to conv3_1).
+
+A weights file may be a slice with keys ``0.weight, 0.bias, 2.weight, ...`` (the layout of
+``../shared/weights/vgg19_conv1_1-conv3_1_torchvision.pth``) or a full torchvision checkpoint with
+keys ``features.0.weight, ...`` (it is sliced on load). Loading is strict.
+
+Inverse network
+---------------
+:class:`Decoder` mirrors the encoder to relu3_1, as in the authors' code:
+conv 256->128, nearest x2, conv 128->128, conv 128->64, nearest x2, conv 64->64, conv 64->3,
+with ReLU between. Choices (documented here, used by the training issue):
+
+* **reflection padding** (1 px) before every 3x3 conv: zero padding darkens the borders of a
+  generated image; reflection avoids that (the UST/AdaIN decoders do the same);
+* **instance normalisation** (affine) after every conv but the last, on by default: the paper's
+  author reports that instance normalisation gave the paper's results. ``instance_norm=False``
+  builds the plain variant;
+* **output**: a sigmoid, so the output is always a valid image in [0, 1] and the gradient never
+  dies the way it does under a clamp.
+
+:func:`load_decoder` loads trained weights; with ``weights=None`` it looks for the weights shipped
+in the package (``styleswap_ext/weights/decoder.pth`` or ``.safetensors``) and raises
+:class:`NoTrainedDecoderError` when there are none.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+__all__ = [
+    "VGGEncoder",
+    "Decoder",
+    "load_encoder",
+    "load_decoder",
+    "NoTrainedDecoderError",
+    "WeightsUnavailableError",
+    "VGG19_URL",
+    "ENV_VGG_WEIGHTS",
+    "cache_dir",
+    "packaged_decoder_path",
+]
+
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+ENV_VGG_WEIGHTS = "STYLESWAP_VGG19_WEIGHTS"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision vgg19().features: 'M' = MaxPool2d(2, 2); numbers = 3x3 conv output channels.
+_VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512]
+# index (in torchvision's features Sequential) of each ReLU we can stop after.
+LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20}
+
+WeightsArg = Union[None, str, os.PathLike, Mapping[str, torch.Tensor]]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The VGG-19 weights are neither given, cached, nor downloadable (e.g. offline)."""
+
+
+class NoTrainedDecoderError(RuntimeError):
+    """No trained inverse network is installed (use the optimisation method instead)."""
+
+
+def _build_features(last: int) -> nn.Sequential:
+    layers, in_ch = [], 3
+    for v in _VGG19_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = v
+        if len(layers) > last:
+            break
+    return nn.Sequential(*layers[: last + 1])
+
+
+def _conv_indices(last: int) -> list:
+    return [i for i, m in enumerate(_build_features(last)) if isinstance(m, nn.Conv2d)]
+
+
+def _check_layer(layer: str) -> int:
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+    return LAYERS[layer]
+
+
+class VGGEncoder(nn.Module):
+    """VGG-19 ``features`` (torchvision layout) up to ``layer``; RGB [0, 1] in, features out.
+
+    ``self.features`` holds the layers at torchvision's indices, so its state dict keys are
+    ``0.weight, 0.bias, 2.weight, ...`` exactly as in torchvision's ``features`` block.
+    The encoder is frozen (``requires_grad=False``) and in eval mode after :func:`load_encoder`.
+    """
+
+    def __init__(self, layer: str = "relu3_1"):
+        super().__init__()
+        self.layer = layer
+        self.features = _build_features(_check_layer(layer))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def downsampling(self) -> int:
+        """Input pixels per feature pixel along a side (4 for relu3_1)."""
+        return 2 ** sum(isinstance(m, nn.MaxPool2d) for m in self.features)
+
+    @property
+    def out_channels(self) -> int:
+        return [m for m in self.features if isinstance(m, nn.Conv2d)][-1].out_channels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"encoder input must be RGB (N, 3, H, W), got shape {tuple(image.shape)}")
+        return self.features((image - self.mean) / self.std)
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer}"
+
+
+class Decoder(nn.Module):
+    """Inverse network: relu3_1 features ``(N, 256, h, w)`` -> RGB ``(N, 3, 4h, 4w)`` in [0, 1]."""
+
+    def __init__(self, instance_norm: bool = True):
+        super().__init__()
+        self.instance_norm = instance_norm
+
+        def conv(cin, cout, last=False):
+            block = [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, kernel_size=3)]
+            if not last:
+                if instance_norm:
+                    block.append(nn.InstanceNorm2d(cout, affine=True))
+                block.append(nn.ReLU(inplace=True))
+            return block
+
+        up = lambda: nn.Upsample(scale_factor=2, mode="nearest")  # noqa: E731
+        self.body = nn.Sequential(
+            *conv(256, 128), up(),
+            *conv(128, 128), *conv(128, 64), up(),
+            *conv(64, 64), *conv(64, 3, last=True),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(features))
+
+    def extra_repr(self) -> str:
+        return f"instance_norm={self.instance_norm}"
+
+
+# --- weight files -------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """``$STYLESWAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/styleswap``, else ``~/.cache/styleswap``."""
+    if os.environ.get("STYLESWAP_CACHE_DIR"):
+        return Path(os.environ["STYLESWAP_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "styleswap"
+
+
+def _cache_file(layer: str) -> Path:
+    last_conv = {"relu1_1": "conv1_1", "relu2_1": "conv2_1", "relu3_1": "conv3_1", "relu4_1": "conv4_1"}[layer]
+    if layer in ("relu1_1", "relu2_1", "relu3_1"):
+        last_conv = "conv3_1"  # one cached slice serves every layer up to relu3_1
+    return cache_dir() / f"vgg19_conv1_1-{last_conv}_torchvision.pth"
+
+
+def _read_state_dict(path, what: str) -> dict:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            try:
+                from safetensors.torch import load_file
+            except ImportError as e:  # pragma: no cover - depends on the environment
+                raise RuntimeError(f"{path} is a .safetensors file: install the 'safetensors' package to read it") from e
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, FileNotFoundError):
+        raise
+    except Exception as e:
+        raise RuntimeError(f"cannot read {what} file {path}: {e.__class__.__name__}: {e}") from e
+    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
+        sd = sd["state_dict"]
+    if not isinstance(sd, Mapping):
+        raise RuntimeError(f"{what} file {path} does not hold a state dict (got {type(sd).__name__})")
+    return dict(sd)
+
+
+def _slice_vgg(sd: Mapping[str, torch.Tensor], layer: str, source: str) -> dict:
+    """Keep the conv weights the encoder up to ``layer`` needs, with keys ``<index>.weight/bias``."""
+    keys = {k[len("features."):] if k.startswith("features.") else k: v for k, v in sd.items()}
+    needed = [f"{i}.{p}" for i in _conv_indices(LAYERS[layer]) for p in ("weight", "bias")]
+    missing = [k for k in needed if k not in keys]
+    if missing:
+        have = sorted({int(k.split(".")[0]) for k in keys if k.split(".")[0].isdigit()})
+        raise RuntimeError(
+            f"the VGG-19 weights from {source} do not contain the layers {layer} needs "
+            f"(missing {', '.join(missing[:4])}{'...' if len(missing) > 4 else ''}; it has conv indices {have}). "
+            + ("Layers beyond relu3_1 need the full torchvision checkpoint vgg19-dcbb9e9d.pth."
+               if LAYERS[layer] > LAYERS["relu3_1"] else "")
+        )
+    return {k: keys[k].detach().to(torch.float32).contiguous() for k in needed}
+
+
+def _download_vgg(layer: str, progress: bool) -> dict:
+    target = _cache_file(layer)
+    try:
+        sd = torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", progress=progress, check_hash=True)
+    except Exception as e:
+        raise WeightsUnavailableError(
+            f"no VGG-19 weights available: downloading {VGG19_URL} failed ({e.__class__.__name__}: {e}). "
+            f"Download that file on a machine with internet access and pass it with --vgg-weights PATH "
+            f"(Python: weights=PATH), or set {ENV_VGG_WEIGHTS}=PATH, or copy it to {target}"
+        ) from e
+    sliced = _slice_vgg(sd, layer, VGG19_URL)
+    try:  # cache the slice; a read-only cache is not an error
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        torch.save(sliced, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        pass
+    return sliced
+
+
+def load_encoder(
+    weights: WeightsArg = None,
+    layer: str = "relu3_1",
+    device: Union[None, str, torch.device] = None,
+    progress: bool = True,
+) -> VGGEncoder:
+    """VGG-19 encoder to ``layer`` with ImageNet weights; frozen, eval mode (see module docstring)."""
+    _check_layer(layer)
+    if weights is not None and not isinstance(weights, Mapping):
+        sd, source = _read_state_dict(weights, "VGG-19 weights"), str(weights)
+    elif weights is not None:
+        sd, source = dict(weights), "the given state dict"
+    elif os.environ.get(ENV_VGG_WEIGHTS):
+        path = os.environ[ENV_VGG_WEIGHTS]
+        sd, source = _read_state_dict(path, f"VGG-19 weights ({ENV_VGG_WEIGHTS})"), path
+    elif _cache_file(layer).is_file():
+        sd, source = _read_state_dict(_cache_file(layer), "cached VGG-19 weights"), str(_cache_file(layer))
+    else:
+        sd, source = _download_vgg(layer, progress), VGG19_URL
+
+    encoder = VGGEncoder(layer)
+    encoder.features.load_state_dict(_slice_vgg(sd, layer, source), strict=True)
+    encoder.requires_grad_(False).eval()
+    return encoder.to(device) if device is not None else encoder
+
+
+def packaged_decoder_path() -> Optional[Path]:
+    """The trained decoder shipped in the package (``weights/decoder.pth|.safetensors``), if any."""
+    here = Path(__file__).resolve().parent / "weights"
+    for name in ("decoder.pth", "decoder.safetensors"):
+        if (here / name).is_file():
+            return here / name
+    return None
+
+
+def load_decoder(
+    weights: WeightsArg = None,
+    device: Union[None, str, torch.device] = None,
+    instance_norm: Optional[bool] = None,
+) -> Decoder:
+    """Trained inverse network; ``weights=None`` = the weights shipped in the package.
+
+    A checkpoint may be a bare state dict or ``{"state_dict": ..., "config": {"instance_norm": bool}}``.
+    Without ``instance_norm`` the variant is read from the config, else inferred from the keys.
+
+    Raises:
+        NoTrainedDecoderError: ``weights`` is None and no trained decoder is installed.
+    """
+    config = {}
+    if weights is None:
+        path = packaged_decoder_path()
+        if path is None:
+            raise NoTrainedDecoderError(
+                "no trained decoder is installed (styleswap_ext/weights/decoder.pth is missing); "
+                "use the optimisation method instead: --method optimize (Python: method=\"optimize\"), "
+                "or pass trained weights with --decoder-weights PATH"
+            )
+        weights = path
+    if isinstance(weights, Mapping):
+        sd = dict(weights)
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"decoder weights file not found: {path}")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True) if path.suffix != ".safetensors" else None
+        except Exception as e:
+            raise RuntimeError(f"cannot read decoder weights file {path}: {e.__class__.__name__}: {e}") from e
+        if isinstance(raw, Mapping) and isinstance(raw.get("config"), Mapping):
+            config = dict(raw["config"])
+        sd = _read_state_dict(path, "decoder weights")
+    if instance_norm is None:
+        # with instance norm, body.2 is the InstanceNorm2d(affine) after the first conv
+        instance_norm = bool(config.get("instance_norm", "body.2.weight" in sd))
+    decoder = Decoder(instance_norm=instance_norm)
+    try:
+        decoder.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise RuntimeError(f"decoder weights do not fit the Decoder architecture: {e}") from e
+    decoder.requires_grad_(False).eval()
+    return decoder.to(device) if device is not None else decoder
