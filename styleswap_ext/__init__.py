@@ -10,6 +10,6 @@ Operator API (features in, features out):
 
 from .module import StyleSwap
 from .ops import CUDA_BUILT, match_patches, style_swap
-from .pipeline import stylize  # noqa: F401  (image-level API: encoder, swap, decoder or optimisation)
+from .pipeline import stylize  # image-level API: encoder, swap, decoder or optimisation
 
-__all__ = ["StyleSwap", "match_patches", "style_swap", "CUDA_BUILT"]
+__all__ = ["StyleSwap", "match_patches", "style_swap", "stylize", "CUDA_BUILT"]

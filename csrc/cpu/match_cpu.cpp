@@ -27,11 +27,11 @@ namespace {
 
 constexpr double NORM_EPS = 1e-8;
 
-// Tile shape: content patches per task (at most) x style patches per BLAS call. Larger tiles
-// amortise BLAS's packing of both operands (each call re-packs them: (M + N) / (2 M N) packed
-// values per flop) against the score tile's size. STYLESWAP_CPU_TILE="M,N" overrides, for tuning.
+// Tile shape: content patches per task (at most) x style patches per BLAS call. Measured on the
+// 2-core dev machine (BENCHMARKS.md): 256 x 1024 (a 1 MiB fp32 score tile, L2-sized) beat
+// 512 x 2048 by ~25% and 384 x 768 by ~15% at 128 x 128 maps. STYLESWAP_CPU_TILE="M,N" overrides.
 struct TileShape {
-  int64_t m = 512, n = 2048;
+  int64_t m = 256, n = 1024;
   TileShape() {
     if (const char* env = std::getenv("STYLESWAP_CPU_TILE")) {
       long long m_ = 0, n_ = 0;
