@@ -6,6 +6,13 @@
 # without a visible GPU (needs nvcc and a CUDA build of torch; setup.py).
 
 PYTHON ?= python3
+
+# Where the project's shared folder sits beside the checkout (developers, CI), use its VGG-19
+# slice instead of downloading torchvision's checkpoint; an explicit setting wins.
+SHARED_VGG := ../shared/weights/vgg19_conv1_1-conv3_1_torchvision.pth
+ifneq ($(wildcard $(SHARED_VGG)),)
+export STYLESWAP_VGG19_WEIGHTS ?= $(abspath $(SHARED_VGG))
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 
