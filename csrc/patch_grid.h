@@ -50,8 +50,14 @@ struct StyleBank {
 // Sample n's batch entry in a style tensor (batch 1 = shared).
 inline int64_t style_batch_entry(const at::Tensor& style, int64_t n) { return style.size(0) == 1 ? 0 : n; }
 
-// Second line of defence behind the Python checks: shapes, dtypes, devices.
+// Second line of defence behind the Python checks: shapes, dtypes, devices. Every backend's
+// kernels call these first.
 void check_swap_args(const char* op, const at::Tensor& content_or_indices, bool is_indices, at::TensorList styles,
                      int64_t k, int64_t s);
+// swap_gather: the styles check above, and indices (N, H', W') of the grid of an H x W content.
+void check_gather_args(const at::Tensor& indices, at::TensorList styles, int64_t k, int64_t s, int64_t H, int64_t W);
+// swap_gather_backward: the same, grad (N, C, H, W) matching them, all on one device.
+void check_gather_backward_args(const at::Tensor& grad, const at::Tensor& indices, at::TensorList styles, int64_t k,
+                                int64_t s);
 
 }  // namespace styleswap

@@ -60,6 +60,25 @@ void check_swap_args(const char* op, const at::Tensor& first, bool is_indices, a
   }
 }
 
+void check_gather_args(const at::Tensor& indices, at::TensorList styles, int64_t k, int64_t s, int64_t H, int64_t W) {
+  check_swap_args("swap_gather", indices, /*is_indices=*/true, styles, k, s);
+  TORCH_CHECK_VALUE(H >= k && W >= k && indices.size(1) == covering_grid(H, k, s) &&
+                        indices.size(2) == covering_grid(W, k, s),
+                    "swap_gather: indices ", indices.sizes(), " do not match a ", H, "x", W,
+                    " content with patch_size ", k, " and stride ", s);
+}
+
+void check_gather_backward_args(const at::Tensor& grad, const at::Tensor& indices, at::TensorList styles, int64_t k,
+                                int64_t s) {
+  check_swap_args("swap_gather_backward", indices, /*is_indices=*/true, styles, k, s);
+  TORCH_CHECK_VALUE(grad.dim() == 4 && grad.size(0) == indices.size(0) && grad.size(1) == styles[0].size(1) &&
+                        indices.size(1) == covering_grid(grad.size(2), k, s) &&
+                        indices.size(2) == covering_grid(grad.size(3), k, s),
+                    "swap_gather_backward: grad ", grad.sizes(), " does not match indices ", indices.sizes());
+  TORCH_CHECK_VALUE(grad.device() == indices.device(), "swap_gather_backward: grad is on ", grad.device(),
+                    ", indices on ", indices.device());
+}
+
 namespace {
 
 at::Tensor style_swap_composite(const at::Tensor& content, at::TensorList styles, int64_t patch_size,

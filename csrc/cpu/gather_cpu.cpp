@@ -148,11 +148,7 @@ std::vector<at::Tensor> contiguous_all(at::TensorList ts) {
 
 at::Tensor swap_gather_cpu(const at::Tensor& indices_in, at::TensorList styles_in, int64_t k, int64_t s, int64_t H,
                            int64_t W) {
-  check_swap_args("swap_gather", indices_in, /*is_indices=*/true, styles_in, k, s);
-  TORCH_CHECK_VALUE(H >= k && W >= k && indices_in.size(1) == covering_grid(H, k, s) &&
-                        indices_in.size(2) == covering_grid(W, k, s),
-                    "swap_gather: indices ", indices_in.sizes(), " do not match a ", H, "x", W,
-                    " content with patch_size ", k, " and stride ", s);
+  check_gather_args(indices_in, styles_in, k, s, H, W);
   const auto styles = contiguous_all(styles_in);
   const at::Tensor indices = indices_in.contiguous();
   const StyleBank bank(styles, k, s);
@@ -164,12 +160,7 @@ at::Tensor swap_gather_cpu(const at::Tensor& indices_in, at::TensorList styles_i
 
 std::vector<at::Tensor> swap_gather_backward_cpu(const at::Tensor& grad_in, const at::Tensor& indices_in,
                                                  at::TensorList styles, int64_t k, int64_t s) {
-  check_swap_args("swap_gather_backward", indices_in, /*is_indices=*/true, styles, k, s);
-  TORCH_CHECK_VALUE(grad_in.dim() == 4 && grad_in.size(0) == indices_in.size(0) &&
-                        grad_in.size(1) == styles[0].size(1) &&
-                        indices_in.size(1) == covering_grid(grad_in.size(2), k, s) &&
-                        indices_in.size(2) == covering_grid(grad_in.size(3), k, s),
-                    "swap_gather_backward: grad ", grad_in.sizes(), " does not match indices ", indices_in.sizes());
+  check_gather_backward_args(grad_in, indices_in, styles, k, s);
   const at::Tensor grad = grad_in.to(styles[0].scalar_type()).contiguous();
   const at::Tensor indices = indices_in.contiguous();
   const StyleBank bank(styles, k, s);

@@ -173,13 +173,7 @@ void check_indices(const char* op, const at::Tensor& indices, int64_t n_s) {
 
 at::Tensor swap_gather_cuda(const at::Tensor& indices_in, at::TensorList styles_in, int64_t k, int64_t s, int64_t H,
                             int64_t W) {
-  check_swap_args("swap_gather", indices_in, /*is_indices=*/true, styles_in, k, s);
-  TORCH_CHECK_VALUE(H >= k && W >= k && indices_in.size(1) == covering_grid(H, k, s) &&
-                        indices_in.size(2) == covering_grid(W, k, s),
-                    "swap_gather: indices ", indices_in.sizes(), " do not match a ", H, "x", W,
-                    " content with patch_size ", k, " and stride ", s);
-  TORCH_CHECK_VALUE(indices_in.device() == styles_in[0].device(), "swap_gather: indices are on ",
-                    indices_in.device(), ", styles on ", styles_in[0].device());
+  check_gather_args(indices_in, styles_in, k, s, H, W);  // devices too
   const c10::cuda::CUDAGuard guard(indices_in.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const auto styles = contiguous_all(styles_in);
@@ -206,15 +200,7 @@ at::Tensor swap_gather_cuda(const at::Tensor& indices_in, at::TensorList styles_
 
 std::vector<at::Tensor> swap_gather_backward_cuda(const at::Tensor& grad_in, const at::Tensor& indices_in,
                                                   at::TensorList styles_in, int64_t k, int64_t s) {
-  check_swap_args("swap_gather_backward", indices_in, /*is_indices=*/true, styles_in, k, s);
-  TORCH_CHECK_VALUE(grad_in.dim() == 4 && grad_in.size(0) == indices_in.size(0) &&
-                        grad_in.size(1) == styles_in[0].size(1) &&
-                        indices_in.size(1) == covering_grid(grad_in.size(2), k, s) &&
-                        indices_in.size(2) == covering_grid(grad_in.size(3), k, s),
-                    "swap_gather_backward: grad ", grad_in.sizes(), " does not match indices ", indices_in.sizes());
-  TORCH_CHECK_VALUE(grad_in.device() == indices_in.device() && indices_in.device() == styles_in[0].device(),
-                    "swap_gather_backward: grad (", grad_in.device(), "), indices (", indices_in.device(),
-                    ") and styles (", styles_in[0].device(), ") must be on one device");
+  check_gather_backward_args(grad_in, indices_in, styles_in, k, s);  // devices too
   const c10::cuda::CUDAGuard guard(indices_in.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const auto styles = contiguous_all(styles_in);
