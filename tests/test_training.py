@@ -245,3 +245,52 @@ def test_ddp_two_processes_gloo(data_dirs, tmp_path, vgg_weights):
     assert ck["iteration"] == 2
     saved = param_digest_of_state(ck["state_dict"])
     assert ranks["0"] == ranks["1"] == saved  # DDP kept both replicas identical, and rank 0 saved them
+
+
+# --- the quality report script (benchmarks/quality_report.py), smoke test ------------------------------
+
+UST_DIR = REPO.parent / "shared" / "weights" / "ust_baseline"
+
+
+def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
+    if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
+        pytest.skip(f"UST baseline weights not found in {UST_DIR} (the shared/weights directory next to the repo)")
+    import importlib.util
+
+    ck = tmp_path / "ck.pth"
+    assert cli.main(_train_argv(data_dirs, ck, vgg_weights, "--iters", "1", "--val-fraction", "0.5",
+                                "--val-every", "100")) == 0
+    spec = importlib.util.spec_from_file_location("quality_report", REPO / "benchmarks" / "quality_report.py")
+    qr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(qr)
+    out = tmp_path / "q"
+    c, s = data_dirs
+    assert qr.main(["--decoder", str(ck), "--content-dir", str(c), "--style-dir", str(s), "--ust-dir", str(UST_DIR),
+                    "--vgg-weights", str(vgg_weights), "--size", "32", "--pairs", "1", "--opt-iters", "1", "2",
+                    "--grid", "2", "--tile", "32", "--out-dir", str(out), "--device", "cpu"]) == 0
+    import json
+
+    res = json.loads((out / "results.json").read_text())
+    val = torch.load(ck, weights_only=True)["split"]["content"]["val"]
+    assert [r["image"] for r in res["psnr"]] == val  # validation photos only
+    assert all(5 < r["ust"] < 60 and 0 < r["ours"] < 60 for r in res["psnr"])
+    assert set(res["objective"][0]) >= {"decoder", "opt_1", "opt_2"}
+    assert res["objective"][0]["opt_2"] <= res["objective"][0]["opt_1"] * 1.05
+    for name in ("grid.png", "pair.png", "quality.md"):
+        assert (out / name).is_file()
+    assert "UST baseline" in capsys.readouterr().out
+
+
+def test_ust_baseline_reconstructs_a_photo(vgg_weights):
+    """The rebuilt third-party baseline must invert its encoder well (DESIGN.md: ~23-31 dB at 256 px)."""
+    if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
+        pytest.skip(f"UST baseline weights not found in {UST_DIR}")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality_report", REPO / "benchmarks" / "quality_report.py")
+    qr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(qr)
+    enc, dec = qr.load_ust(UST_DIR, "cpu")
+    x = qr.load(REPO / "styleswap_ext" / "assets" / "cat.jpg", 128, "cpu")
+    with torch.no_grad():
+        assert qr.psnr(dec(enc(x)), x) > 20
