@@ -18,8 +18,8 @@ from PIL import Image
 
 from styleswap_ext import cli
 from styleswap_ext.models import load_decoder
-from styleswap_ext.training import (CHECKPOINT_KEYS, ImageBank, decoder_loss, iteration_generator, make_targets,
-                                    param_digest, split_names)
+from styleswap_ext.training import (CHECKPOINT_KEYS, ImageBank, decoder_loss, export_weights, iteration_generator,
+                                    make_targets, param_digest, split_names)
 
 from pathlib import Path
 
@@ -135,6 +135,11 @@ def test_train_writes_a_loadable_checkpoint(data_dirs, tmp_path, vgg_weights):
     dec = load_decoder(out)
     assert param_digest(dec) == param_digest_of_state(ck["state_dict"])
     assert not list(tmp_path.glob(".*.part"))
+    shipped = export_weights(out, tmp_path / "weights" / "decoder.pth")
+    assert shipped.stat().st_size < 0.5 * out.stat().st_size and shipped.stat().st_size < 10e6
+    assert param_digest(load_decoder(shipped)) == param_digest(dec)
+    meta = torch.load(shipped, weights_only=True)["meta"]
+    assert meta["iteration"] == 3 and meta["val_split"]["content"] == split["content"]["val"]
 
 
 def param_digest_of_state(sd):
