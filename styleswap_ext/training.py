@@ -173,13 +173,28 @@ def iteration_generator(seed: int, rank: int, iteration: int) -> torch.Generator
 # --- loss -----------------------------------------------------------------------------------------
 
 
+def swap_function(kind: str, device: torch.device):
+    """``ext``: the fused kernels; ``reference``: the paper's conv formulation in plain PyTorch (fast
+    enough at training crop sizes: ~1 ms per 256 px pair on an H200); ``auto``: ext unless the device
+    is CUDA and the extension was built without CUDA kernels."""
+    from . import ops, reference
+
+    if kind == "auto":
+        kind = "ext" if device.type != "cuda" or ops.CUDA_BUILT else "reference"
+    if kind not in ("ext", "reference"):
+        raise ValueError(f"swap must be auto, ext or reference, got {kind!r}")
+    return ops.style_swap if kind == "ext" else reference.style_swap
+
+
 @torch.no_grad()
 def make_targets(encoder, content: torch.Tensor, style: torch.Tensor, all_pairs: bool = True,
-                 patch_size: int = 3, stride: int = 1) -> torch.Tensor:
+                 patch_size: int = 3, stride: int = 1, swap=None) -> torch.Tensor:
     """Φ(content), Φ(style) and their style swaps: every content × style pair (``all_pairs``,
-    2B + B² targets, the authors' recipe) or content i with style i (2B + B targets)."""
-    from .ops import style_swap
+    2B + B² targets, the authors' recipe) or content i with style i (2B + B targets).
+    ``swap``: the style-swap function (default: the extension's ``style_swap``)."""
+    from .ops import style_swap as _ext_swap
 
+    style_swap = swap or _ext_swap
     hc, hs = encoder(content), encoder(style)
     if all_pairs:
         swaps = [style_swap(hc, hs[j:j + 1], patch_size, stride) for j in range(hs.shape[0])]
@@ -261,6 +276,9 @@ def add_arguments(p: argparse.ArgumentParser, int_at_least, float_in) -> None:
                    help="tf32: TF32 convolutions/matmuls on GPUs that have them (default); fp32: true fp32")
     r.add_argument("--vgg-weights", metavar="PATH",
                    help="VGG-19 weights (default: $STYLESWAP_VGG19_WEIGHTS, the cache, else download)")
+    r.add_argument("--swap", choices=("auto", "ext", "reference"), default="auto",
+                   help="style swap of the targets: ext = the fused kernels, reference = the paper's conv "
+                        "formulation in PyTorch; auto (default): ext unless it was built without CUDA on a GPU")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
 
 
@@ -320,7 +338,7 @@ def _resolve_device(name: str, world: int, local_rank: int) -> torch.device:
 
 @torch.no_grad()
 def validate(encoder, decoder, content: ImageBank, style: ImageBank, batch: int, tv_weight: float,
-             device) -> Dict[str, float]:
+             device, swap=None) -> Dict[str, float]:
     """Mean loss over fixed centre crops: content i, style i mod n_style and their swap (i with i)."""
     if len(content) == 0 or len(style) == 0:
         return {}
@@ -330,7 +348,7 @@ def validate(encoder, decoder, content: ImageBank, style: ImageBank, batch: int,
         ids = list(range(lo, min(lo + batch, len(content))))
         c = torch.stack([content.center(i) for i in ids]).to(device)
         s = torch.stack([style.center(i % len(style)) for i in ids]).to(device)
-        targets = make_targets(encoder, c, s, all_pairs=False)
+        targets = make_targets(encoder, c, s, all_pairs=False, swap=swap)
         loss, f, _ = decoder_loss(encoder, decoder, targets, tv_weight)
         total += loss.item() * len(ids)
         feat += f.item() * len(ids)
@@ -392,6 +410,7 @@ def train(args) -> dict:
             names = [n for n in split[kind][part] if (Path(directory) / n).is_file()]
             banks[kind, part] = ImageBank(directory, names, args.image_size, load_size)
 
+    swap = swap_function(args.swap, device)
     encoder = load_encoder(args.vgg_weights, device=device, progress=not args.quiet and rank == 0)
     instance_norm = (bool(ckpt["config"].get("instance_norm", True)) if ckpt is not None
                      else not args.no_instance_norm)
@@ -430,7 +449,7 @@ def train(args) -> dict:
             return
         decoder.eval()
         v = validate(encoder, decoder, banks["content", "val"], banks["style", "val"], args.batch_size,
-                     args.tv_weight, device)
+                     args.tv_weight, device, swap)
         decoder.train()
         if v:
             history.append({"iteration": iteration, **v})
@@ -453,7 +472,7 @@ def train(args) -> dict:
         g = iteration_generator(args.seed, rank, iteration)
         c = banks["content", "train"].random_batch(B, g).to(device, non_blocking=True)
         s = banks["style", "train"].random_batch(B, g).to(device, non_blocking=True)
-        targets = make_targets(encoder, c, s, all_pairs=True)
+        targets = make_targets(encoder, c, s, all_pairs=True, swap=swap)
         optimizer.zero_grad(set_to_none=True)
         loss, feat, _ = decoder_loss(encoder, model, targets, args.tv_weight,
                                      images=torch.cat([c, s]), pixel_weight=args.pixel_weight)

@@ -98,6 +98,17 @@ def test_targets_follow_the_authors_recipe(encoder):
     assert torch.allclose(t[6:8], style_swap(hc, hs[1:2], 3, 1))
 
 
+def test_reference_swap_gives_the_same_targets(encoder):
+    from styleswap_ext.training import swap_function
+
+    torch.manual_seed(1)
+    c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    ext = make_targets(encoder, c, s, swap=swap_function("ext", torch.device("cpu")))
+    ref = make_targets(encoder, c, s, swap=swap_function("reference", torch.device("cpu")))
+    torch.testing.assert_close(ext, ref, rtol=1e-4, atol=1e-4)
+    assert swap_function("auto", torch.device("cpu")) is swap_function("ext", torch.device("cpu"))
+
+
 def test_loss_decreases_on_a_fixed_batch(encoder):
     from styleswap_ext.models import Decoder
 
@@ -152,7 +163,7 @@ def param_digest_of_state(sd):
 
 def test_resume_equals_an_uninterrupted_run(data_dirs, tmp_path, vgg_weights):
     full, part = tmp_path / "full.pth", tmp_path / "part.pth"
-    common = ("--val-every", "100", "--log-every", "1", "--seed", "3")
+    common = ("--val-every", "100", "--log-every", "1", "--seed", "3", "--swap", "reference")
     assert cli.main(_train_argv(data_dirs, full, vgg_weights, "--iters", "4", *common)) == 0
     assert cli.main(_train_argv(data_dirs, part, vgg_weights, "--iters", "2", *common)) == 0
     assert torch.load(part, weights_only=True)["iteration"] == 2
