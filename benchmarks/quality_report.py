@@ -43,9 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from styleswap_ext import image_io, style_swap  # noqa: E402
+from styleswap_ext import image_io  # noqa: E402
 from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
 from styleswap_ext.pipeline import TV_WEIGHT, objective, resolve_device  # noqa: E402
+from styleswap_ext.training import swap_function  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 
@@ -197,6 +198,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
+    style_swap = swap_function("auto", device)  # the fused kernels, or the reference without a CUDA build
     style_size = args.style_size or args.size
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
