@@ -2,6 +2,7 @@
 
     styleswap stylize CONTENT STYLE [STYLE ...] -o OUT [options]
     styleswap demo [-o styleswap-demo.png]
+    styleswap train-decoder --content-dir DIR --style-dir DIR --out CKPT [options]   (see training.py)
 
 Errors print exactly one line ``styleswap: error: ...`` on stderr, never a traceback
 (set ``STYLESWAP_DEBUG=1`` to get one): exit code 2 for bad arguments (argparse's convention),
@@ -136,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", default="styleswap-demo.png", metavar="OUT",
                    help="output file (default styleswap-demo.png)")
     _add_run_options(d, demo=True)
+
+    from .training import add_arguments as _add_train_arguments
+
+    t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
+                       description="Train the decoder on random crops of content and style images and their "
+                                   "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
+                                   "DistributedDataParallel. See docs/training.md.")
+    _add_train_arguments(t, _int_at_least, _float_in)
     return parser
 
 
@@ -279,6 +288,17 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _run_train(args) -> int:
+    from .training import check_arguments, train
+
+    try:
+        check_arguments(args)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    train(args)
+    return 0
+
+
 def _describe(exc: BaseException, where=None) -> str:
     from .image_io import ImageLoadError
     from .models import NoTrainedDecoderError, WeightsUnavailableError
@@ -310,6 +330,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "train-decoder":
+            return _run_train(args)
         return _run_stylize(args)
     except UsageError as e:
         _say_error(str(e))
