@@ -85,3 +85,13 @@ def test_stylize_tiled_matches_untiled(encoder, content_pil, style_pil):
     tiled = stylize(c, style_pil, tile_size=32, **kw)
     assert tiled.shape == untiled.shape == (3, 72, 96)
     assert (tiled - untiled).abs().max().item() < 1e-4
+
+
+def test_cli_tile_size_option(capsys):
+    from styleswap_ext import cli
+
+    assert cli.main(["stylize", "a.png", "b.png", "-o", "o.png", "--tile-size", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tile-size" in err
+    args = cli.build_parser().parse_args(["stylize", "a.png", "b.png", "-o", "o.png", "--tile-size", "0"])
+    assert args.tile_size == 0
