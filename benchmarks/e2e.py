@@ -3,6 +3,7 @@ conv reference, on the CPU (or a GPU with ``--device cuda``).
 
     python benchmarks/e2e.py                                   # 512 1024 2048 px, 256 px style
     python benchmarks/e2e.py --sizes 512 1024 2048 4096 --style-size 1024 --device cuda --precision tf32
+    python benchmarks/e2e.py --sizes 3840x2160 --style-size 1024 --device cuda --precision tf32 --impls ours
     python benchmarks/e2e.py --plot-only benchmarks/results/e2e_cpu.json
 
 Each case is one fresh process that runs the CLI (``styleswap_ext.cli.main``) on a square
@@ -38,6 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # this tree's styleswap_ext, not another installed copy
 ASSETS = REPO / "styleswap_ext" / "assets"
 DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"
 
@@ -70,11 +72,17 @@ def _make_inputs(tmp: Path, sizes, style_size):
     paths = {}
     for n in sizes:
         p = tmp / f"content_{n}.png"
-        cat.resize((n, n), Image.LANCZOS).save(p)
+        cat.resize(_shape(n), Image.LANCZOS).save(p)
         paths[n] = p
     style = tmp / f"style_{style_size}.png"
     Image.open(ASSETS / "starry_night.jpg").convert("RGB").resize((style_size, style_size), Image.LANCZOS).save(style)
     return paths, style
+
+
+def _shape(text):
+    """"N" -> (N, N); "WxH" -> (W, H)."""
+    w, _, h = str(text).partition("x")
+    return int(w), int(h or w)
 
 
 def _baseline_vm_kib() -> int:
@@ -151,7 +159,8 @@ def plot(data, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    ap.add_argument("--sizes", nargs="+", default=["512", "1024", "2048"],
+                    help="content sizes: N (square) or WxH, e.g. 3840x2160")
     ap.add_argument("--style-size", type=int, default=256)
     ap.add_argument("--impls", nargs="+", default=["ours", "reference"], choices=["ours", "reference"])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -204,7 +213,7 @@ def main():
             for impl in args.impls:
                 res = run_case(impl, contents[n], style, tmp / f"out_{impl}_{n}.png", args,
                                cap_bytes=cap if impl == "reference" else None, timeout=args.timeout)
-                res.update(impl=impl, size=n)
+                res.update(impl=impl, size=max(_shape(n)), shape=list(_shape(n)))
                 data["results"].append(res)
                 print(json.dumps(res), flush=True)
                 json_path.write_text(json.dumps(data, indent=1))
