@@ -62,6 +62,9 @@ setup(
     package_data={"styleswap_ext": ["assets/*", "weights/*"]},
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pillow", "tqdm"],
+    # `styleswap video` on video files reads/writes them through PyAV (its wheels ship FFmpeg);
+    # directories of frames need nothing extra.
+    extras_require={"video": ["av"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     entry_points={"console_scripts": ["styleswap=styleswap_ext.cli:main"]},

@@ -1,8 +1,12 @@
 """The ``styleswap`` command line (also ``python -m styleswap_ext``).
 
     styleswap stylize CONTENT STYLE [STYLE ...] -o OUT [options]
+    styleswap video IN STYLE [STYLE ...] -o OUT [options]
     styleswap demo [-o styleswap-demo.png]
     styleswap train-decoder --content-dir DIR --style-dir DIR --out CKPT [options]   (see training.py)
+
+``stylize DIR`` and ``video FRAMES_DIR`` launched by ``torchrun --nproc_per_node N`` shard the
+files across the processes (see :mod:`styleswap_ext.distributed`).
 
 Errors print exactly one line ``styleswap: error: ...`` on stderr, never a traceback
 (set ``STYLESWAP_DEBUG=1`` to get one): exit code 2 for bad arguments (argparse's convention),
@@ -115,6 +119,9 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="VGG-19 weights (torchvision checkpoint or its conv1_1-conv3_1 slice); default: "
                         "$STYLESWAP_VGG19_WEIGHTS, the cache, else download")
     r.add_argument("--decoder-weights", metavar="PATH", help="trained decoder weights (default: the installed ones)")
+    r.add_argument("--tile-size", type=_int_at_least(0), default=None, metavar="PX",
+                   help="encode/decode images larger than PX px per side on overlapping tiles (bounded memory, "
+                        "same result); default 1024 on the CPU, 2048/4096 on GPUs by memory; 0 = never tile")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
 
@@ -130,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (format from its extension), or a directory when CONTENT is one")
     _add_run_options(s)
+
+    v = sub.add_parser("video", help="stylise a video file, or a directory of frames",
+                       description="Stylise every frame of IN (a video file read through PyAV, or a directory "
+                                   "of frames) with the patches of STYLE; the styles are encoded once. A video "
+                                   "keeps its frame timing and audio; a directory of frames gives a directory "
+                                   "of frames with the same names.")
+    v.add_argument("input", metavar="IN", help="video file (.mp4, .mov, .mkv, .webm, ...) or a directory of frames")
+    v.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
+    v.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output video file (container from its extension), or a directory when IN is one")
+    v.add_argument("--codec", default=None, help="video encoder (default: libx264 for .mp4/.mov/.mkv, "
+                                                   "libvpx-vp9 for .webm, else mpeg4)")
+    v.add_argument("--crf", type=_int_at_least(0), default=18, help="quality for libx264/libvpx-vp9 (default 18)")
+    v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
+    _add_run_options(v)
 
     d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
                        description="Stylise the bundled cat photo with The Starry Night. Uses the trained "
@@ -191,17 +213,11 @@ def _check_output_file(path: Path) -> None:
 
 
 def _run_stylize(args) -> int:
-    from . import pipeline
+    from . import distributed, pipeline
     from .image_io import ImageLoadError, is_image_path, load_image, save_image
     from .models import load_decoder, load_encoder
 
-    if args.stride > args.patch_size:
-        raise UsageError(f"--stride ({args.stride}) must not exceed --patch-size ({args.patch_size})")
-    if args.style_weights is not None:
-        if len(args.style_weights) != len(args.styles):
-            raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
-        if not any(w > 0 for w in args.style_weights):
-            raise UsageError("--style-weights must not all be 0")
+    _check_common(args)
     content = Path(args.content)
     out = Path(args.output)
     if content.is_dir():
@@ -219,7 +235,11 @@ def _run_stylize(args) -> int:
             jobs = [(content, out)]
         load_image(content)  # fail fast on a bad content file, before loading any model
 
-    device = pipeline.resolve_device(args.device)
+    many = len(jobs) > 1
+    w = distributed.world()
+    if w.distributed:  # torchrun: this process's share of the files, each written by one process
+        jobs = distributed.shard(jobs, w)
+    device = distributed.device_for(pipeline.resolve_device(args.device), w)
     styles = [load_image(s) for s in args.styles]
     decoder = None
     if args.method == "decoder" or args.init == "decoder":
@@ -227,21 +247,18 @@ def _run_stylize(args) -> int:
     encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
     if content.is_dir():
         out.mkdir(parents=True, exist_ok=True)
+    if not jobs:
+        _info(args, f"rank {w.rank} of {w.size}: no files left for this process")
+        return 0
+    bank = _style_bank(args, styles, encoder, device)
 
     from tqdm.auto import tqdm
 
     failures = 0
-    many = len(jobs) > 1
     bar = tqdm(jobs, desc="images", unit="img", file=sys.stderr, disable=args.quiet or not many, dynamic_ncols=True)
     for src, dst in bar:
         try:
-            result = pipeline.stylize(
-                src, styles, method=args.method, patch_size=args.patch_size, stride=args.stride,
-                content_size=args.content_size, style_size=args.style_size, alpha=args.alpha,
-                preserve_color=args.preserve_color, iters=args.iters, device=device,
-                style_weights=args.style_weights, init=args.init, lr=args.lr, tv_weight=args.tv_weight,
-                precision=args.precision, encoder=encoder, decoder=decoder, progress=not args.quiet,
-            )
+            result = _stylize_one(args, src, bank, encoder, decoder)
             save_image(result, dst)
         except Exception as e:  # per image: report, go on with the others
             if not many:
@@ -255,7 +272,95 @@ def _run_stylize(args) -> int:
     if not many:
         _info(args, f"wrote {jobs[0][1]}")
     else:
-        _info(args, f"wrote {len(jobs)} images to {out}")
+        who = f" (rank {w.rank} of {w.size})" if w.distributed else ""
+        _info(args, f"wrote {len(jobs)} images to {out}{who}")
+    return 0
+
+
+def _style_bank(args, styles, encoder, device):
+    from . import pipeline
+
+    return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
+                              patch_size=args.patch_size, stride=args.stride, device=device,
+                              precision=args.precision, tile_size=args.tile_size, progress=not args.quiet)
+
+
+def _stylize_one(args, content, bank, encoder, decoder, progress=None):
+    from . import pipeline
+
+    return pipeline.stylize(
+        content, bank, method=args.method, content_size=args.content_size, alpha=args.alpha,
+        preserve_color=args.preserve_color, iters=args.iters, init=args.init, lr=args.lr,
+        tv_weight=args.tv_weight, encoder=encoder, decoder=decoder,
+        progress=(not args.quiet) if progress is None else progress, tile_size=args.tile_size,
+    )
+
+
+def _check_common(args) -> None:
+    if args.stride > args.patch_size:
+        raise UsageError(f"--stride ({args.stride}) must not exceed --patch-size ({args.patch_size})")
+    if args.style_weights is not None:
+        if len(args.style_weights) != len(args.styles):
+            raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
+        if not any(w > 0 for w in args.style_weights):
+            raise UsageError("--style-weights must not all be 0")
+
+
+def _run_video(args) -> int:
+    from . import distributed, pipeline, video
+    from .image_io import ImageLoadError, is_image_path, load_image
+    from .models import load_decoder, load_encoder
+
+    _check_common(args)
+    src, out = Path(args.input), Path(args.output)
+    frames_dir = src.is_dir()
+    if frames_dir:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"IN is a directory of frames, so -o must be a directory too, but {str(out)!r} is a file")
+        files = sorted(p for p in src.iterdir() if is_image_path(p))
+        if not files:
+            raise ImageLoadError(f"no image files in directory: {src}")
+    else:
+        if not src.is_file():
+            raise UsageError(f"input not found: {str(src)!r}")
+        if out.is_dir():
+            raise UsageError(f"output {str(out)!r} is a directory; give a video file name such as out.mp4")
+        if not out.suffix:
+            raise UsageError(f"output {str(out)!r} has no extension: use e.g. .mp4, .mkv or .webm")
+        if not out.parent.is_dir():
+            raise UsageError(f"output directory does not exist: {str(out.parent)!r}")
+        video.require_av()
+        if args.codec is not None:
+            import av
+
+            if args.codec not in av.codecs_available:
+                raise UsageError(f"--codec {args.codec!r} is not available in this FFmpeg build")
+    w = distributed.world()
+    if frames_dir and w.distributed:
+        files = distributed.shard(files, w)
+    elif w.distributed and w.rank > 0:
+        _info(args, f"rank {w.rank}: a video file is done by rank 0 only")
+        return 0
+    device = distributed.device_for(pipeline.resolve_device(args.device), w)
+    styles = [load_image(s) for s in args.styles]
+    decoder = None
+    if args.method == "decoder" or args.init == "decoder":
+        decoder = load_decoder(args.decoder_weights)
+    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
+
+    def frame_fn(t):
+        return _stylize_one(args, t, bank, encoder, decoder, progress=False)
+
+    if frames_dir:
+        n = video.stylize_frames_dir(src, out, frame_fn, progress=not args.quiet, files=files)
+        _info(args, f"wrote {n} frames to {out}")
+        return 0
+    info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,
+                               max_frames=args.max_frames, progress=not args.quiet)
+    audio = f", {info['audio_streams']} audio stream(s) copied" if info["audio_streams"] else ""
+    _info(args, f"wrote {out} ({info['frames']} frames, {info['size'][0]}x{info['size'][1]}, "
+                f"{info['fps']:.3g} fps, {info['codec']}{audio})")
     return 0
 
 
@@ -307,7 +412,9 @@ def _describe(exc: BaseException, where=None) -> str:
         place = f" while processing {where}" if where else ""
         return (f"out of memory{place}: try a smaller --content-size / --style-size, a larger --stride, "
                 "--precision bf16, or another --device")
-    if isinstance(exc, (ImageLoadError, NoTrainedDecoderError, WeightsUnavailableError)):
+    from .video import VideoDependencyError
+
+    if isinstance(exc, (ImageLoadError, NoTrainedDecoderError, WeightsUnavailableError, VideoDependencyError)):
         return str(exc)
     if isinstance(exc, FileNotFoundError) and exc.filename is None:
         return str(exc)
@@ -332,6 +439,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run_demo(args)
         if args.command == "train-decoder":
             return _run_train(args)
+        if args.command == "video":
+            return _run_video(args)
         return _run_stylize(args)
     except UsageError as e:
         _say_error(str(e))

@@ -56,12 +56,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import image_io
+from . import image_io, tiling
 from ._inputs import prepare
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .ops import match_patches, style_swap
 
-__all__ = ["stylize", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
+__all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
            "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
 
 METHODS = ("decoder", "optimize")
@@ -282,6 +282,70 @@ def optimize_image(encoder: VGGEncoder, target_features: torch.Tensor, init: tor
     return x.detach(), history
 
 
+# --- the style bank ------------------------------------------------------------------------------
+
+
+class StyleBank:
+    """The style images, encoded once and reused for every content image or video frame.
+
+    Holds Φ(style) of every style (resized to ``style_size``, encoded on ``device`` under
+    ``precision``; bf16 copies for ``precision="bf16"``, so no per-frame conversion either) and the
+    swap settings (patch size, stride, style weights). ``stylize(content, bank, ...)`` and
+    ``styleswap video`` use it so that a run encodes its styles once, not once per image/frame.
+
+    What it does not cache: the normalised style patch matrix (``φ_j(S)/‖φ_j(S)‖``). The fused op
+    ``styleswap_ext.style_swap(content, style, k, s)`` takes raw style features and rebuilds the
+    normalised bank inside each call (O(n_s·D), small next to the O(n_c·n_s·D) matching); reusing
+    it needs an op variant that accepts precomputed inverse norms (see the video docs).
+    """
+
+    def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
+                 style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
+                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        for name, v in (("patch_size", patch_size), ("stride", stride)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if stride > patch_size:
+            raise ValueError(f"stride ({stride}) must not exceed patch_size ({patch_size})")
+        styles_in = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+        if not styles_in:
+            raise ValueError("style is an empty list: give at least one style image")
+        if style_weights is not None:
+            style_weights = [float(w) for w in style_weights]
+            if len(style_weights) != len(styles_in):
+                raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
+            if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
+                raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+        self.device = resolve_device(device)
+        self.patch_size, self.stride, self.precision = patch_size, stride, precision
+        self.style_weights = style_weights
+        style_ts = [_load_as_tensor(s, style_size, "style_size")[0] for s in styles_in]
+        min_side = encoder.downsampling * patch_size
+        feats = []
+        with _precision(precision):
+            for i, s in enumerate(style_ts):
+                if s.shape[0] != 1:
+                    raise ValueError(f"style {i} must be one image, got a batch of {s.shape[0]}")
+                if min(s.shape[-2:]) < min_side:
+                    raise ValueError(f"style image {i} is too small ({s.shape[-1]}x{s.shape[-2]} px): "
+                                     f"needs at least {min_side} px per side for patch_size {patch_size}")
+                f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
+                feats.append(f.bfloat16() if precision == "bf16" else f)
+        self.features: List[torch.Tensor] = feats
+
+    def swap(self, content_features: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`)."""
+        return swap_features(content_features, self.features, self.style_weights, self.patch_size, self.stride,
+                             alpha, self.precision)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)
+        return (f"StyleBank({len(self.features)} style(s) [{shapes}], patch_size={self.patch_size}, "
+                f"stride={self.stride}, precision={self.precision!r}, device={self.device})")
+
+
 # --- the pipeline ----------------------------------------------------------------------------------
 
 
@@ -315,12 +379,15 @@ def stylize(
     decoder_weights=None,
     progress: bool = True,
     return_history: bool = False,
+    tile_size: Optional[int] = None,
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
     Args:
         content: a path, a PIL image, or a float tensor in [0, 1] ``(3, H, W)`` / ``(N, 3, H, W)``.
-        style: the same kinds, or a list of them: all their patches form one bank.
+        style: the same kinds, or a list of them: all their patches form one bank; or a
+            :class:`StyleBank` (styles already encoded: its patch size, stride, style weights and
+            precision are used, and ``style_size`` / ``style_weights`` must be left at None).
         method: ``"decoder"`` (one pass through the inverse network) or ``"optimize"`` (Adam on the
             image; the paper's objective, see the module docstring).
         patch_size, stride: of the swap (paper: 3 and 1); ``stride <= patch_size``.
@@ -342,6 +409,11 @@ def stylize(
             say where to load from otherwise; see :func:`load_encoder`, :func:`load_decoder`).
         progress: show a progress bar (stderr) while optimising.
         return_history: also return the list of objective values per content image (optimize only).
+        tile_size: encoder/decoder tile side in image px (:mod:`styleswap_ext.tiling`): images
+            larger than this are encoded and decoded on overlapping tiles (same result up to float
+            rounding, bounded memory). None = :func:`styleswap_ext.tiling.default_tile_size` for the
+            device (1024 on the CPU); 0 = never tile. The optimisation's own encoder passes
+            (with gradients) are not tiled.
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -367,16 +439,32 @@ def stylize(
         raise ValueError(f"stride ({stride}) must not exceed patch_size ({patch_size})")
     if method == "optimize" and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
-    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles_in:
-        raise ValueError("style is an empty list: give at least one style image")
-    if style_weights is not None:
-        style_weights = [float(w) for w in style_weights]
-        if len(style_weights) != len(styles_in):
-            raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
-        if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
-            raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
-    dev = resolve_device(device)
+    bank = style if isinstance(style, StyleBank) else None
+    if bank is not None:
+        if style_weights is not None or style_size is not None:
+            raise ValueError("style is a StyleBank: give style_weights / style_size when building the bank, not here")
+        if (patch_size, stride) != (bank.patch_size, bank.stride):
+            if (patch_size, stride) != (3, 1):
+                raise ValueError(f"patch_size/stride ({patch_size}, {stride}) differ from the StyleBank's "
+                                 f"({bank.patch_size}, {bank.stride})")
+            patch_size, stride = bank.patch_size, bank.stride
+        precision = bank.precision
+        styles_in = []
+    else:
+        styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+        if not styles_in:
+            raise ValueError("style is an empty list: give at least one style image")
+        if style_weights is not None:
+            style_weights = [float(w) for w in style_weights]
+            if len(style_weights) != len(styles_in):
+                raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
+            if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
+                raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+    dev = bank.device if bank is not None else resolve_device(device)
+    if tile_size is None:
+        tile_size = tiling.default_tile_size(dev)
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 0:
+        raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
 
     # inputs first, so that a bad file fails before any model is loaded
     content_t, content_was_tensor = _load_as_tensor(content, content_size, "content_size")
@@ -397,14 +485,10 @@ def stylize(
     min_side = step * patch_size
 
     results, histories = [], []
+    if bank is None:
+        bank = StyleBank(style_ts, encoder, style_weights=style_weights, patch_size=patch_size, stride=stride,
+                         device=dev, precision=precision, tile_size=tile_size, progress=progress)
     with _precision(precision):
-        style_feats = []
-        for i, s in enumerate(style_ts):
-            if min(s.shape[-2:]) < min_side:
-                raise ValueError(f"style image {i} is too small ({s.shape[-1]}x{s.shape[-2]} px): "
-                                 f"needs at least {min_side} px per side for patch_size {patch_size}")
-            with torch.no_grad():
-                style_feats.append(encoder(s.to(dev)))
         for n in range(content_t.shape[0]):
             c = content_t[n:n + 1].to(dev)
             h, w = (c.shape[-2] // step) * step, (c.shape[-1] // step) * step
@@ -413,19 +497,17 @@ def stylize(
                                  f"needs at least {min_side} px per side for patch_size {patch_size}")
             c = c[..., :h, :w]
             with torch.no_grad():
-                cf = encoder(c)
-                target = swap_features(cf, style_feats, style_weights, patch_size, stride, alpha, precision)
+                cf = tiling.encode(encoder, c, tile_size, progress)
+                target = bank.swap(cf, alpha)
             if method == "decoder":
-                with torch.no_grad():
-                    out = decoder(target)
+                out = tiling.decode(decoder, target, tile_size, progress)
             else:
                 if init == "content":
                     x0 = c
                 elif init == "random":
                     x0 = torch.rand_like(c)
                 else:
-                    with torch.no_grad():
-                        x0 = decoder(target)
+                    x0 = tiling.decode(decoder, target, tile_size, progress)
                 out, hist = optimize_image(encoder, target, x0, iters, lr, tv_weight, progress)
                 histories.append(hist)
             out = out.float().clamp(0, 1)

@@ -1,0 +1,225 @@
+"""End-to-end ``styleswap stylize`` time and peak memory against content resolution, ours vs the
+conv reference, on the CPU (or a GPU with ``--device cuda``).
+
+    python benchmarks/e2e.py                                   # 512 1024 2048 px, 256 px style
+    python benchmarks/e2e.py --sizes 512 1024 2048 4096 --style-size 1024 --device cuda --precision tf32
+    python benchmarks/e2e.py --sizes 3840x2160 --style-size 1024 --device cuda --precision tf32 --impls ours
+    python benchmarks/e2e.py --plot-only benchmarks/results/e2e_cpu.json
+
+Each case is one fresh process that runs the CLI (``styleswap_ext.cli.main``) on a square
+content PNG of N px and a style PNG (the bundled cat and The Starry Night, resized beforehand):
+load both images, load the encoder and decoder, encode (tiled above ``--tile-size``), swap,
+decode (tiled), save a PNG. Reported: ``run_s`` = wall time of that whole ``main()`` call (not the
+Python/torch import), ``peak_rss_gib`` = the process's VmHWM (peak resident set) from
+/proc/self/status, and on CUDA ``cuda_peak_gib`` = torch.cuda.max_memory_allocated.
+
+``--impl ours`` swaps with the fused op (``styleswap_ext.style_swap``); ``--impl reference``
+replaces it by ``styleswap_ext.reference.style_swap`` (conv2d -> argmax -> one-hot ->
+conv_transpose2d), everything else identical. A reference case runs under an address-space cap
+(``--ref-mem-cap-gib`` over the baseline; CPU only) so that it fails with "out of memory" instead
+of taking the machine down; such a case is marked OOM.
+
+The decoder is a randomly initialised :class:`~styleswap_ext.models.Decoder` (no trained decoder
+ships yet): its time and memory depend only on the architecture, not on the weights, so the
+figures stand for a trained one; the pictures do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))  # this tree's styleswap_ext, not another installed copy
+ASSETS = REPO / "styleswap_ext" / "assets"
+DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"
+
+CHILD = r"""
+import json, sys, time
+import torch
+from styleswap_ext import cli, pipeline, reference
+cfg = json.loads(sys.argv[1])
+if cfg["impl"] == "reference":
+    pipeline.style_swap = reference.style_swap
+if cfg["device"] == "cuda":
+    torch.cuda.init()
+t0 = time.perf_counter()
+rc = cli.main(cfg["argv"])
+if cfg["device"] == "cuda":
+    torch.cuda.synchronize()
+t = time.perf_counter() - t0
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
+res = {"rc": rc, "run_s": t, "peak_rss_gib": int(status["VmHWM"].split()[0]) / 2**20}
+if cfg["device"] == "cuda":
+    res["cuda_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+print("RESULT " + json.dumps(res))
+"""
+
+
+def _make_inputs(tmp: Path, sizes, style_size):
+    from PIL import Image
+
+    cat = Image.open(ASSETS / "cat.jpg").convert("RGB")
+    paths = {}
+    for n in sizes:
+        p = tmp / f"content_{n}.png"
+        cat.resize(_shape(n), Image.LANCZOS).save(p)
+        paths[n] = p
+    style = tmp / f"style_{style_size}.png"
+    Image.open(ASSETS / "starry_night.jpg").convert("RGB").resize((style_size, style_size), Image.LANCZOS).save(style)
+    return paths, style
+
+
+def _shape(text):
+    """"N" -> (N, N); "WxH" -> (W, H)."""
+    w, _, h = str(text).partition("x")
+    return int(w), int(h or w)
+
+
+def _baseline_vm_kib() -> int:
+    out = subprocess.run([sys.executable, "-c", "import torch, styleswap_ext; "
+                          "print([l for l in open('/proc/self/status') if l.startswith('VmPeak')][0].split()[1])"],
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+
+def run_case(impl, content, style, out, args, cap_bytes=None, timeout=None):
+    argv = ["stylize", str(content), str(style), "-o", str(out), "--method", "decoder",
+            "--decoder-weights", str(args.decoder), "--vgg-weights", str(args.vgg_weights), "--device", args.device,
+            "--precision", args.precision, "-q"]
+    if args.tile_size is not None:
+        argv += ["--tile-size", str(args.tile_size)]
+    cfg = {"impl": impl, "argv": argv, "device": args.device}
+
+    def limit():
+        if cap_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
+
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], cwd=REPO, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, preexec_fn=limit, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "timeout_s": timeout}
+    wall = time.perf_counter() - start
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    err = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    if not line:
+        return {"status": "OOM" if "memory" in proc.stderr.lower() or proc.returncode < 0 else "failed",
+                "returncode": proc.returncode, "error": err, "process_s": wall}
+    res = json.loads(line[0][7:])
+    if res["rc"] != 0:
+        return {"status": "OOM" if "out of memory" in err else "failed", "error": err, "process_s": wall,
+                "peak_rss_gib": res["peak_rss_gib"]}
+    res.update(status="ok", process_s=wall)
+    return res
+
+
+def plot(data, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    for impl, marker in (("ours", "o"), ("reference", "s")):
+        rows = [r for r in data["results"] if r["impl"] == impl]
+        ok = [r for r in rows if r["status"] == "ok"]
+        mem_key = "cuda_peak_gib" if data["device"] == "cuda" else "peak_rss_gib"
+        ax_t.plot([r["size"] for r in ok], [r["run_s"] for r in ok], marker=marker, label=impl)
+        ax_m.plot([r["size"] for r in ok], [r[mem_key] for r in ok], marker=marker, label=impl)
+        for r in rows:
+            if r["status"] != "ok":
+                for ax in (ax_t, ax_m):
+                    ax.axvline(r["size"], color="red", ls=":", lw=1)
+                    ax.annotate(f"{impl}: {r['status']}", (r["size"], 0.5), xycoords=("data", "axes fraction"),
+                                rotation=90, color="red", fontsize=8, ha="right")
+    for ax, label in ((ax_t, "end-to-end time (s)"), (ax_m, "peak memory (GiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("content side (px)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    ax_m.axhline(8, color="grey", ls="--", lw=1)
+    fig.suptitle(f"styleswap stylize, {data['style_size']} px style, {data['device']} ({data['machine']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["512", "1024", "2048"],
+                    help="content sizes: N (square) or WxH, e.g. 3840x2160")
+    ap.add_argument("--style-size", type=int, default=256)
+    ap.add_argument("--impls", nargs="+", default=["ours", "reference"], choices=["ours", "reference"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    ap.add_argument("--tile-size", type=int, default=None, help="passed to the CLI (default: its default)")
+    ap.add_argument("--vgg-weights", default=os.environ.get("STYLESWAP_VGG19_WEIGHTS", str(DEFAULT_VGG)))
+    ap.add_argument("--ref-mem-cap-gib", type=float, default=10.0,
+                    help="address-space cap for reference cases on the CPU, over the baseline (default 10)")
+    ap.add_argument("--timeout", type=float, default=900, help="per case, seconds")
+    ap.add_argument("--json", default=None, help="default benchmarks/results/e2e_<device>.json")
+    ap.add_argument("--png", default=None, help="default benchmarks/results/e2e_<device>.png")
+    ap.add_argument("--plot-only", default=None, metavar="JSON")
+    args = ap.parse_args()
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    if args.plot_only:
+        data = json.loads(Path(args.plot_only).read_text())
+        plot(data, args.png or Path(args.plot_only).with_suffix(".png"))
+        return
+    json_path = Path(args.json or out_dir / f"e2e_{args.device}.json")
+    png_path = Path(args.png or json_path.with_suffix(".png"))
+
+    import torch
+
+    machine = platform.processor() or platform.machine()
+    if args.device == "cuda":
+        machine = torch.cuda.get_device_name(0)
+    else:
+        try:
+            machine = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
+        except (OSError, IndexError):
+            pass
+        machine += f", {os.cpu_count()} cores"
+    data = {"device": args.device, "machine": machine, "torch": torch.__version__, "precision": args.precision,
+            "style_size": args.style_size, "tile_size": args.tile_size, "decoder": "random-initialised Decoder",
+            "results": []}
+    cap = None
+    if args.device == "cpu" and "reference" in args.impls:
+        cap = _baseline_vm_kib() * 1024 + int(args.ref_mem_cap_gib * 2**30)
+        data["reference_as_cap_gib"] = round(cap / 2**30, 2)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        from styleswap_ext.models import Decoder
+
+        torch.manual_seed(0)
+        args.decoder = tmp / "decoder.pth"
+        torch.save(Decoder().state_dict(), args.decoder)
+        contents, style = _make_inputs(tmp, args.sizes, args.style_size)
+        for n in args.sizes:
+            for impl in args.impls:
+                res = run_case(impl, contents[n], style, tmp / f"out_{impl}_{n}.png", args,
+                               cap_bytes=cap if impl == "reference" else None, timeout=args.timeout)
+                res.update(impl=impl, size=max(_shape(n)), shape=list(_shape(n)))
+                data["results"].append(res)
+                print(json.dumps(res), flush=True)
+                json_path.write_text(json.dumps(data, indent=1))
+    plot(data, png_path)
+    print(f"wrote {json_path}")
+
+
+if __name__ == "__main__":
+    main()
