@@ -212,10 +212,23 @@ def _check_output_file(path: Path) -> None:
         raise UsageError(f"output directory does not exist: {str(path.parent)!r}")
 
 
+def _load_styles_and_models(args):
+    """The style images, the encoder and (when the method needs one) the decoder, in the order that
+    fails fastest: images first, then weights."""
+    from .image_io import load_image
+    from .models import load_decoder, load_encoder
+
+    styles = [load_image(s) for s in args.styles]
+    decoder = None
+    if args.method == "decoder" or args.init == "decoder":
+        decoder = load_decoder(args.decoder_weights)
+    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    return styles, encoder, decoder
+
+
 def _run_stylize(args) -> int:
     from . import distributed, pipeline
     from .image_io import ImageLoadError, is_image_path, load_image, save_image
-    from .models import load_decoder, load_encoder
 
     _check_common(args)
     content = Path(args.content)
@@ -240,11 +253,7 @@ def _run_stylize(args) -> int:
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
-    styles = [load_image(s) for s in args.styles]
-    decoder = None
-    if args.method == "decoder" or args.init == "decoder":
-        decoder = load_decoder(args.decoder_weights)
-    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    styles, encoder, decoder = _load_styles_and_models(args)
     if content.is_dir():
         out.mkdir(parents=True, exist_ok=True)
     if not jobs:
@@ -308,8 +317,7 @@ def _check_common(args) -> None:
 
 def _run_video(args) -> int:
     from . import distributed, pipeline, video
-    from .image_io import ImageLoadError, is_image_path, load_image
-    from .models import load_decoder, load_encoder
+    from .image_io import ImageLoadError, is_image_path
 
     _check_common(args)
     src, out = Path(args.input), Path(args.output)
@@ -342,11 +350,7 @@ def _run_video(args) -> int:
         _info(args, f"rank {w.rank}: a video file is done by rank 0 only")
         return 0
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
-    styles = [load_image(s) for s in args.styles]
-    decoder = None
-    if args.method == "decoder" or args.init == "decoder":
-        decoder = load_decoder(args.decoder_weights)
-    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
 
     def frame_fn(t):

@@ -24,13 +24,14 @@ extension (any format PIL can write: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff, 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ._atomic import atomic_path
 
 __all__ = [
     "ImageLoadError",
@@ -131,29 +132,9 @@ def save_image(img: Image.Image, path: PathLike, quality: int = 95) -> Path:
     if fmt in ("JPEG", "MPO") and img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **kwargs)
-        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        img.save(f, format=fmt, **kwargs)
     return path
-
-
-def _new_file_mode(path: Path) -> int:
-    """The mode ``open(path, "w")`` would give: the existing file's, else 0666 minus the umask."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

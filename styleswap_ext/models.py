@@ -52,6 +52,8 @@ from typing import Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ._atomic import atomic_path
+
 __all__ = [
     "VGGEncoder",
     "Decoder",
@@ -242,9 +244,8 @@ def _download_vgg(layer: str, progress: bool) -> dict:
     sliced = _slice_vgg(sd, layer, VGG19_URL)
     try:  # cache the slice; a read-only cache is not an error
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        torch.save(sliced, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            torch.save(sliced, tmp)
     except OSError:
         pass
     return sliced

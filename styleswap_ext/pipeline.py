@@ -48,7 +48,6 @@ import contextlib
 import math
 import os
 import sys
-from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -282,6 +281,28 @@ def optimize_image(encoder: VGGEncoder, target_features: torch.Tensor, init: tor
     return x.detach(), history
 
 
+def _check_geometry(patch_size, stride) -> None:
+    for name, v in (("patch_size", patch_size), ("stride", stride)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    if stride > patch_size:
+        raise ValueError(f"stride ({stride}) must not exceed patch_size ({patch_size})")
+
+
+def _check_styles(style, style_weights) -> Tuple[list, Optional[List[float]]]:
+    """One style or a list of them, and their weights (None = equal), checked."""
+    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles_in:
+        raise ValueError("style is an empty list: give at least one style image")
+    if style_weights is not None:
+        style_weights = [float(w) for w in style_weights]
+        if len(style_weights) != len(styles_in):
+            raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
+        if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
+            raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+    return styles_in, style_weights
+
+
 # --- the style bank ------------------------------------------------------------------------------
 
 
@@ -304,20 +325,8 @@ class StyleBank:
                  device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        for name, v in (("patch_size", patch_size), ("stride", stride)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if stride > patch_size:
-            raise ValueError(f"stride ({stride}) must not exceed patch_size ({patch_size})")
-        styles_in = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-        if not styles_in:
-            raise ValueError("style is an empty list: give at least one style image")
-        if style_weights is not None:
-            style_weights = [float(w) for w in style_weights]
-            if len(style_weights) != len(styles_in):
-                raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
-            if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
-                raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+        _check_geometry(patch_size, stride)
+        styles_in, style_weights = _check_styles(styles, style_weights)
         self.device = resolve_device(device)
         self.patch_size, self.stride, self.precision = patch_size, stride, precision
         self.style_weights = style_weights
@@ -432,11 +441,7 @@ def stylize(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     alpha = _check_number("alpha", alpha, 0.0, 1.0)
-    for name, v in (("patch_size", patch_size), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-    if stride > patch_size:
-        raise ValueError(f"stride ({stride}) must not exceed patch_size ({patch_size})")
+    _check_geometry(patch_size, stride)
     if method == "optimize" and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
     bank = style if isinstance(style, StyleBank) else None
@@ -451,15 +456,7 @@ def stylize(
         precision = bank.precision
         styles_in = []
     else:
-        styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
-        if not styles_in:
-            raise ValueError("style is an empty list: give at least one style image")
-        if style_weights is not None:
-            style_weights = [float(w) for w in style_weights]
-            if len(style_weights) != len(styles_in):
-                raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
-            if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
-                raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+        styles_in, style_weights = _check_styles(style, style_weights)
     dev = bank.device if bank is not None else resolve_device(device)
     if tile_size is None:
         tile_size = tiling.default_tile_size(dev)

@@ -56,7 +56,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
+
+from ._atomic import atomic_path
 
 __all__ = ["TrainingError", "split_names", "list_images", "ImageBank", "decoder_loss", "make_targets",
            "add_arguments", "train", "CHECKPOINT_KEYS", "param_digest", "export_weights"]
@@ -300,16 +301,8 @@ def _say(args, rank: int, message: str) -> None:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _plain_args(args) -> dict:

@@ -16,7 +16,6 @@ builds it from :func:`styleswap_ext.pipeline.stylize` with a
 
 from __future__ import annotations
 
-import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import image_io
+from ._atomic import atomic_path
 
 __all__ = ["VideoDependencyError", "require_av", "stylize_video", "stylize_frames_dir", "default_codec",
            "VIDEO_EXTENSIONS", "is_video_path"]
@@ -92,74 +92,67 @@ def stylize_video(src, dst, stylize_frame: FrameFn, *, codec: Optional[str] = No
         inp = av.open(str(src))
     except Exception as e:
         raise RuntimeError(f"cannot read video {src}: {e}") from e
-    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.tmp{dst.suffix}")
     frames = 0
     try:
-        if not inp.streams.video:
-            raise RuntimeError(f"{src} has no video stream")
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        audio_in = list(inp.streams.audio)
-        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
-        total = vin.frames or None
-        if max_frames is not None:
-            total = min(total, max_frames) if total else max_frames
-        out = av.open(str(tmp), "w")
-        try:
-            vout = out.add_stream(codec, rate=rate)
-            vout.pix_fmt = "yuv420p" if codec not in ("gif",) else "rgb8"
-            if codec in ("libx264", "libvpx-vp9"):
-                vout.options = {"crf": str(quality)}
-            audio_out = {a.index: out.add_stream_from_template(a) for a in audio_in}
-            pending = []  # audio packets before the video stream's size is known
-            configured = False
-            bar = tqdm(total=total, desc="frames", unit="frame", file=sys.stderr, disable=not progress,
-                       dynamic_ncols=True)
-            done = False
-            for packet in inp.demux(vin, *audio_in):
-                if packet.stream.type == "audio":
-                    if packet.dts is None:
+        with atomic_path(dst) as tmp:
+            if not inp.streams.video:
+                raise RuntimeError(f"{src} has no video stream")
+            vin = inp.streams.video[0]
+            vin.thread_type = "AUTO"
+            audio_in = list(inp.streams.audio)
+            rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+            total = vin.frames or None
+            if max_frames is not None:
+                total = min(total, max_frames) if total else max_frames
+            out = av.open(str(tmp), "w")
+            try:
+                vout = out.add_stream(codec, rate=rate)
+                vout.pix_fmt = "yuv420p" if codec not in ("gif",) else "rgb8"
+                if codec in ("libx264", "libvpx-vp9"):
+                    vout.options = {"crf": str(quality)}
+                audio_out = {a.index: out.add_stream_from_template(a) for a in audio_in}
+                pending = []  # audio packets before the video stream's size is known
+                configured = False
+                bar = tqdm(total=total, desc="frames", unit="frame", file=sys.stderr, disable=not progress,
+                           dynamic_ncols=True)
+                done = False
+                for packet in inp.demux(vin, *audio_in):
+                    if packet.stream.type == "audio":
+                        if packet.dts is None:
+                            continue
+                        packet.stream = audio_out[packet.stream.index]
+                        if configured:
+                            out.mux(packet)
+                        else:
+                            pending.append(packet)
                         continue
-                    packet.stream = audio_out[packet.stream.index]
-                    if configured:
-                        out.mux(packet)
-                    else:
-                        pending.append(packet)
-                    continue
-                if done:
-                    continue
-                for frame in packet.decode():
-                    result = _to_array(stylize_frame(_to_tensor(frame.to_ndarray(format="rgb24"))))
-                    if not configured:
-                        vout.height, vout.width = result.shape[:2]
-                        configured = True
-                    vf = av.VideoFrame.from_ndarray(result, format="rgb24")
-                    vf.pts, vf.time_base = frame.pts, frame.time_base
-                    for p in vout.encode(vf):
-                        out.mux(p)
-                    if pending:
-                        for p in pending:
+                    if done:
+                        continue
+                    for frame in packet.decode():
+                        result = _to_array(stylize_frame(_to_tensor(frame.to_ndarray(format="rgb24"))))
+                        if not configured:
+                            vout.height, vout.width = result.shape[:2]
+                            configured = True
+                        vf = av.VideoFrame.from_ndarray(result, format="rgb24")
+                        vf.pts, vf.time_base = frame.pts, frame.time_base
+                        for p in vout.encode(vf):
                             out.mux(p)
-                        pending = []
-                    frames += 1
-                    bar.update(1)
-                    if max_frames is not None and frames >= max_frames:
-                        done = True
-                        break
-            bar.close()
-            if not configured:
-                raise RuntimeError(f"{src} has no decodable video frames")
-            for p in vout.encode():
-                out.mux(p)
-        finally:
-            out.close()
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
+                        if pending:
+                            for p in pending:
+                                out.mux(p)
+                            pending = []
+                        frames += 1
+                        bar.update(1)
+                        if max_frames is not None and frames >= max_frames:
+                            done = True
+                            break
+                bar.close()
+                if not configured:
+                    raise RuntimeError(f"{src} has no decodable video frames")
+                for p in vout.encode():
+                    out.mux(p)
+            finally:
+                out.close()
     finally:
         inp.close()
     return {"frames": frames, "fps": float(rate), "codec": codec, "audio_streams": len(audio_in),
