@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +44,7 @@ if str(REPO) not in sys.path:
 
 from styleswap_ext import image_io  # noqa: E402
 from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
-from styleswap_ext.pipeline import TV_WEIGHT, objective, resolve_device  # noqa: E402
+from styleswap_ext.pipeline import TV_WEIGHT, optimize_image, resolve_device  # noqa: E402
 from styleswap_ext.training import swap_function  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -126,22 +125,17 @@ def ratio(encoder, image, target) -> float:
 
 
 def optimise_ratios(encoder, target, init, iters, lr=0.05, tv_weight=TV_WEIGHT):
-    """Adam as pipeline.optimize_image, recording the objective ratio after each of ``iters``."""
-    x = init.detach().clone().clamp_(0, 1).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    out, norm = {}, None
-    wanted = sorted(set(iters))
-    for step in range(1, wanted[-1] + 1):
-        opt.zero_grad(set_to_none=True)
-        loss, norm = objective(encoder, x, target, tv_weight, norm)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)
+    """pipeline.optimize_image, recording the objective ratio after each of ``iters`` steps."""
+    wanted = set(iters)
+    out = {}
+
+    def record(step, x):
         if step in wanted:
-            with torch.no_grad():
-                out[step] = ratio(encoder, x, target)
-    return out, x.detach()
+            out[step] = ratio(encoder, x, target)
+
+    image, _ = optimize_image(encoder, target, init, max(wanted), lr=lr, tv_weight=tv_weight, progress=False,
+                              callback=record)
+    return out, image
 
 
 def grid_image(rows, cols, cells, tile):

@@ -48,7 +48,7 @@ import contextlib
 import math
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -245,13 +245,15 @@ def objective(encoder: VGGEncoder, image: torch.Tensor, target: torch.Tensor, tv
 
 
 def optimize_image(encoder: VGGEncoder, target_features: torch.Tensor, init: torch.Tensor, iters: int = 100,
-                   lr: float = 0.05, tv_weight: float = TV_WEIGHT, progress: bool = True
+                   lr: float = 0.05, tv_weight: float = TV_WEIGHT, progress: bool = True,
+                   callback: Optional[Callable[[int, torch.Tensor], None]] = None,
                    ) -> Tuple[torch.Tensor, List[float]]:
     """argmin_I ‖Φ(I) − target‖² (normalised) + tv_weight·TV(I) by Adam, I in [0, 1].
 
     Starts from ``init`` ``(1, 3, H, W)`` and clamps the image to [0, 1] after every step (as the
     authors do). Returns the final image and ``history``: the objective before each of the
     ``iters`` steps, plus its value at the returned image (``iters + 1`` floats).
+    ``callback(step, image)``, if given, sees the image after each step (1-based; no grad).
     """
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
@@ -266,13 +268,15 @@ def optimize_image(encoder: VGGEncoder, target_features: torch.Tensor, init: tor
     norm = None
     bar = tqdm(range(iters), desc="optimising", unit="it", file=sys.stderr, disable=not progress,
                dynamic_ncols=True, leave=False)
-    for _ in bar:
+    for step in bar:
         optimizer.zero_grad(set_to_none=True)
         loss, norm = objective(encoder, x, target, tv_weight, norm)
         loss.backward()
         optimizer.step()
         with torch.no_grad():
             x.clamp_(0, 1)
+            if callback is not None:
+                callback(step + 1, x)
         history.append(loss.item())
         bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
     bar.close()
