@@ -13,7 +13,7 @@ decode (tiled), save a PNG. Reported: ``run_s`` = wall time of that whole ``main
 Python/torch import), ``peak_rss_gib`` = the process's VmHWM (peak resident set) from
 /proc/self/status, and on CUDA ``cuda_peak_gib`` = torch.cuda.max_memory_allocated.
 
-``--impl ours`` swaps with the fused op (``styleswap_ext.style_swap``); ``--impl reference``
+``--impl ours`` swaps with the fused op (the pipeline's ``PatchBank``); ``--impl reference``
 replaces it by ``styleswap_ext.reference.style_swap`` (conv2d -> argmax -> one-hot ->
 conv_transpose2d), everything else identical. A reference case runs under an address-space cap
 (``--ref-mem-cap-gib`` over the baseline; CPU only) so that it fails with "out of memory" instead
@@ -49,7 +49,12 @@ import torch
 from styleswap_ext import cli, pipeline, reference
 cfg = json.loads(sys.argv[1])
 if cfg["impl"] == "reference":
-    pipeline.style_swap = reference.style_swap
+    class ReferenceBank:  # the pipeline's PatchBank, swapped by the conv reference instead
+        def __init__(self, feats, k, s, weights=None):
+            self.feats, self.k, self.s = feats, k, s
+        def swap(self, content):
+            return reference.style_swap(content, self.feats, self.k, self.s)
+    pipeline.PatchBank = ReferenceBank
 if cfg["device"] == "cuda":
     torch.cuda.init()
 t0 = time.perf_counter()

@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <vector>
 
 namespace styleswap {
@@ -52,6 +53,17 @@ inline int64_t style_batch_entry(const at::Tensor& style, int64_t n) { return st
 
 // Second line of defence behind the Python checks: shapes, dtypes, devices. Every backend's
 // kernels call these first.
+void check_geometry(const char* op, int64_t k, int64_t s);
+// prepare_bank: the styles (batch 1 or B each, one dtype/device/channel count) and one finite weight > 0 per
+// style if given. Returns B, the bank's batch.
+int64_t check_prepare_args(at::TensorList styles, int64_t k, int64_t s, std::optional<at::ArrayRef<double>> weights);
+// match_bank: content (N, C, H, W); patches (1 | N, R, Dp) of dtype bank_dtype (the backend's choice for the
+// content's dtype) with R >= num_patches and Dp >= C*k*k; inv_norm (1 | N, R) float32 (float64 for a float64
+// bank); all on the content's device.
+void check_match_bank_args(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
+                           int64_t num_patches, int64_t k, int64_t s, at::ScalarType bank_dtype);
+// Multiplies each style's inv_norm entries (B, R) by its weight: weighted scores w_t * <c, p> / ||p||.
+void apply_bank_weights(at::Tensor& inv_norm, const StyleBank& bank, std::optional<at::ArrayRef<double>> weights);
 void check_swap_args(const char* op, const at::Tensor& content_or_indices, bool is_indices, at::TensorList styles,
                      int64_t k, int64_t s);
 // swap_gather: the styles check above, and indices (N, H', W') of the grid of an H x W content.

@@ -1,6 +1,12 @@
 // Operator schemas of the styleswap library and the composite style_swap.
 //
-//   match_patches        content (N,C,H,W), styles [ (1|N, C, Hs, Ws) ... ] -> indices (N, H', W') int64
+//   prepare_bank         styles [ (1|N, C, Hs, Ws) ... ] (+ optional weight per style) -> the normalised style
+//                        patch bank: patches (B, R, Dp) and inv_norm (B, R), B = 1 (shared) or N; row j < n_s
+//                        is patch j (C*k*k values, zero padded to Dp), inv_norm[j] = weight / (||patch|| + 1e-8).
+//                        The padding (R >= n_s, Dp >= C*k*k) and dtype are the backend's (see its kernel).
+//   match_bank           content (N,C,H,W), a prepared bank -> indices (N, H', W') int64
+//   match_patches        content, styles -> indices: prepare_bank then match_bank, in each backend (not a
+//                        composite: its fake kernel needs no bank geometry, so it traces with symbolic shapes)
 //   swap_gather          indices, styles -> features (N,C,H,W): each element the mean of the chosen
 //                        style patches covering it
 //   swap_gather_backward grad (N,C,H,W), indices, styles -> one gradient per style tensor
@@ -12,29 +18,36 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
 #include "patch_grid.h"
 
 namespace styleswap {
 
-void check_swap_args(const char* op, const at::Tensor& first, bool is_indices, at::TensorList styles, int64_t k,
-                     int64_t s) {
+void check_geometry(const char* op, int64_t k, int64_t s) {
   TORCH_CHECK_VALUE(k >= 1, op, ": patch_size must be >= 1, got ", k);
   TORCH_CHECK_VALUE(s >= 1, op, ": stride must be >= 1, got ", s);
   TORCH_CHECK_VALUE(s <= k, op, ": stride (", s, ") must not exceed patch_size (", k, "): the patches would leave gaps");
+}
+
+namespace {
+
+void check_content(const char* op, const at::Tensor& content, int64_t k) {
+  TORCH_CHECK_VALUE(content.dim() == 4, op, ": content must be (N, C, H, W), got ", content.sizes());
+  TORCH_CHECK_VALUE(content.numel() > 0, op, ": content is empty: ", content.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(content.scalar_type()), op, ": content must be floating point, got ",
+                   content.scalar_type());
+  TORCH_CHECK_VALUE(content.size(2) >= k && content.size(3) >= k, op, ": content (", content.size(2), "x",
+                    content.size(3), ") is smaller than patch_size ", k);
+}
+
+// Each style (1 or n, C, Hs, Ws), floating point, one dtype, one device (`device`), one channel count.
+void check_styles(const char* op, at::TensorList styles, int64_t n, const at::Device& device, int64_t k) {
   TORCH_CHECK_VALUE(!styles.empty(), op, ": styles must hold at least one tensor");
   const auto& st0 = styles[0];
-  if (is_indices) {
-    TORCH_CHECK_VALUE(first.dim() == 3, op, ": indices must be (N, H', W'), got ", first.sizes());
-    TORCH_CHECK_TYPE(first.scalar_type() == at::kLong, op, ": indices must be int64, got ", first.scalar_type());
-  } else {
-    TORCH_CHECK_VALUE(first.dim() == 4, op, ": content must be (N, C, H, W), got ", first.sizes());
-    TORCH_CHECK_VALUE(first.numel() > 0, op, ": content is empty: ", first.sizes());
-    TORCH_CHECK_TYPE(at::isFloatingType(first.scalar_type()), op, ": content must be floating point, got ",
-                     first.scalar_type());
-    TORCH_CHECK_VALUE(first.size(2) >= k && first.size(3) >= k, op, ": content (", first.size(2), "x",
-                      first.size(3), ") is smaller than patch_size ", k);
-  }
-  const int64_t n = first.size(0);
   for (size_t t = 0; t < styles.size(); ++t) {
     const auto& st = styles[t];
     TORCH_CHECK_VALUE(st.dim() == 4, op, ": styles[", t, "] must be (1 or N, C, Hs, Ws), got ", st.sizes());
@@ -43,8 +56,7 @@ void check_swap_args(const char* op, const at::Tensor& first, bool is_indices, a
                      st.scalar_type());
     TORCH_CHECK_TYPE(st.scalar_type() == st0.scalar_type(), op, ": styles[", t, "] has dtype ", st.scalar_type(),
                      ", styles[0] has ", st0.scalar_type());
-    TORCH_CHECK_VALUE(st.device() == first.device(), op, ": styles[", t, "] is on ", st.device(), ", expected ",
-                      first.device());
+    TORCH_CHECK_VALUE(st.device() == device, op, ": styles[", t, "] is on ", st.device(), ", expected ", device);
     TORCH_CHECK_VALUE(st.size(0) == 1 || st.size(0) == n, op, ": styles[", t, "] has batch ", st.size(0),
                       "; expected 1 (shared) or ", n, " (one per sample)");
     TORCH_CHECK_VALUE(st.size(1) == st0.size(1), op, ": styles[", t, "] has ", st.size(1),
@@ -52,11 +64,79 @@ void check_swap_args(const char* op, const at::Tensor& first, bool is_indices, a
     TORCH_CHECK_VALUE(st.size(2) >= k && st.size(3) >= k, op, ": styles[", t, "] (", st.size(2), "x", st.size(3),
                       ") is smaller than patch_size ", k);
   }
+}
+
+}  // namespace
+
+void check_swap_args(const char* op, const at::Tensor& first, bool is_indices, at::TensorList styles, int64_t k,
+                     int64_t s) {
+  check_geometry(op, k, s);
+  TORCH_CHECK_VALUE(!styles.empty(), op, ": styles must hold at least one tensor");
+  const auto& st0 = styles[0];
+  if (is_indices) {
+    TORCH_CHECK_VALUE(first.dim() == 3, op, ": indices must be (N, H', W'), got ", first.sizes());
+    TORCH_CHECK_TYPE(first.scalar_type() == at::kLong, op, ": indices must be int64, got ", first.scalar_type());
+  } else {
+    check_content(op, first, k);
+  }
+  check_styles(op, styles, first.size(0), first.device(), k);
   if (!is_indices) {
     TORCH_CHECK_TYPE(first.scalar_type() == st0.scalar_type(), op, ": content is ", first.scalar_type(),
                      " but styles are ", st0.scalar_type());
     TORCH_CHECK_VALUE(first.size(1) == st0.size(1), op, ": content has ", first.size(1),
                       " channels, styles have ", st0.size(1));
+  }
+}
+
+int64_t check_prepare_args(at::TensorList styles, int64_t k, int64_t s, std::optional<at::ArrayRef<double>> weights) {
+  const char* op = "prepare_bank";
+  check_geometry(op, k, s);
+  TORCH_CHECK_VALUE(!styles.empty(), op, ": styles must hold at least one tensor");
+  int64_t batch = 1;
+  for (const auto& st : styles) batch = st.dim() == 4 ? std::max(batch, st.size(0)) : batch;
+  check_styles(op, styles, batch, styles[0].device(), k);
+  if (weights.has_value()) {
+    TORCH_CHECK_VALUE(weights->size() == styles.size(), op, ": ", weights->size(), " weights for ", styles.size(),
+                      " styles");
+    for (size_t t = 0; t < weights->size(); ++t)
+      TORCH_CHECK_VALUE(std::isfinite((*weights)[t]) && (*weights)[t] > 0, op, ": weights[", t,
+                        "] must be finite and > 0, got ", (*weights)[t]);
+  }
+  return batch;
+}
+
+void check_match_bank_args(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
+                           int64_t num_patches, int64_t k, int64_t s, at::ScalarType bank_dtype) {
+  const char* op = "match_bank";
+  check_geometry(op, k, s);
+  check_content(op, content, k);
+  const int64_t D = content.size(1) * k * k;
+  TORCH_CHECK_VALUE(patches.dim() == 3 && inv_norm.dim() == 2 && patches.size(0) == inv_norm.size(0) &&
+                        patches.size(1) == inv_norm.size(1),
+                    op, ": patches (B, R, Dp) and inv_norm (B, R) do not fit together: ", patches.sizes(), " and ",
+                    inv_norm.sizes());
+  TORCH_CHECK_VALUE(patches.size(0) == 1 || patches.size(0) == content.size(0), op, ": the bank has batch ",
+                    patches.size(0), "; expected 1 (shared) or ", content.size(0), " (one per sample)");
+  TORCH_CHECK_VALUE(num_patches >= 1 && num_patches <= patches.size(1), op, ": num_patches ", num_patches,
+                    " does not fit a bank of ", patches.size(1), " rows");
+  TORCH_CHECK_VALUE(patches.size(2) >= D, op, ": bank rows hold ", patches.size(2), " values, a ", content.size(1),
+                    "-channel ", k, "x", k, " patch needs ", D, " (was the bank prepared for this patch_size?)");
+  TORCH_CHECK_VALUE(patches.device() == content.device() && inv_norm.device() == content.device(), op,
+                    ": the bank is on ", patches.device(), ", content on ", content.device(),
+                    "; prepare the bank on the content's device");
+  TORCH_CHECK_TYPE(patches.scalar_type() == bank_dtype, op, ": a ", content.scalar_type(), " content needs a ",
+                   bank_dtype, " bank on ", content.device(), ", got ", patches.scalar_type(),
+                   " (prepare the bank from styles of the content's dtype, on its device)");
+  const auto inv_dtype = bank_dtype == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK_TYPE(inv_norm.scalar_type() == inv_dtype, op, ": inv_norm must be ", inv_dtype, ", got ",
+                   inv_norm.scalar_type());
+}
+
+void apply_bank_weights(at::Tensor& inv_norm, const StyleBank& bank, std::optional<at::ArrayRef<double>> weights) {
+  if (!weights.has_value()) return;
+  for (size_t t = 0; t < bank.entries.size(); ++t) {
+    const int64_t end = t + 1 < bank.entries.size() ? bank.entries[t + 1].first : bank.num_patches;
+    inv_norm.narrow(1, bank.entries[t].first, end - bank.entries[t].first).mul_((*weights)[t]);
   }
 }
 
@@ -98,6 +178,10 @@ at::Tensor style_swap_composite(const at::Tensor& content, at::TensorList styles
 }  // namespace
 
 TORCH_LIBRARY(styleswap, m) {
+  m.def("prepare_bank(Tensor[] styles, int patch_size, int stride, float[]? weights=None) -> (Tensor, Tensor)");
+  m.def(
+      "match_bank(Tensor content, Tensor patches, Tensor inv_norm, int num_patches, int patch_size, int stride) "
+      "-> Tensor");
   m.def("match_patches(Tensor content, Tensor[] styles, int patch_size, int stride) -> Tensor");
   m.def(
       "swap_gather(Tensor indices, Tensor[] styles, int patch_size, int stride, SymInt height, SymInt width) "
@@ -108,7 +192,9 @@ TORCH_LIBRARY(styleswap, m) {
   m.def("style_swap(Tensor content, Tensor[] styles, int patch_size, int stride) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) { m.impl("style_swap", &style_swap_composite); }
+TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {
+  m.impl("style_swap", &style_swap_composite);
+}
 
 }  // namespace styleswap
 

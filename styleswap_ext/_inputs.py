@@ -53,6 +53,46 @@ def check_geometry(patch_size, stride) -> tuple:
     return k, s
 
 
+def _style_items(style: StyleArg):
+    """The style tensors of ``style`` (one tensor or a non-empty list) and their names for errors."""
+    if isinstance(style, torch.Tensor):
+        return [style], ["style"]
+    if isinstance(style, (list, tuple)):
+        if len(style) == 0:
+            raise ValueError("style is an empty list: give at least one style tensor")
+        return list(style), [f"style[{i}]" for i in range(len(style))]
+    raise TypeError(f"style must be a tensor or a list of tensors, got {type(style).__name__}")
+
+
+def prepare_styles(style: StyleArg, patch_size) -> list:
+    """Styles without a content (for a :class:`~styleswap_ext.PatchBank`): each ``(1 | B, C, Hs, Ws)``
+    with B the largest batch among them, one channel count, dtype and device (those of the first)."""
+    k = _check_int("patch_size", patch_size)
+    items, names = _style_items(style)
+    styles = []
+    for name, st in zip(names, items):
+        _check_floating(name, st)
+        if st.dim() == 3:
+            st = st.unsqueeze(0)
+        elif st.dim() != 4:
+            raise ValueError(f"{name} must be (C, Hs, Ws), (1, C, Hs, Ws) or (N, C, Hs, Ws), got shape {tuple(st.shape)}")
+        if st.shape[2] < k or st.shape[3] < k:
+            raise ValueError(f"{name} ({st.shape[2]}x{st.shape[3]}) is smaller than patch_size {k}")
+        styles.append(st)
+    first, batch = styles[0], max(st.shape[0] for st in styles)
+    for name, st in zip(names, styles):
+        if st.shape[0] not in (1, batch):
+            raise ValueError(f"{name} has batch {st.shape[0]}; per-sample styles must all have batch {batch} "
+                             "(or batch 1 to be shared)")
+        if st.shape[1] != first.shape[1]:
+            raise ValueError(f"{name} has {st.shape[1]} channels but {names[0]} has {first.shape[1]}")
+        if st.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {st.dtype} but {names[0]} has {first.dtype}; they must match")
+        if st.device != first.device:
+            raise ValueError(f"{name} is on {st.device} but {names[0]} is on {first.device}; they must match")
+    return styles
+
+
 def prepare(content, style: StyleArg, patch_size, stride) -> SwapArgs:
     k, s = check_geometry(patch_size, stride)
 
@@ -65,15 +105,7 @@ def prepare(content, style: StyleArg, patch_size, stride) -> SwapArgs:
     if h < k or w < k:
         raise ValueError(f"content ({h}x{w}) is smaller than patch_size {k}")
 
-    if isinstance(style, torch.Tensor):
-        items, names = [style], ["style"]
-    elif isinstance(style, (list, tuple)):
-        if len(style) == 0:
-            raise ValueError("style is an empty list: give at least one style tensor")
-        items, names = list(style), [f"style[{i}]" for i in range(len(style))]
-    else:
-        raise TypeError(f"style must be a tensor or a list of tensors, got {type(style).__name__}")
-
+    items, names = _style_items(style)
     styles = []
     for name, st in zip(names, items):
         _check_floating(name, st)

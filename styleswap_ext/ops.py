@@ -38,6 +38,39 @@ def _match_patches_fake(content, styles, patch_size, stride):
                              dtype=torch.long)
 
 
+def bank_layout(styles, patch_size: int, stride: int):
+    """Shapes and dtypes of ``prepare_bank``'s outputs, as each backend lays them out:
+    ``((B, R, Dp), dtype, (B, R), inv_dtype)``. Rows j < n_s hold patch j; R >= n_s and
+    Dp >= C*k*k are padding (zeros). The CPU matches in float32 (float64 for float64) with no
+    padding; CUDA keeps the input dtype and pads rows to a multiple of 256, Dp to a multiple of 32
+    (float64: no padding) for its tensor-core tiles (csrc/cuda/match_cuda.cu)."""
+    k, s = patch_size, stride
+    n_s = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+    batch = max(st.shape[0] for st in styles)
+    dim = styles[0].shape[1] * k * k
+    dtype = styles[0].dtype
+    if styles[0].device.type == "cuda":
+        rows, row_len = (n_s, dim) if dtype == torch.float64 else (-(-n_s // 256) * 256, -(-dim // 32) * 32)
+    else:
+        dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        rows, row_len = n_s, dim
+    inv_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    return (batch, rows, row_len), dtype, (batch, rows), inv_dtype
+
+
+@torch.library.register_fake("styleswap::prepare_bank")
+def _prepare_bank_fake(styles, patch_size, stride, weights=None):
+    shape, dtype, inv_shape, inv_dtype = bank_layout(styles, patch_size, stride)
+    return styles[0].new_empty(shape, dtype=dtype), styles[0].new_empty(inv_shape, dtype=inv_dtype)
+
+
+@torch.library.register_fake("styleswap::match_bank")
+def _match_bank_fake(content, patches, inv_norm, num_patches, patch_size, stride):
+    n, _, h, w = content.shape
+    return content.new_empty((n, covering_grid(h, patch_size, stride), covering_grid(w, patch_size, stride)),
+                             dtype=torch.long)
+
+
 @torch.library.register_fake("styleswap::swap_gather")
 def _swap_gather_fake(indices, styles, patch_size, stride, height, width):
     return styles[0].new_empty((indices.shape[0], styles[0].shape[1], height, width))

@@ -56,9 +56,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import image_io, tiling
-from ._inputs import prepare
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
-from .ops import match_patches, style_swap
+from .patch_bank import PatchBank
 
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
            "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
@@ -160,42 +159,25 @@ def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tens
 # --- features ------------------------------------------------------------------------------------
 
 
-def _weighted_swap(content: torch.Tensor, styles: List[torch.Tensor], weights: Sequence[float],
-                   patch_size: int, stride: int) -> torch.Tensor:
-    """Patch bank of several styles where style i's NCC scores are multiplied by weights[i]."""
-    args = prepare(content, styles, patch_size, stride)
-    if args.content.shape[0] != 1 or any(st.shape[0] != 1 for st in args.styles):
-        raise ValueError("weighted style banks take one content and one image per style (batch 1)")
-    k, s = args.patch_size, args.stride
-    h, w = args.content.shape[-2:]
-    pad_h, pad_w = (-(h - k)) % s, (-(w - k)) % s
-    padded = F.pad(args.content, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else args.content
-    cpatches = F.unfold(padded, k, stride=s)[0]  # (D, L), covering grid, row-major
-    best_score = best_index = None
-    offset = 0
-    for st, wt in zip(args.styles, weights):
-        idx = match_patches(args.content, st, k, s)[0].flatten()  # (L,) within this style
-        spatches = F.unfold(st, k, stride=s)[0]  # (D, Ls)
-        norms = spatches.norm(dim=0) + NORM_EPS
-        score = torch.empty(idx.numel(), dtype=cpatches.dtype, device=cpatches.device)
-        for lo in range(0, idx.numel(), 4096):  # bounded memory: D x 4096 at a time
-            sel = idx[lo:lo + 4096]
-            score[lo:lo + 4096] = (cpatches[:, lo:lo + 4096] * spatches[:, sel]).sum(0) / norms[sel]
-        score = score * float(wt)
-        glob = idx + offset
-        if best_score is None:
-            best_score, best_index = score, glob
-        else:
-            better = score > best_score  # ties keep the earlier (lower-index) style
-            best_score = torch.where(better, score, best_score)
-            best_index = torch.where(better, glob, best_index)
-        offset += spatches.shape[1]
-    indices = best_index.view(1, *match_grid(h, w, k, s))
-    return torch.ops.styleswap.swap_gather(indices, args.styles, k, s, h, w)
+def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
+                stride: int, precision: str) -> PatchBank:
+    """The normalised patch bank of encoded styles: bf16 under ``precision="bf16"``; a style of weight
+    0 is left out; unequal weights scale each style's scores (equal ones change nothing)."""
+    feats = [f.bfloat16() if precision == "bf16" else f for f in style_features]
+    weights = None
+    if style_weights is not None:
+        kept = [(f, float(w)) for f, w in zip(feats, style_weights) if float(w) > 0]
+        feats = [f for f, _ in kept]
+        if len({w for _, w in kept}) > 1:
+            weights = [w for _, w in kept]
+    return PatchBank(feats, patch_size, stride, weights)
 
 
-def match_grid(h: int, w: int, k: int, s: int) -> Tuple[int, int]:
-    return (h - k + s - 1) // s + 1, (w - k + s - 1) // s + 1
+def _blend(swapped: torch.Tensor, content_features: torch.Tensor, alpha: float) -> torch.Tensor:
+    swapped = swapped.float()
+    if alpha == 1.0:
+        return swapped
+    return alpha * swapped + (1.0 - alpha) * content_features.float()
 
 
 def swap_features(content_features: torch.Tensor, style_features: List[torch.Tensor],
@@ -204,19 +186,12 @@ def swap_features(content_features: torch.Tensor, style_features: List[torch.Ten
     """``alpha·Φ^SS + (1−alpha)·Φ(content)`` for one content ``(1, C, h, w)`` and a bank of styles.
 
     ``precision="bf16"`` runs the swap (matching + gather) on bf16 features (fp32 accumulation in
-    the kernels); the result is returned in fp32.
+    the kernels); the result is returned in fp32. Builds the patch bank for this one call; a
+    :class:`StyleBank` builds it once for many contents.
     """
-    feats, bank = content_features, list(style_features)
-    if precision == "bf16":
-        feats, bank = feats.bfloat16(), [b.bfloat16() for b in bank]
-    if style_weights is None or len(set(float(w) for w in style_weights)) <= 1:
-        swapped = style_swap(feats, bank if len(bank) > 1 else bank[0], patch_size, stride)
-    else:
-        swapped = _weighted_swap(feats, bank, style_weights, patch_size, stride)
-    swapped = swapped.float()
-    if alpha == 1.0:
-        return swapped
-    return alpha * swapped + (1.0 - alpha) * content_features.float()
+    bank = _patch_bank(style_features, style_weights, patch_size, stride, precision)
+    feats = content_features.bfloat16() if precision == "bf16" else content_features
+    return _blend(bank.swap(feats), content_features, alpha)
 
 
 # --- optimisation ---------------------------------------------------------------------------------
@@ -318,10 +293,9 @@ class StyleBank:
     swap settings (patch size, stride, style weights). ``stylize(content, bank, ...)`` and
     ``styleswap video`` use it so that a run encodes its styles once, not once per image/frame.
 
-    What it does not cache: the normalised style patch matrix (``φ_j(S)/‖φ_j(S)‖``). The fused op
-    ``styleswap_ext.style_swap(content, style, k, s)`` takes raw style features and rebuilds the
-    normalised bank inside each call (O(n_s·D), small next to the O(n_c·n_s·D) matching); reusing
-    it needs an op variant that accepts precomputed inverse norms (see the video docs).
+    It also holds the normalised style patch bank (:class:`~styleswap_ext.PatchBank`: the patch
+    matrix and ``1/‖φ_j(S)‖``, scaled by the style weights), built once here, so each content or
+    frame costs only its own matching and gather.
     """
 
     def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
@@ -347,11 +321,12 @@ class StyleBank:
                 f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
                 feats.append(f.bfloat16() if precision == "bf16" else f)
         self.features: List[torch.Tensor] = feats
+        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision)
 
     def swap(self, content_features: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`)."""
-        return swap_features(content_features, self.features, self.style_weights, self.patch_size, self.stride,
-                             alpha, self.precision)
+        feats = content_features.bfloat16() if self.precision == "bf16" else content_features
+        return _blend(self.patch_bank.swap(feats), content_features, alpha)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)

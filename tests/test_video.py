@@ -58,16 +58,25 @@ def random_decoder_ckpt(tmp_path):
 
 
 def _count_banks(monkeypatch):
+    """Counts StyleBank constructions (style encodings) and calls of the prepare_bank / match_bank ops."""
     from styleswap_ext import pipeline
 
-    calls = []
+    calls = {"StyleBank": 0, "prepare_bank": 0, "match_bank": 0}
     orig = pipeline.StyleBank.__init__
 
     def counting(self, *a, **k):
-        calls.append(1)
+        calls["StyleBank"] += 1
         orig(self, *a, **k)
 
     monkeypatch.setattr(pipeline.StyleBank, "__init__", counting)
+    for name in ("prepare_bank", "match_bank"):
+        op = getattr(torch.ops.styleswap, name)
+
+        def wrapped(*a, _op=op, _name=name, **k):
+            calls[_name] += 1
+            return _op(*a, **k)
+
+        monkeypatch.setattr(torch.ops.styleswap, name, wrapped)
     return calls
 
 
@@ -81,7 +90,8 @@ def test_video_file_keeps_frames_fps_size_and_audio(tmp_path, vgg_weights, rando
                    "--decoder-weights", str(random_decoder_ckpt), "--vgg-weights", str(vgg_weights),
                    "--device", "cpu", "-q"])
     assert rc == 0
-    assert len(banks) == 1  # the style is encoded once for all frames
+    # the style is encoded once and its normalised patch bank built once; each frame is only matched
+    assert banks == {"StyleBank": 1, "prepare_bank": 1, "match_bank": N_FRAMES}
     with av.open(str(dst)) as c:
         v = c.streams.video[0]
         assert (v.codec_context.width, v.codec_context.height) == (W, H)
@@ -102,7 +112,7 @@ def test_video_directory_of_frames(tmp_path, vgg_weights, random_decoder_ckpt, i
     rc = cli.main(["video", str(src), str(image_files[1]), "-o", str(tmp_path / "out"), "--method", "decoder",
                    "--decoder-weights", str(random_decoder_ckpt), "--vgg-weights", str(vgg_weights),
                    "--device", "cpu", "-q"])
-    assert rc == 0 and len(banks) == 1
+    assert rc == 0 and banks == {"StyleBank": 1, "prepare_bank": 1, "match_bank": len(names)}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
     assert Image.open(tmp_path / "out" / "f0001.png").size == (44, 36)
 

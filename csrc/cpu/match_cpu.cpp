@@ -2,7 +2,8 @@
 // cross-correlation, as a fused memory-tiled loop.
 //
 // The style patches of the bank are materialised once per bank (n_s x D, D = C*k*k) with
-// their inverse norms. Threads take tiles of tile_m content patches: each builds its tile's
+// their inverse norms (prepare_bank; a caller that matches many contents against one style, e.g. the
+// frames of a video, prepares it once and calls match_bank). Threads take tiles of tile_m content patches: each builds its tile's
 // patch rows, multiplies them by tile_n style patches at a time with BLAS into a score buffer
 // that stays in cache (a few MiB: L2/L3), scales by 1/||style patch|| and folds the tile into a running
 // (max, argmax) per row. No n_c x n_s buffer ever exists.
@@ -18,6 +19,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <optional>
+#include <tuple>
 #include <vector>
 
 #include "../patch_grid.h"
@@ -65,7 +68,7 @@ inline void copy_patch(const scalar_t* src, int64_t C, int64_t H, int64_t W, int
 // Fills bank (n_s x D) with sample n's style patches and inv_norm (n_s) with 1/(||patch|| + eps).
 template <typename scalar_t>
 void build_bank(at::TensorList styles, const StyleBank& bank, int64_t n, int64_t k, int64_t s, at::Tensor& patches,
-                at::Tensor& inv_norm) {
+                at::Tensor& inv_norm) {  // patches (n_s, D) and inv_norm (n_s), contiguous
   const int64_t D = patches.size(1);
   scalar_t* out = patches.data_ptr<scalar_t>();
   scalar_t* inv = inv_norm.data_ptr<scalar_t>();
@@ -142,41 +145,79 @@ void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int6
   });
 }
 
-at::Tensor match_patches_cpu(const at::Tensor& content_in, at::TensorList styles_in, int64_t k, int64_t s) {
-  check_swap_args("match_patches", content_in, /*is_indices=*/false, styles_in, k, s);
-  // Reduced precision has no fast CPU GEMM here: match in float32.
-  const bool upcast = content_in.scalar_type() == at::kHalf || content_in.scalar_type() == at::kBFloat16;
-  auto prep = [&](const at::Tensor& t) { return (upcast ? t.to(at::kFloat) : t).contiguous(); };
-  const at::Tensor content = prep(content_in);
-  std::vector<at::Tensor> styles;
-  for (const auto& st : styles_in) styles.push_back(prep(st));
+// Reduced precision has no fast CPU GEMM here: banks and matching are float32 for float32/bf16/fp16
+// inputs, float64 for float64.
+at::ScalarType compute_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-  TORCH_CHECK_VALUE(at::isfinite(content).all().item<bool>(), "match_patches: content contains NaN or Inf");
-  bool per_sample = false;
-  for (size_t t = 0; t < styles.size(); ++t) {
-    TORCH_CHECK_VALUE(at::isfinite(styles[t]).all().item<bool>(), "match_patches: styles[", t,
-                      "] contains NaN or Inf");
-    per_sample = per_sample || styles[t].size(0) > 1;
+void check_finite(const at::Tensor& t, const char* what, int64_t index = -1) {
+  if (index < 0) {
+    TORCH_CHECK_VALUE(at::isfinite(t).all().item<bool>(), what, " contains NaN or Inf");
+  } else {
+    TORCH_CHECK_VALUE(at::isfinite(t).all().item<bool>(), what, "[", index, "] contains NaN or Inf");
   }
+}
 
-  const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
+// The bank of every sample b < B (B = 1 when every style is shared): patches (B, n_s, D) in the
+// compute dtype, inv_norm (B, n_s) = weight / (||patch|| + 1e-8). No padding on the CPU.
+std::tuple<at::Tensor, at::Tensor> prepare_bank_cpu(at::TensorList styles_in, int64_t k, int64_t s,
+                                                    std::optional<at::ArrayRef<double>> weights) {
+  const int64_t B = check_prepare_args(styles_in, k, s, weights);
+  const auto dtype = compute_dtype(styles_in[0].scalar_type());
+  std::vector<at::Tensor> styles;
+  for (size_t t = 0; t < styles_in.size(); ++t) {
+    styles.push_back(styles_in[t].to(dtype).contiguous());
+    check_finite(styles.back(), "prepare_bank: styles", static_cast<int64_t>(t));
+  }
   const StyleBank bank(styles, k, s);
-  at::Tensor indices = at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
-  at::Tensor patches = at::empty({bank.num_patches, C * k * k}, content.options());
-  at::Tensor inv_norm = at::empty({bank.num_patches}, content.options());
+  const int64_t D = styles[0].size(1) * k * k;
+  at::Tensor patches = at::empty({B, bank.num_patches, D}, styles[0].options());
+  at::Tensor inv_norm = at::empty({B, bank.num_patches}, styles[0].options());
+  AT_DISPATCH_FLOATING_TYPES(dtype, "prepare_bank_cpu", [&] {
+    for (int64_t b = 0; b < B; ++b) {
+      at::Tensor p = patches[b], iv = inv_norm[b];
+      build_bank<scalar_t>(styles, bank, b, k, s, p, iv);
+    }
+  });
+  apply_bank_weights(inv_norm, bank, weights);
+  return {patches, inv_norm};
+}
 
-  AT_DISPATCH_FLOATING_TYPES(content.scalar_type(), "match_patches_cpu", [&] {
+at::Tensor match_bank_cpu(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
+                          int64_t n_s, int64_t k, int64_t s) {
+  const auto dtype = compute_dtype(content_in.scalar_type());
+  check_match_bank_args(content_in, patches, inv_norm, n_s, k, s, dtype);
+  const at::Tensor content = content_in.to(dtype).contiguous();
+  check_finite(content, "match_patches: content");
+  const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
+  const int64_t D = C * k * k;
+  at::Tensor indices = at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(dtype, "match_bank_cpu", [&] {
     for (int64_t n = 0; n < N; ++n) {
-      if (n == 0 || per_sample) build_bank<scalar_t>(styles, bank, n, k, s, patches, inv_norm);
-      match_sample<scalar_t>(content.data_ptr<scalar_t>() + n * C * H * W, C, H, W, k, s, patches, inv_norm,
+      const int64_t b = patches.size(0) == 1 ? 0 : n;
+      // Rows past n_s and columns past D are padding (a bank prepared elsewhere may carry some).
+      const at::Tensor p = patches[b].narrow(0, 0, n_s).narrow(1, 0, D);
+      const at::Tensor iv = inv_norm[b].narrow(0, 0, n_s).contiguous();
+      match_sample<scalar_t>(content.data_ptr<scalar_t>() + n * C * H * W, C, H, W, k, s, p, iv,
                              indices.data_ptr<int64_t>() + n * indices.size(1) * indices.size(2));
     }
   });
   return indices;
 }
 
+at::Tensor match_patches_cpu(const at::Tensor& content, at::TensorList styles, int64_t k, int64_t s) {
+  check_swap_args("match_patches", content, /*is_indices=*/false, styles, k, s);
+  std::vector<at::Tensor> detached(styles.begin(), styles.end());
+  for (auto& st : detached) st = st.detach();
+  const auto [patches, inv_norm] = prepare_bank_cpu(detached, k, s, std::nullopt);
+  return match_bank_cpu(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(styleswap, CPU, m) { m.impl("match_patches", &match_patches_cpu); }
+TORCH_LIBRARY_IMPL(styleswap, CPU, m) {
+  m.impl("prepare_bank", &prepare_bank_cpu);
+  m.impl("match_bank", &match_bank_cpu);
+  m.impl("match_patches", &match_patches_cpu);
+}
 
 }  // namespace styleswap

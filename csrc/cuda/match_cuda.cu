@@ -1,11 +1,13 @@
 // CUDA match: for every content patch, the style patch of highest normalised cross-correlation,
 // as one fused tensor-core GEMM whose only output is a row-wise argmax.
 //
-// Pipeline of one call (all on the current stream):
-//   1. NaN/Inf check of content and styles (one flag per tensor, one host sync, before any work).
-//   2. Per style bank (once, or once per sample when a style has batch N): im2col of the style
-//      patches into B (Npad x Dpad, compute dtype, zero padded) and inv_norm[j] = 1/(||p_j|| + 1e-8)
-//      computed in double from the unrounded input (as the CPU does), stored in float.
+// Two ops (all on the current stream); match_patches = prepare_bank then match_bank:
+//   prepare_bank: NaN/Inf check of the styles (one host sync), then per bank (one, or one per sample
+//      when a style has batch N): im2col of the style patches into B (Npad x Dpad, the input dtype,
+//      zero padded; Npad a multiple of 256, Dpad of 32) and inv_norm[j] = weight/(||p_j|| + 1e-8)
+//      computed in double from the unrounded input (as the CPU does), stored in float. A bank is
+//      prepared once and reused for any number of contents (the frames of a video).
+//   match_bank: NaN/Inf check of the content (one host sync), then per sample:
 //   3. Content patches, CHUNK_ROWS at a time: im2col into A (rows x Dpad, zero padded; replicate
 //      padding of the covering grid by clamping), then the fused kernel (match_tile.cuh) over
 //      (content tile x style tile) blocks: a 128x256 (or 128x128) tile of <a_i, b_j> on tensor
@@ -36,7 +38,9 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -148,7 +152,7 @@ void launch_im2col(const scalar_t* src, int64_t C, int64_t H, int64_t W, int64_t
 // Style patches of sample n's bank into rows [e.first, e.first + count) of `patches`.
 template <typename scalar_t, typename inv_t>
 void build_bank(const std::vector<at::Tensor>& styles, const StyleBank& bank, int64_t n, int64_t k, int64_t s,
-                int64_t D, int64_t Dpad, at::Tensor& patches, at::Tensor& inv_norm, cudaStream_t stream) {
+                int64_t D, int64_t Dpad, at::Tensor patches, at::Tensor inv_norm, cudaStream_t stream) {
   for (size_t t = 0; t < styles.size(); ++t) {
     const auto& st = styles[t];
     const auto& e = bank.entries[t];
@@ -161,25 +165,23 @@ void build_bank(const std::vector<at::Tensor>& styles, const StyleBank& bank, in
   }
 }
 
-// Tensor-core path (float32 / bfloat16 / float16).
+// Tensor-core path (float32 / bfloat16 / float16): B = patches (1 | N, Npad, Dpad), inv_norm (1 | N, Npad).
 template <typename scalar_t>
-void match_tensor_core(const at::Tensor& content, const std::vector<at::Tensor>& styles, const StyleBank& bank,
-                       int64_t k, int64_t s, bool per_sample, Mode mode, at::Tensor& indices, cudaStream_t stream) {
+void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
+                       int64_t k, int64_t s, Mode mode, at::Tensor& indices, cudaStream_t stream) {
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t gw = covering_grid(W, k, s), n_c = covering_grid(H, k, s) * gw;
-  const int64_t n_s = bank.num_patches, D = C * k * k;
-  const int64_t Dpad = round_up(D, D_MULTIPLE), Npad = round_up(n_s, BN_MAX);
+  const int64_t D = C * k * k, Dpad = patches.size(2);
   const int tile_n = match_tile_width();
   const int64_t chunk = std::min(CHUNK_ROWS, round_up(n_c, BM));
 
-  at::Tensor B = at::zeros({Npad, Dpad}, content.options());  // padding rows stay zero
-  at::Tensor inv_norm = at::zeros({Npad}, content.options().dtype(at::kFloat));
   at::Tensor A = at::empty({chunk, Dpad}, content.options());
   indices.zero_();  // packed keys start at 0 (below every real key)
   auto* keys = reinterpret_cast<unsigned long long*>(indices.data_ptr<int64_t>());
 
   for (int64_t n = 0; n < N; ++n) {
-    if (n == 0 || per_sample) build_bank<scalar_t, float>(styles, bank, n, k, s, D, Dpad, B, inv_norm, stream);
+    const int64_t b = patches.size(0) == 1 ? 0 : n;
+    const at::Tensor B = patches[b], inv = inv_norm[b];
     const scalar_t* src = content.data_ptr<scalar_t>() + n * C * H * W;
     for (int64_t r0 = 0; r0 < n_c; r0 += chunk) {
       const int64_t rows = std::min(chunk, n_c - r0);
@@ -187,10 +189,10 @@ void match_tensor_core(const at::Tensor& content, const std::vector<at::Tensor>&
                                      A.data_ptr<scalar_t>(), nullptr, stream);
       unsigned long long* kp = keys + n * n_c + r0;
       switch (mode) {
-        case Mode::BF16: launch_match_tiles<Mode::BF16>(A, B, inv_norm, rows, n_s, kp, tile_n, stream); break;
-        case Mode::FP16: launch_match_tiles<Mode::FP16>(A, B, inv_norm, rows, n_s, kp, tile_n, stream); break;
-        case Mode::TF32: launch_match_tiles<Mode::TF32>(A, B, inv_norm, rows, n_s, kp, tile_n, stream); break;
-        case Mode::TF32X3: launch_match_tiles<Mode::TF32X3>(A, B, inv_norm, rows, n_s, kp, tile_n, stream); break;
+        case Mode::BF16: launch_match_tiles<Mode::BF16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
+        case Mode::FP16: launch_match_tiles<Mode::FP16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
+        case Mode::TF32: launch_match_tiles<Mode::TF32>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
+        case Mode::TF32X3: launch_match_tiles<Mode::TF32X3>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
       }
     }
   }
@@ -200,94 +202,147 @@ void match_tensor_core(const at::Tensor& content, const std::vector<at::Tensor>&
 }
 
 // float64: the CPU kernel's algorithm on the GPU (cuBLAS DGEMM on chunks, scale, argmax).
-void match_float64(const at::Tensor& content, const std::vector<at::Tensor>& styles, const StyleBank& bank, int64_t k,
-                   int64_t s, bool per_sample, at::Tensor& indices, cudaStream_t stream) {
+void match_float64(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
+                   int64_t k, int64_t s, at::Tensor& indices, cudaStream_t stream) {
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t gw = covering_grid(W, k, s), n_c = covering_grid(H, k, s) * gw;
-  const int64_t n_s = bank.num_patches, D = C * k * k;
+  const int64_t D = C * k * k;
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n_c, (int64_t{1} << 25) / n_s));  // <= 256 MiB scores
-  at::Tensor B = at::empty({n_s, D}, content.options());
-  at::Tensor inv_norm = at::empty({n_s}, content.options());
   at::Tensor A = at::empty({chunk, D}, content.options());
   at::Tensor flat = indices.view({N * n_c});
   for (int64_t n = 0; n < N; ++n) {
-    if (n == 0 || per_sample) build_bank<double, double>(styles, bank, n, k, s, D, D, B, inv_norm, stream);
+    const int64_t b = patches.size(0) == 1 ? 0 : n;
+    const at::Tensor B = patches[b].narrow(0, 0, n_s).narrow(1, 0, D), inv = inv_norm[b].narrow(0, 0, n_s);
     const double* src = content.data_ptr<double>() + n * C * H * W;
     for (int64_t r0 = 0; r0 < n_c; r0 += chunk) {
       const int64_t rows = std::min(chunk, n_c - r0);
       launch_im2col<double, double>(src, C, H, W, k, s, gw, r0, rows, rows, D, D, A.data_ptr<double>(), nullptr,
                                     stream);
       at::Tensor scores = at::mm(A.narrow(0, 0, rows), B.t());
-      scores.mul_(inv_norm);
+      scores.mul_(inv);
       flat.narrow(0, n * n_c + r0, rows).copy_(scores.argmax(1));  // first maximum = lowest index
     }
   }
 }
 
-void check_finite(const at::Tensor& content, const std::vector<at::Tensor>& styles, cudaStream_t stream) {
-  at::Tensor flags = at::zeros({static_cast<int64_t>(styles.size()) + 1}, content.options().dtype(at::kInt));
-  auto launch = [&](const at::Tensor& t, int64_t slot) {
+// One flag per tensor, one host sync; the error names `what` (`what[i]` when indexed).
+void check_finite(const std::vector<at::Tensor>& tensors, const std::string& what, bool indexed, cudaStream_t stream) {
+  at::Tensor flags = at::zeros({static_cast<int64_t>(tensors.size())}, tensors[0].options().dtype(at::kInt));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i];
     const int64_t n = t.numel();
     const unsigned int blocks = std::min<unsigned int>(blocks_for(n, 256), 1024);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "match_patches_check_finite", [&] {
-      nonfinite_kernel<scalar_t><<<blocks, 256, 0, stream>>>(t.data_ptr<scalar_t>(), n,
-                                                             flags.data_ptr<int>() + slot);
+      nonfinite_kernel<scalar_t><<<blocks, 256, 0, stream>>>(t.data_ptr<scalar_t>(), n, flags.data_ptr<int>() + i);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-  };
-  launch(content, 0);
-  for (size_t t = 0; t < styles.size(); ++t) launch(styles[t], static_cast<int64_t>(t) + 1);
-  const at::Tensor host = flags.cpu();  // the one host sync of match_patches
+  }
+  const at::Tensor host = flags.cpu();
   const int* f = host.data_ptr<int>();
-  TORCH_CHECK_VALUE(f[0] == 0, "match_patches: content contains NaN or Inf");
-  for (size_t t = 0; t < styles.size(); ++t)
-    TORCH_CHECK_VALUE(f[t + 1] == 0, "match_patches: styles[", t, "] contains NaN or Inf");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!indexed) {
+      TORCH_CHECK_VALUE(f[i] == 0, what, " contains NaN or Inf");
+    } else {
+      TORCH_CHECK_VALUE(f[i] == 0, what, "[", i, "] contains NaN or Inf");
+    }
+  }
 }
 
-at::Tensor match_patches_cuda(const at::Tensor& content_in, at::TensorList styles_in, int64_t k, int64_t s) {
-  check_swap_args("match_patches", content_in, /*is_indices=*/false, styles_in, k, s);
+// The CUDA bank layout: float32/bf16/fp16 banks padded for the tile kernel (rows to a multiple of
+// BN_MAX, row length to a multiple of D_MULTIPLE, zeros), float64 banks unpadded.
+int64_t bank_rows(int64_t n_s, at::ScalarType t) { return t == at::kDouble ? n_s : round_up(n_s, BN_MAX); }
+int64_t bank_row_length(int64_t D, at::ScalarType t) { return t == at::kDouble ? D : round_up(D, D_MULTIPLE); }
+
+std::tuple<at::Tensor, at::Tensor> prepare_bank_cuda(at::TensorList styles_in, int64_t k, int64_t s,
+                                                     std::optional<at::ArrayRef<double>> weights) {
+  const int64_t Bn = check_prepare_args(styles_in, k, s, weights);
+  const c10::cuda::CUDAGuard guard(styles_in[0].device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  std::vector<at::Tensor> styles;
+  for (const auto& st : styles_in) styles.push_back(st.contiguous());
+  check_finite(styles, "prepare_bank: styles", /*indexed=*/true, stream);
+  const StyleBank bank(styles, k, s);
+  TORCH_CHECK_VALUE(bank.num_patches < (int64_t{1} << 31), "prepare_bank: ", bank.num_patches,
+                    " style patches; at most 2^31 - 1 are supported");
+  const auto dtype = styles[0].scalar_type();
+  const int64_t D = styles[0].size(1) * k * k, Dpad = bank_row_length(D, dtype);
+  const int64_t R = bank_rows(bank.num_patches, dtype);
+  const auto inv_dtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor patches = at::zeros({Bn, R, Dpad}, styles[0].options());  // padding stays zero
+  at::Tensor inv_norm = at::zeros({Bn, R}, styles[0].options().dtype(inv_dtype));
+  for (int64_t b = 0; b < Bn; ++b) {
+    switch (dtype) {
+      case at::kFloat: build_bank<float, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream); break;
+      case at::kBFloat16:
+        build_bank<at::BFloat16, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream);
+        break;
+      case at::kHalf: build_bank<at::Half, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream); break;
+      case at::kDouble:
+        build_bank<double, double>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream);
+        break;
+      default: TORCH_CHECK_TYPE(false, "prepare_bank: unsupported dtype ", dtype);
+    }
+  }
+  apply_bank_weights(inv_norm, bank, weights);
+  return {patches, inv_norm};
+}
+
+at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
+                           int64_t n_s, int64_t k, int64_t s) {
+  const auto dtype = content_in.scalar_type();
+  check_match_bank_args(content_in, patches, inv_norm, n_s, k, s, dtype);
+  const int64_t D = content_in.size(1) * k * k;
+  TORCH_CHECK_VALUE(patches.is_contiguous() && inv_norm.is_contiguous() &&
+                        patches.size(1) == bank_rows(patches.size(1), dtype) &&
+                        patches.size(2) == bank_row_length(D, dtype),
+                    "match_bank: patches ", patches.sizes(), " are not a CUDA bank for ", D,
+                    "-value patches (rows padded to a multiple of ", BN_MAX, ", row length ",
+                    bank_row_length(D, dtype), ", contiguous); prepare the bank with prepare_bank on this device");
+  TORCH_CHECK_VALUE(n_s < (int64_t{1} << 31), "match_bank: at most 2^31 - 1 style patches are supported");
   const c10::cuda::CUDAGuard guard(content_in.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor content = content_in.contiguous();
-  std::vector<at::Tensor> styles;
-  bool per_sample = false;
-  for (const auto& st : styles_in) {
-    styles.push_back(st.contiguous());
-    per_sample = per_sample || st.size(0) > 1;
-  }
-  check_finite(content, styles, stream);
+  check_finite({content}, "match_patches: content", /*indexed=*/false, stream);
 
   const int64_t N = content.size(0), H = content.size(2), W = content.size(3);
-  const StyleBank bank(styles, k, s);
-  TORCH_CHECK_VALUE(bank.num_patches < (int64_t{1} << 31), "match_patches: ", bank.num_patches,
-                    " style patches; at most 2^31 - 1 are supported");
   at::Tensor indices =
       at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
-
-  switch (content.scalar_type()) {
+  switch (dtype) {
     case at::kFloat: {
       // Follows torch.set_float32_matmul_precision / torch.backends.cuda.matmul.allow_tf32, like cuBLAS.
       const Mode mode = at::globalContext().allowTF32CuBLAS() ? Mode::TF32 : Mode::TF32X3;
-      match_tensor_core<float>(content, styles, bank, k, s, per_sample, mode, indices, stream);
+      match_tensor_core<float>(content, patches, inv_norm, n_s, k, s, mode, indices, stream);
       break;
     }
     case at::kBFloat16:
-      match_tensor_core<at::BFloat16>(content, styles, bank, k, s, per_sample, Mode::BF16, indices, stream);
+      match_tensor_core<at::BFloat16>(content, patches, inv_norm, n_s, k, s, Mode::BF16, indices, stream);
       break;
     case at::kHalf:
-      match_tensor_core<at::Half>(content, styles, bank, k, s, per_sample, Mode::FP16, indices, stream);
+      match_tensor_core<at::Half>(content, patches, inv_norm, n_s, k, s, Mode::FP16, indices, stream);
       break;
     case at::kDouble:
-      match_float64(content, styles, bank, k, s, per_sample, indices, stream);
+      match_float64(content, patches, inv_norm, n_s, k, s, indices, stream);
       break;
     default:
-      TORCH_CHECK_TYPE(false, "match_patches: unsupported dtype ", content.scalar_type());
+      TORCH_CHECK_TYPE(false, "match_bank: unsupported dtype ", dtype);
   }
   return indices;
 }
 
+at::Tensor match_patches_cuda(const at::Tensor& content, at::TensorList styles, int64_t k, int64_t s) {
+  check_swap_args("match_patches", content, /*is_indices=*/false, styles, k, s);
+  std::vector<at::Tensor> detached(styles.begin(), styles.end());
+  for (auto& st : detached) st = st.detach();
+  const auto [patches, inv_norm] = prepare_bank_cuda(detached, k, s, std::nullopt);
+  return match_bank_cuda(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s);
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(styleswap, CUDA, m) { m.impl("match_patches", &match_patches_cuda); }
+TORCH_LIBRARY_IMPL(styleswap, CUDA, m) {
+  m.impl("prepare_bank", &prepare_bank_cuda);
+  m.impl("match_bank", &match_bank_cuda);
+  m.impl("match_patches", &match_patches_cuda);
+}
 
 }  // namespace styleswap
