@@ -221,6 +221,12 @@ def bench_case(hc: int, hs: int, mode: str, channels: int, device: str, repeats:
         finally:
             del os.environ["STYLESWAP_MATCH_TILE"]
 
+    if "bank" not in skip:
+        # A PatchBank prepared once (as for video frames): the per-content cost without the bank build.
+        bank = styleswap_ext.PatchBank(style, K, S)
+        rec["results"]["ours_bank"] = run_impl("ours_bank", bank.swap, (content,), reps, device)
+        del bank
+
     # Sanity: agreement of our indices with the peer's (both exact searches in the same precision).
     if n_c * n_s <= 256 * 256 * 256 * 256 and "agree" not in skip:
         try:
@@ -290,7 +296,7 @@ def fmt(r: Optional[dict]) -> str:
 
 def print_table(records: list) -> None:
     head = (f"{'case':>12} {'mode':>7} {'TFLOP':>7} | {'conv':>18} | {'peer':>18} | {'gemm':>18} | {'ours':>18} | "
-            f"{'ours 128x128':>18} | ours/gemm")
+            f"{'ours 128x128':>18} | {'ours, bank reused':>18} | ours/gemm")
     print(head)
     print("-" * len(head))
     for rec in records:
@@ -299,7 +305,7 @@ def print_table(records: list) -> None:
         print(
             f"{rec['content_px']:>5}x{rec['style_px']:<6} {rec['mode']:>7} {rec['tflop']:>7.2f} | {fmt(res.get('conv')):>18} | "
             f"{fmt(res.get('peer')):>18} | {fmt(res.get('gemm')):>18} | {fmt(res.get('ours')):>18} | "
-            f"{fmt(res.get('ours_t128')):>18} | "
+            f"{fmt(res.get('ours_t128')):>18} | {fmt(res.get('ours_bank')):>18} | "
             f"{'-' if ratio is None else f'{ratio:.2f}'}"
         )
 
@@ -318,7 +324,7 @@ def parse_args(argv=None):
     p.add_argument("--highest-case", default="128:128", help="case also run in 'highest' ('' to skip)")
     p.add_argument("--channels", type=int, default=256)
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--skip", default="", help="comma list of conv,peer,gemm,agree,tiles to leave out")
+    p.add_argument("--skip", default="", help="comma list of conv,peer,gemm,agree,tiles,bank to leave out")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the code paths only")
     p.add_argument("--table-from", default=None, help="only print the bars and table of an existing JSON file")
     return p.parse_args(argv)

@@ -42,7 +42,7 @@ $PY -c "import styleswap_ext, torch; assert styleswap_ext.CUDA_BUILT, 'no CUDA k
 
 if has tests; then
   stamp "tests"
-  timeout $(limit 200) $PY -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider > "$OUT/tests.log" 2>&1
+  timeout $(limit 200) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -rs -p no:cacheprovider > "$OUT/tests.log" 2>&1
   stamp "tests rc=$? : $(tail -1 "$OUT/tests.log")"
 fi
 
