@@ -21,12 +21,19 @@ bank (``styleswap stylize --style-weights``).
 from __future__ import annotations
 
 import math
+import sys
 from typing import List, Optional, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from . import ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
-from ._inputs import StyleArg, check_geometry, prepare, prepare_styles
+from ._inputs import StyleArg, check_geometry, covering_grid, prepare, prepare_styles
+
+# With progress=True, contents of more patches than this are matched in row slabs (~2 % each) so
+# that a bar can move; smaller ones take one call.
+PROGRESS_MIN_PATCHES = 1 << 16
+PROGRESS_MIN_SLAB = 8192  # patches per slab at least (keeps every thread / SM busy)
 
 
 def _inner_grid(n: int, k: int, s: int) -> int:
@@ -73,21 +80,48 @@ class PatchBank:
     def dtype(self) -> torch.dtype:
         return self.styles[0].dtype
 
-    def match(self, content: torch.Tensor) -> torch.Tensor:
-        """Indices of the chosen style patches, as :func:`styleswap_ext.match_patches`."""
+    def match(self, content: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        """Indices of the chosen style patches, as :func:`styleswap_ext.match_patches`.
+
+        ``progress=True`` shows a bar (stderr) for large contents: they are then matched in slabs of
+        patch-grid rows, which gives the same indices (each slab is cut where its grid rows start).
+        """
         args = prepare(content, self.styles, self.patch_size, self.stride)
-        idx = torch.ops.styleswap.match_bank(args.content, self.patches, self.inv_norm, self.num_patches,
-                                             self.patch_size, self.stride)
+        idx = self._match(args.content, progress)
         return idx[0] if args.squeeze else idx
 
-    def swap(self, content: torch.Tensor) -> torch.Tensor:
+    def swap(self, content: torch.Tensor, progress: bool = False) -> torch.Tensor:
         """Style-swapped ``content``, as :func:`styleswap_ext.style_swap` (same autograd)."""
         args = prepare(content, self.styles, self.patch_size, self.stride)
-        idx = torch.ops.styleswap.match_bank(args.content, self.patches, self.inv_norm, self.num_patches,
-                                             self.patch_size, self.stride)
+        idx = self._match(args.content, progress)
         h, w = args.content.shape[-2:]
         out = torch.ops.styleswap.swap_gather(idx, self.styles, self.patch_size, self.stride, h, w)
         return out[0] if args.squeeze else out
+
+    def _match(self, content: torch.Tensor, progress: bool) -> torch.Tensor:
+        k, s = self.patch_size, self.stride
+        h, w = content.shape[-2:]
+        grid_h, grid_w = covering_grid(h, k, s), covering_grid(w, k, s)
+
+        def call(c):
+            return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s)
+
+        if not progress or content.shape[0] * grid_h * grid_w <= PROGRESS_MIN_PATCHES or grid_h < 2:
+            return call(content)
+        # Slab of grid rows [i0, i1) = content rows [i0*s, (i1-1)*s + k); the last slab runs to the
+        # bottom edge, so its covering grid takes the same replicate-padded extra row as the whole.
+        # A last slab shorter than a patch (only that padded row) is merged into the one before.
+        step = max(math.ceil(grid_h / 50), math.ceil(PROGRESS_MIN_SLAB / grid_w))
+        bounds = list(range(0, grid_h, step)) + [grid_h]
+        if len(bounds) > 2 and h - bounds[-2] * s < k:
+            del bounds[-2]
+        parts = []
+        with tqdm(total=grid_h, desc="matching", unit="row", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
+            for i0, i1 in zip(bounds[:-1], bounds[1:]):
+                bottom = h if i1 == grid_h else (i1 - 1) * s + k
+                parts.append(call(content[:, :, i0 * s:bottom]))
+                bar.update(i1 - i0)
+        return torch.cat(parts, 1)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, st.shape)) for st in self.styles)

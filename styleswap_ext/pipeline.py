@@ -323,10 +323,11 @@ class StyleBank:
         self.features: List[torch.Tensor] = feats
         self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision)
 
-    def swap(self, content_features: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-        """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`)."""
+    def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False) -> torch.Tensor:
+        """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`);
+        ``progress`` shows a bar while a large content is matched."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        return _blend(self.patch_bank.swap(feats), content_features, alpha)
+        return _blend(self.patch_bank.swap(feats, progress), content_features, alpha)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)
@@ -474,7 +475,7 @@ def stylize(
             c = c[..., :h, :w]
             with torch.no_grad():
                 cf = tiling.encode(encoder, c, tile_size, progress)
-                target = bank.swap(cf, alpha)
+                target = bank.swap(cf, alpha, progress)
             if method == "decoder":
                 out = tiling.decode(decoder, target, tile_size, progress)
             else:

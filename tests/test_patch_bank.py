@@ -223,3 +223,42 @@ def test_cuda_bank_layout_fake_and_values(dtype):
         with pytest.raises(ValueError, match="not a CUDA bank"):
             torch.ops.styleswap.match_bank(content, patches[:, :n_s, :D].contiguous(), inv[:, :n_s].contiguous(),
                                            n_s, 3, 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("h, k, s", [(23, 3, 1), (24, 3, 2), (25, 3, 2), (30, 5, 3), (31, 4, 4), (9, 1, 1), (7, 7, 1)])
+def test_progress_slabs_give_the_same_indices(h, k, s, device, monkeypatch, capsys):
+    """With progress=True a large content is matched in slabs of grid rows: same indices, a bar on stderr."""
+    from styleswap_ext import patch_bank
+
+    monkeypatch.setattr(patch_bank, "PROGRESS_MIN_PATCHES", 0)
+    monkeypatch.setattr(patch_bank, "PROGRESS_MIN_SLAB", 1)  # slabs of ceil(grid_h / 50) rows: many slabs
+    style = _rand(1, 6, 10, 9, seed=1, device=device)
+    content = _rand(2, 6, h, 13, seed=2, device=device)
+    bank = PatchBank(style, k, s)
+    torch.testing.assert_close(bank.match(content, progress=True), ss.match_patches(content, style, k, s),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(bank.swap(content, progress=True), ss.style_swap(content, style, k, s), rtol=0, atol=0)
+    if (h - k) // s + 1 >= 2:
+        assert "matching" in capsys.readouterr().err
+    monkeypatch.setattr(patch_bank, "PROGRESS_MIN_SLAB", 13 * 2)  # two grid rows per slab
+    torch.testing.assert_close(bank.match(content, progress=True), ss.match_patches(content, style, k, s),
+                               rtol=0, atol=0)
+
+
+def test_progress_slabs_every_geometry(monkeypatch):
+    """Every (k, s, H) with small sizes and every slab height: slabbed == one call."""
+    from styleswap_ext import patch_bank
+
+    monkeypatch.setattr(patch_bank, "PROGRESS_MIN_PATCHES", 0)
+    style = _rand(1, 3, 8, 8, seed=1)
+    for k in range(1, 6):
+        for s in range(1, k + 1):
+            bank = PatchBank(style, k, s)
+            for h in range(k, k + 3 * s + 4):
+                content = _rand(1, 3, h, 7, seed=h)
+                expect = ss.match_patches(content, style, k, s)
+                for rows in (1, 2, 3):
+                    monkeypatch.setattr(patch_bank, "PROGRESS_MIN_SLAB", rows * expect.shape[2])
+                    got = bank.match(content, progress=True)
+                    assert torch.equal(got, expect), (k, s, h, rows)
