@@ -52,7 +52,7 @@ if cfg["impl"] == "reference":
     class ReferenceBank:  # the pipeline's PatchBank, swapped by the conv reference instead
         def __init__(self, feats, k, s, weights=None):
             self.feats, self.k, self.s = feats, k, s
-        def swap(self, content):
+        def swap(self, content, progress=False):
             return reference.style_swap(content, self.feats, self.k, self.s)
     pipeline.PatchBank = ReferenceBank
 if cfg["device"] == "cuda":
