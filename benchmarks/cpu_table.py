@@ -34,8 +34,6 @@ def _rss_kib(field: str) -> int:
 def measure(method: str, size: int, channels: int) -> dict:
     """Runs in the child process."""
     sys.path.insert(0, HERE)
-    import torch
-
     import methods
 
     fn = methods.METHODS[method]
@@ -86,7 +84,7 @@ def main() -> None:
 
     results = []
     print(f"# {machine()}", flush=True)
-    header = f"| map | patches | " + " | ".join(f"{m} s (x gemm) [MiB]" for m in args.methods) + " |"
+    header = "| map | patches | " + " | ".join(f"{m} s (x gemm) [MiB]" for m in args.methods) + " |"
     print(header)
     print("|" + "---|" * (2 + len(args.methods)))
     for size in args.sizes:

@@ -136,26 +136,42 @@ def plot(data, path):
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+
+    def mpix(r):  # x axis: content megapixels, so that non-square cases (3840x2160) fall in place
+        w, h = r.get("shape", [r["size"], r["size"]])
+        return w * h / 1e6
+
+    def label(r):
+        w, h = r.get("shape", [r["size"], r["size"]])
+        return f"{w}" if w == h else f"{w}x{h}"
+
+    mem_key = "cuda_peak_gib" if data["device"] == "cuda" else "peak_rss_gib"
     for impl, marker in (("ours", "o"), ("reference", "s")):
-        rows = [r for r in data["results"] if r["impl"] == impl]
+        rows = sorted((r for r in data["results"] if r["impl"] == impl), key=mpix)
         ok = [r for r in rows if r["status"] == "ok"]
-        mem_key = "cuda_peak_gib" if data["device"] == "cuda" else "peak_rss_gib"
-        ax_t.plot([r["size"] for r in ok], [r["run_s"] for r in ok], marker=marker, label=impl)
-        ax_m.plot([r["size"] for r in ok], [r[mem_key] for r in ok], marker=marker, label=impl)
+        ax_t.plot([mpix(r) for r in ok], [r["run_s"] for r in ok], marker=marker, label=impl)
+        ax_m.plot([mpix(r) for r in ok], [r[mem_key] for r in ok], marker=marker, label=impl)
+        if impl == "ours":
+            for r in ok:
+                ax_t.annotate(label(r), (mpix(r), r["run_s"]), textcoords="offset points", xytext=(-4, 6),
+                              ha="right", fontsize=7)
         for r in rows:
             if r["status"] != "ok":
                 for ax in (ax_t, ax_m):
-                    ax.axvline(r["size"], color="red", ls=":", lw=1)
-                    ax.annotate(f"{impl}: {r['status']}", (r["size"], 0.5), xycoords=("data", "axes fraction"),
-                                rotation=90, color="red", fontsize=8, ha="right")
-    for ax, label in ((ax_t, "end-to-end time (s)"), (ax_m, "peak memory (GiB)")):
+                    ax.axvline(mpix(r), color="red", ls=":", lw=1)
+                    ax.annotate(f"{impl} {label(r)}: {r['status']}", (mpix(r), 0.5),
+                                xycoords=("data", "axes fraction"), rotation=90, color="red", fontsize=7, ha="right")
+    for ax, ylabel in ((ax_t, "end-to-end time (s)"), (ax_m, "peak memory (GiB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("content side (px)")
-        ax.set_ylabel(label)
+        ax.set_xlabel("content size (megapixels)")
+        ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    ax_m.axhline(8, color="grey", ls="--", lw=1)
+    if data["device"] == "cpu":
+        ax_m.axhline(8, color="grey", ls="--", lw=1)
+        ax_m.annotate("8 GiB", (ax_m.get_xlim()[0], 8), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                      color="grey")
     fig.suptitle(f"styleswap stylize, {data['style_size']} px style, {data['device']} ({data['machine']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
