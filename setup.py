@@ -31,6 +31,27 @@ def _build_cuda() -> bool:
     return bool(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")))
 
 
+def _nvcc_arch_flags():
+    """TORCH_CUDA_ARCH_LIST as -gencode flags, with 9.0 built as sm_90a: the arch-specific Hopper
+    target runs on the same GPUs (compute capability 9.0) and adds the wgmma instructions that
+    csrc/cuda/match_wgmma.cu uses. Empty (torch chooses, no wgmma) when the list has no 9.0 or names
+    an architecture by name."""
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "").replace(";", " ").split()
+    if not any(a.startswith("9.0") for a in archs):
+        return []
+    flags = []
+    for a in archs:
+        ptx = a.endswith("+PTX")
+        num = a.replace("+PTX", "").replace(".", "")
+        if not num.rstrip("a").isdigit():
+            return []
+        sass = "90a" if num == "90" else num
+        flags.append(f"-gencode=arch=compute_{sass},code=sm_{sass}")
+        if ptx:  # portable PTX for later GPUs: never the arch-specific (a) variant
+            flags.append(f"-gencode=arch=compute_{num.rstrip('a')},code=compute_{num.rstrip('a')}")
+    return flags
+
+
 def _extension():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cxx = ["-O3", "-fopenmp-simd"]
@@ -42,7 +63,7 @@ def _extension():
     nvidia_inc = os.path.join(os.path.dirname(torch.__file__), os.pardir, "nvidia", "cu13", "include")
     if os.path.isdir(nvidia_inc):
         include_dirs.append(os.path.abspath(nvidia_inc))
-    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
+    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + _nvcc_arch_flags()
     if os.environ.get("STYLESWAP_PTXAS_VERBOSE", "0") == "1":
         nvcc.append("-Xptxas=-v")  # register / shared-memory / spill report per kernel (benchmarks/gpu_check.sh)
     return CUDAExtension(

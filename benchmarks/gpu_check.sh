@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# One-shot GPU check of the styleswap CUDA kernels (issue 3): build for sm_90, test, benchmark.
+# One-shot GPU check of the styleswap CUDA kernels (issue 3): build (TORCH_CUDA_ARCH_LIST=9.0, which
+# setup.py compiles as sm_90a), test, benchmark.
 #
 #   bash benchmarks/gpu_check.sh            # everything, results under $OUT (default ./gpu_out)
 #   STEPS="tests bench" bash benchmarks/gpu_check.sh   # a subset (build is skipped if _C is importable)
 #
-# Writes: $OUT/build.log, $OUT/ptxas.log (register/smem/spill report), $OUT/tests.log,
-# $OUT/sanitize_memcheck.log, $OUT/sanitize_racecheck.log, $OUT/bench.json, $OUT/bench.log,
-# $OUT/summary.txt; prints the benchmark table last. Each step has its own time limit, clipped so
-# the whole script ends within BUDGET_S (default 570 s); a failing step does not stop later ones.
-# Order = priority: build, tests, bench, then the (slow) sanitizers with whatever time is left.
+# Writes: $OUT/build.log, $OUT/ptxas.log (register/smem/spill report), $OUT/tests.log, $OUT/bench.json,
+# $OUT/bench.log, $OUT/tests_wgmma.log and $OUT/bench_wgmma.json (the experimental wgmma kernel),
+# $OUT/sanitize_memcheck.log, $OUT/sanitize_racecheck.log, $OUT/summary.txt; prints the benchmark
+# tables last. Each step has its own time limit, clipped so the whole script ends within BUDGET_S
+# (default 570 s); a failing step does not stop later ones. Order = priority: build, tests, bench,
+# wgmma, then the (slow) sanitizers with whatever time is left.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
-STEPS=${STEPS:-"build tests bench sanitize"}
+STEPS=${STEPS:-"build tests bench wgmma sanitize"}
 PY=${PYTHON:-python3}
 T0=$(date +%s)
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
@@ -42,7 +44,7 @@ $PY -c "import styleswap_ext, torch; assert styleswap_ext.CUDA_BUILT, 'no CUDA k
 
 if has tests; then
   stamp "tests"
-  timeout $(limit 200) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -rs -p no:cacheprovider > "$OUT/tests.log" 2>&1
+  timeout $(limit 200) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -rs -p no:cacheprovider -k "not wgmma" > "$OUT/tests.log" 2>&1
   stamp "tests rc=$? : $(tail -1 "$OUT/tests.log")"
 fi
 
@@ -54,6 +56,18 @@ if has bench; then
   if [ $rc -ne 0 ] && [ -s "$OUT/bench.json" ]; then  # cut short: report what was measured
     $PY benchmarks/bench_gpu.py --table-from "$OUT/bench.json" >> "$OUT/bench.log" 2>&1
   fi
+fi
+
+if has wgmma; then
+  # The experimental Hopper kernel (csrc/cuda/match_wgmma.cu), after the main figures so that a
+  # fault in it cannot cost them: is it there, does the CUDA suite pass with it, how fast is it?
+  stamp "wgmma"
+  $PY -c "from styleswap_ext import _C; print('wgmma_available', _C.wgmma_available(0))" 2>&1 | tee -a "$OUT/summary.txt"
+  STYLESWAP_MATCH_KERNEL=wgmma timeout $(limit 120) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -x -p no:cacheprovider > "$OUT/tests_wgmma.log" 2>&1
+  stamp "tests (STYLESWAP_MATCH_KERNEL=wgmma) rc=$? : $(tail -1 "$OUT/tests_wgmma.log")"
+  timeout $(limit 90) $PY benchmarks/bench_gpu.py --wgmma --skip conv,peer,tiles,bank,agree --highest-case "" \
+    --cases 128:128,256:256,1024:256 --out "$OUT/bench_wgmma.json" > "$OUT/bench_wgmma.log" 2> "$OUT/bench_wgmma.err"
+  stamp "bench wgmma rc=$?"
 fi
 
 if has sanitize; then
@@ -73,4 +87,5 @@ fi
 stamp "done"
 cat "$OUT/summary.txt"
 [ -f "$OUT/bench.log" ] && cat "$OUT/bench.log"
+[ -f "$OUT/bench_wgmma.log" ] && cat "$OUT/bench_wgmma.log"
 exit 0

@@ -198,7 +198,13 @@ TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {
 
 }  // namespace styleswap
 
-// The module only carries the registrations above; importing it is what matters.
+#ifdef STYLESWAP_WITH_CUDA
+namespace styleswap::match_detail {
+bool wgmma_available(int device);  // csrc/cuda/match_wgmma.cu
+}
+#endif
+
+// The module carries the registrations above (importing it is what matters) and two build facts.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("cuda_built") = pybind11::bool_(
 #ifdef STYLESWAP_WITH_CUDA
@@ -207,4 +213,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       false
 #endif
   );
+  // Whether STYLESWAP_MATCH_KERNEL=wgmma can use the experimental Hopper kernel on this device
+  // (a compute capability 9.x GPU and a build with the sm_90a target); otherwise it falls back.
+  m.def("wgmma_available", [](int device) {
+#ifdef STYLESWAP_WITH_CUDA
+    return styleswap::match_detail::wgmma_available(device);
+#else
+    (void)device;
+    return false;
+#endif
+  }, pybind11::arg("device") = 0);
 }

@@ -315,3 +315,29 @@ def test_compile_fullgraph_on_cuda(precision):
     c = torch.randn(1, 8, 12, 12, device=DEV)
     s = torch.randn(1, 8, 10, 10, device=DEV)
     torch.testing.assert_close(f(c, s), styleswap_ext.style_swap(c, s, 3, 1))
+
+
+@pytest.mark.parametrize("mode", ["bf16", "fp16", "tf32"])
+def test_experimental_wgmma_kernel(mode, precision, monkeypatch):
+    """STYLESWAP_MATCH_KERNEL=wgmma (csrc/cuda/match_wgmma.cu, Hopper only): scores within the mode's
+    tolerance and the same indices as the WMMA kernel almost everywhere, over row lengths that end
+    mid-slice (zero-filled tail), several content and style tiles, and a bank of two styles.
+    benchmarks/gpu_check.sh also reruns this whole module with the variable set."""
+    from styleswap_ext import _C
+
+    if not _C.wgmma_available(torch.cuda.current_device()):
+        pytest.skip("wgmma kernel not available: needs a compute capability 9.x GPU and an sm_90a build "
+                    "(TORCH_CUDA_ARCH_LIST=9.0, see setup.py)")
+    dtype, prec, tol = MODES[mode]
+    precision(prec)
+    g = torch.Generator().manual_seed(21)
+    for c, k, s, hc, hs in [(17, 3, 1, 30, 19), (64, 3, 1, 24, 21), (1, 1, 1, 40, 33), (8, 5, 2, 37, 26)]:
+        content = torch.randn(2, c, hc, hc + 3, generator=g).to(dtype)
+        styles = [torch.randn(1, c, hs, hs + 1, generator=g).to(dtype), torch.randn(2, c, hs - 2, hs, generator=g).to(dtype)]
+        args = (content.to(DEV), [st.to(DEV) for st in styles], k, s)
+        monkeypatch.delenv("STYLESWAP_MATCH_KERNEL", raising=False)
+        wmma = torch.ops.styleswap.match_patches(*args)
+        monkeypatch.setenv("STYLESWAP_MATCH_KERNEL", "wgmma")
+        wg = torch.ops.styleswap.match_patches(*args)
+        _check_scores(wg, content, styles, k, s, tol)
+        assert (wg == wmma).float().mean().item() > 0.97, (c, k, s)

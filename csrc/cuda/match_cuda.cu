@@ -47,6 +47,7 @@
 #include "../patch_grid.h"
 #include "cuda_common.cuh"
 #include "match_tile.cuh"
+#include "match_wgmma.h"
 
 namespace styleswap {
 namespace {
@@ -72,6 +73,13 @@ int match_tile_width() {
   const char* v = std::getenv("STYLESWAP_MATCH_TILE");
   if (v != nullptr && std::string(v) == "128") return 128;
   return 256;
+}
+
+// STYLESWAP_MATCH_KERNEL=wgmma: try the experimental Hopper kernel (match_wgmma.cu) first; it
+// falls back to the WMMA kernel where it cannot run. Read per call, like the tile width.
+bool use_wgmma() {
+  const char* v = std::getenv("STYLESWAP_MATCH_KERNEL");
+  return v != nullptr && std::string(v) == "wgmma";
 }
 
 // Unpacks keys in place: int64 index = 0xFFFFFFFF - low bits; key 0 (no finite score ever won:
@@ -173,6 +181,7 @@ void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, con
   const int64_t gw = covering_grid(W, k, s), n_c = covering_grid(H, k, s) * gw;
   const int64_t D = C * k * k, Dpad = patches.size(2);
   const int tile_n = match_tile_width();
+  const bool wgmma = use_wgmma();
   const int64_t chunk = std::min(CHUNK_ROWS, round_up(n_c, BM));
 
   at::Tensor A = at::empty({chunk, Dpad}, content.options());
@@ -188,6 +197,7 @@ void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, con
       launch_im2col<scalar_t, float>(src, C, H, W, k, s, gw, r0, rows, round_up(rows, BM), D, Dpad,
                                      A.data_ptr<scalar_t>(), nullptr, stream);
       unsigned long long* kp = keys + n * n_c + r0;
+      if (wgmma && match_detail::launch_match_wgmma(mode, A, B, inv, rows, n_s, kp, stream)) continue;
       switch (mode) {
         case Mode::BF16: launch_match_tiles<Mode::BF16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
         case Mode::FP16: launch_match_tiles<Mode::FP16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
