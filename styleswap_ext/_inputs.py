@@ -64,21 +64,24 @@ def _style_items(style: StyleArg):
     raise TypeError(f"style must be a tensor or a list of tensors, got {type(style).__name__}")
 
 
+def _style4(name: str, st, k: int) -> torch.Tensor:
+    """One style tensor, checked on its own (floating point, 3-D or 4-D, at least k x k) -> 4-D."""
+    _check_floating(name, st)
+    if st.dim() == 3:
+        st = st.unsqueeze(0)
+    elif st.dim() != 4:
+        raise ValueError(f"{name} must be (C, Hs, Ws), (1, C, Hs, Ws) or (N, C, Hs, Ws), got shape {tuple(st.shape)}")
+    if st.shape[2] < k or st.shape[3] < k:
+        raise ValueError(f"{name} ({st.shape[2]}x{st.shape[3]}) is smaller than patch_size {k}")
+    return st
+
+
 def prepare_styles(style: StyleArg, patch_size) -> list:
     """Styles without a content (for a :class:`~styleswap_ext.PatchBank`): each ``(1 | B, C, Hs, Ws)``
     with B the largest batch among them, one channel count, dtype and device (those of the first)."""
     k = _check_int("patch_size", patch_size)
     items, names = _style_items(style)
-    styles = []
-    for name, st in zip(names, items):
-        _check_floating(name, st)
-        if st.dim() == 3:
-            st = st.unsqueeze(0)
-        elif st.dim() != 4:
-            raise ValueError(f"{name} must be (C, Hs, Ws), (1, C, Hs, Ws) or (N, C, Hs, Ws), got shape {tuple(st.shape)}")
-        if st.shape[2] < k or st.shape[3] < k:
-            raise ValueError(f"{name} ({st.shape[2]}x{st.shape[3]}) is smaller than patch_size {k}")
-        styles.append(st)
+    styles = [_style4(name, st, k) for name, st in zip(names, items)]
     first, batch = styles[0], max(st.shape[0] for st in styles)
     for name, st in zip(names, styles):
         if st.shape[0] not in (1, batch):
@@ -108,11 +111,7 @@ def prepare(content, style: StyleArg, patch_size, stride) -> SwapArgs:
     items, names = _style_items(style)
     styles = []
     for name, st in zip(names, items):
-        _check_floating(name, st)
-        if st.dim() == 3:
-            st = st.unsqueeze(0)
-        elif st.dim() != 4:
-            raise ValueError(f"{name} must be (C, Hs, Ws), (1, C, Hs, Ws) or (N, C, Hs, Ws), got shape {tuple(st.shape)}")
+        st = _style4(name, st, k)
         if st.shape[0] not in (1, n):
             raise ValueError(
                 f"{name} has batch {st.shape[0]} but content has batch {n}: a per-sample style batch must equal "
@@ -120,8 +119,6 @@ def prepare(content, style: StyleArg, patch_size, stride) -> SwapArgs:
             )
         if st.shape[1] != c:
             raise ValueError(f"{name} has {st.shape[1]} channels but content has {c}")
-        if st.shape[2] < k or st.shape[3] < k:
-            raise ValueError(f"{name} ({st.shape[2]}x{st.shape[3]}) is smaller than patch_size {k}")
         if st.dtype != content.dtype:
             raise TypeError(f"{name} has dtype {st.dtype} but content has {content.dtype}; they must match")
         if st.device != content.device:

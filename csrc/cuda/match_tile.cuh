@@ -110,7 +110,20 @@ __device__ __forceinline__ uint32_t ordered_bits(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// Grid: 1-D over tiles_m * tiles_n blocks (swizzled). keys[r] belongs to the r-th content row of
+// This block's (content tile, style tile) in a 1-D grid of tiles_m * tiles_n blocks. Swizzle:
+// consecutive blocks walk GROUP_M content tiles for each style tile (L2 reuse of the style tile;
+// the last group may be narrower). Bijective onto [0, tiles_m) x [0, tiles_n).
+__device__ __forceinline__ void block_tile(int tiles_m, int tiles_n, int& tm, int& tn) {
+  const int bid = blockIdx.x;
+  const int per_group = GROUP_M * tiles_n;
+  const int first_m = (bid / per_group) * GROUP_M;
+  const int gsize = min(tiles_m - first_m, GROUP_M);
+  const int within = bid % per_group;
+  tm = first_m + within % gsize;
+  tn = within / gsize;
+}
+
+// Grid: 1-D over tiles_m * tiles_n blocks (swizzled, block_tile). keys[r] belongs to the r-th content row of
 // this launch; rows >= `rows` are zero padding and never written. B has tiles_n * BN rows.
 template <Mode MODE, int BN>
 __global__ void __launch_bounds__(THREADS, TileShape<BN>::MIN_BLOCKS)
@@ -134,15 +147,8 @@ __global__ void __launch_bounds__(THREADS, TileShape<BN>::MIN_BLOCKS)
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
 
-  // Swizzle: consecutive blocks walk GROUP_M content tiles for each style tile (the last group
-  // may be narrower). Bijective onto [0, tiles_m) x [0, tiles_n).
-  const int bid = blockIdx.x;
-  const int per_group = GROUP_M * tiles_n;
-  const int first_m = (bid / per_group) * GROUP_M;
-  const int gsize = min(tiles_m - first_m, GROUP_M);
-  const int within = bid % per_group;
-  const int tm = first_m + within % gsize;
-  const int tn = within / gsize;
+  int tm, tn;
+  block_tile(tiles_m, tiles_n, tm, tn);
 
   const char* Ag = reinterpret_cast<const char*>(A) + static_cast<size_t>(tm) * BM * row_bytes;
   const char* Bg = reinterpret_cast<const char*>(B) + static_cast<size_t>(tn) * BN * row_bytes;
