@@ -35,7 +35,6 @@ for our decoder); the result equals the untiled decoder up to float rounding.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -129,28 +128,17 @@ def tile_ranges(n: int, tile: int) -> List[Tuple[int, int]]:
     return [(a, min(a + tile, n)) for a in range(0, n, tile)]
 
 
-def _physical_memory() -> int:
-    """Bytes of RAM of this machine (0 where the platform does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 0
-
-
 def default_tile_size(device) -> int:
     """Tile side in image px used when the caller does not choose one.
 
-    CPU: 2048 px on machines with at least 16 GiB of RAM, else 1024 px. Larger tiles are faster
-    because the tiled decoder runs one pass per instance-norm layer (its global statistics):
-    measured on a 2-core machine, a 2048 px content took 70.8 s at 4.1 GiB peak untiled against
-    127.5 s at 2.7 GiB in 1024 px tiles (BENCHMARKS.md). CUDA: 4096 px on cards with at least
-    40 GiB (a 4096 px image runs untiled: faster, ~20 GiB), else 2048 px.
+    CPU: 1024 px (encoder/decoder peak below ~1.5 GiB per tile). CUDA: 4096 px on cards with at
+    least 40 GiB (a 4096 px image runs untiled: faster, ~20 GiB), else 2048 px.
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda" and torch.cuda.is_available():
         total = torch.cuda.get_device_properties(dev).total_memory
         return 4096 if total >= 40 * 2**30 else 2048
-    return 2048 if _physical_memory() >= 16 * 2**30 else 1024
+    return 1024
 
 
 def _bar(total: int, desc: str, progress: bool):

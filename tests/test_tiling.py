@@ -95,15 +95,3 @@ def test_cli_tile_size_option(capsys):
     assert err.count("\n") == 1 and "--tile-size" in err
     args = cli.build_parser().parse_args(["stylize", "a.png", "b.png", "-o", "o.png", "--tile-size", "0"])
     assert args.tile_size == 0
-
-
-def test_default_cpu_tile_size_follows_the_machines_memory(monkeypatch):
-    from styleswap_ext import tiling
-
-    assert tiling._physical_memory() > 0  # this platform says
-    monkeypatch.setattr(tiling, "_physical_memory", lambda: 32 * 2**30)
-    assert tiling.default_tile_size("cpu") == 2048
-    monkeypatch.setattr(tiling, "_physical_memory", lambda: 8 * 2**30)
-    assert tiling.default_tile_size("cpu") == 1024
-    monkeypatch.setattr(tiling, "_physical_memory", lambda: 0)  # unknown: the small tile
-    assert tiling.default_tile_size(None) == 1024
