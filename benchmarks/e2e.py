@@ -9,9 +9,9 @@ conv reference, on the CPU (or a GPU with ``--device cuda``).
 Each case is one fresh process that runs the CLI (``styleswap_ext.cli.main``) on a square
 content PNG of N px and a style PNG (the bundled cat and The Starry Night, resized beforehand):
 load both images, load the encoder and decoder, encode (tiled above ``--tile-size``), swap,
-decode (tiled), save a PNG. Reported: ``run_s`` = wall time of that whole ``main()`` call (not the
-Python/torch import), ``peak_rss_gib`` = the process's VmHWM (peak resident set) from
-/proc/self/status, and on CUDA ``cuda_peak_gib`` = torch.cuda.max_memory_allocated.
+decode (tiled), save a PNG (and/or a JPEG: ``--formats png jpg``). Reported: ``run_s`` = wall
+time of that whole ``main()`` call (not the Python/torch import), ``peak_rss_gib`` = the process's
+VmHWM (peak resident set) from /proc/self/status, and on CUDA ``cuda_peak_gib`` = torch.cuda.max_memory_allocated.
 
 ``--impl ours`` swaps with the fused op (the pipeline's ``PatchBank``); ``--impl reference``
 replaces it by ``styleswap_ext.reference.style_swap`` (conv2d -> argmax -> one-hot ->
@@ -147,7 +147,8 @@ def plot(data, path):
 
     mem_key = "cuda_peak_gib" if data["device"] == "cuda" else "peak_rss_gib"
     for impl, marker in (("ours", "o"), ("reference", "s")):
-        rows = sorted((r for r in data["results"] if r["impl"] == impl), key=mpix)
+        # one line per implementation: the PNG-output cases (other formats are extra rows in the JSON)
+        rows = sorted((r for r in data["results"] if r["impl"] == impl and r.get("format", "png") == "png"), key=mpix)
         ok = [r for r in rows if r["status"] == "ok"]
         ax_t.plot([mpix(r) for r in ok], [r["run_s"] for r in ok], marker=marker, label=impl)
         ax_m.plot([mpix(r) for r in ok], [r[mem_key] for r in ok], marker=marker, label=impl)
@@ -187,6 +188,8 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     ap.add_argument("--tile-size", type=int, default=None, help="passed to the CLI (default: its default)")
+    ap.add_argument("--formats", nargs="+", default=["png"], choices=["png", "jpg"],
+                    help="output file format(s): each is a case of its own (saving a 4096 px PNG takes ~1 s)")
     ap.add_argument("--vgg-weights", default=os.environ.get("STYLESWAP_VGG19_WEIGHTS", str(DEFAULT_VGG)))
     ap.add_argument("--ref-mem-cap-gib", type=float, default=10.0,
                     help="address-space cap for reference cases on the CPU, over the baseline (default 10)")
@@ -232,12 +235,13 @@ def main():
         contents, style = _make_inputs(tmp, args.sizes, args.style_size)
         for n in args.sizes:
             for impl in args.impls:
-                res = run_case(impl, contents[n], style, tmp / f"out_{impl}_{n}.png", args,
-                               cap_bytes=cap if impl == "reference" else None, timeout=args.timeout)
-                res.update(impl=impl, size=max(_shape(n)), shape=list(_shape(n)))
-                data["results"].append(res)
-                print(json.dumps(res), flush=True)
-                json_path.write_text(json.dumps(data, indent=1))
+                for fmt in args.formats:
+                    res = run_case(impl, contents[n], style, tmp / f"out_{impl}_{n}.{fmt}", args,
+                                   cap_bytes=cap if impl == "reference" else None, timeout=args.timeout)
+                    res.update(impl=impl, size=max(_shape(n)), shape=list(_shape(n)), format=fmt)
+                    data["results"].append(res)
+                    print(json.dumps(res), flush=True)
+                    json_path.write_text(json.dumps(data, indent=1))
     plot(data, png_path)
     print(f"wrote {json_path}")
 

@@ -1,91 +1,173 @@
 #!/usr/bin/env bash
-# One-shot GPU check of the styleswap CUDA kernels (issue 3): build (TORCH_CUDA_ARCH_LIST=9.0, which
-# setup.py compiles as sm_90a), test, benchmark.
+# The one prepared GPU call (docs/gpu_session.md): build the CUDA kernels (TORCH_CUDA_ARCH_LIST=9.0,
+# compiled as sm_90a), test, benchmark (issue 3), end to end at high resolution (issue 6), the
+# experimental wgmma kernel, compute-sanitizer, then train the decoder with whatever time is left
+# (issue 5), all within BUDGET_S seconds (default 560, under the device tool's 600 s per call).
 #
-#   bash benchmarks/gpu_check.sh            # everything, results under $OUT (default ./gpu_out)
-#   STEPS="tests bench" bash benchmarks/gpu_check.sh   # a subset (build is skipped if _C is importable)
+#   OUT=$OUT bash benchmarks/gpu_check.sh                    # everything, in the order above
+#   STEPS="e2e train" BUDGET_S=200 bash benchmarks/gpu_check.sh   # a second call on the warm machine
 #
-# Writes: $OUT/build.log, $OUT/ptxas.log (register/smem/spill report), $OUT/tests.log, $OUT/bench.json,
-# $OUT/bench.log, $OUT/tests_wgmma.log and $OUT/bench_wgmma.json (the experimental wgmma kernel),
-# $OUT/sanitize_memcheck.log, $OUT/sanitize_racecheck.log, $OUT/summary.txt; prints the benchmark
-# tables last. Each step has its own time limit, clipped so the whole script ends within BUDGET_S
-# (default 570 s); a failing step does not stop later ones. Order = priority: build, tests, bench,
-# wgmma, then the (slow) sanitizers with whatever time is left.
+# Steps (STEPS, in this order of value): build tests bench e2e wgmma sanitize train quality.
+# Each has its own cap, clipped to what is left of the budget; a failing step does not stop later
+# ones, and a step that gets too little time is skipped and listed at the end ("not run: ..."), so
+# a second call can run just those. The build is skipped when _C with CUDA kernels already imports.
+#
+# The device tool returns at most 8 files from $OUT, so every log and JSON goes to $RUN (default
+# ./gpu_run), which is packed into $OUT/gpu_run.tgz after every step (a call cut short keeps what
+# was done); summary.txt, bench.json, e2e_cuda.json and the decoder checkpoint are also copied
+# to $OUT on their own.
+#
+# e2e, train and quality need what benchmarks/prepare_carry.sh puts into $CARRY (default .carry,
+# named in the run's `carry`): the VGG-19 slice, the training images, the UST baseline and, if
+# one exists, the decoder checkpoint to resume from.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
-mkdir -p "$OUT"
-STEPS=${STEPS:-"build tests bench wgmma sanitize"}
+RUN=${RUN_DIR:-$PWD/gpu_run}
+CARRY=${CARRY:-.carry}
+mkdir -p "$OUT" "$RUN"
+CARRY=$(cd "$CARRY" 2>/dev/null && pwd || echo "$PWD/$CARRY")  # absolute: the children run elsewhere
+STEPS=${STEPS:-"build tests bench e2e wgmma sanitize train quality"}
 PY=${PYTHON:-python3}
 T0=$(date +%s)
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
 export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
-BUDGET=${BUDGET_S:-570}  # whole script, seconds: stays under the device tool's 600 s per call
-# limit STEP_MAX: the step's own cap, clipped to what is left of the budget (at least 1 s)
-limit() { local left=$(( BUDGET - ($(date +%s) - T0) )); local l=$(( $1 < left ? $1 : left )); echo $(( l > 1 ? l : 1 )); }
-stamp() { echo "[gpu_check +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/summary.txt"; }
+BUDGET=${BUDGET_S:-560}
+VGG="$CARRY/vgg19_conv1_1-conv3_1_torchvision.pth"
+CKPT="$CARRY/runs/decoder.ckpt"
+export STYLESWAP_VGG19_WEIGHTS="$VGG"
+NOT_RUN=""
+
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+# limit CAP: the step's own cap, clipped to what is left of the budget (at least 1 s)
+limit() { local l=$(left); l=$(( $1 < l ? $1 : l )); echo $(( l > 1 ? l : 1 )); }
+stamp() { echo "[gpu_check +$(( $(date +%s) - T0 ))s] $*" | tee -a "$RUN/summary.txt"; }
 has() { [[ " $STEPS " == *" $1 "* ]]; }
+# want STEP MIN_S: the step is asked for and at least MIN_S seconds are left (else noted as not run)
+want() {
+  has "$1" || return 1
+  if [ "$(left)" -lt "$2" ]; then NOT_RUN="$NOT_RUN $1"; stamp "$1 not run: $(left) s left, needs >= $2 s"; return 1; fi
+  stamp "$1"
+}
+pack() {
+  tar czf "$OUT/gpu_run.tgz.part" -C "$(dirname "$RUN")" "$(basename "$RUN")" 2>/dev/null && mv "$OUT/gpu_run.tgz.part" "$OUT/gpu_run.tgz"
+  for f in summary.txt bench.json e2e_cuda.json; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"; done
+  [ -f "$CKPT" ] && cp "$CKPT" "$OUT/decoder.ckpt"
+  return 0
+}
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
   $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" 2>&1
-  nvcc --version 2>&1 | tail -1; } | tee "$OUT/env.txt"
+  nvcc --version 2>&1 | tail -1; echo "steps: $STEPS; budget ${BUDGET}s"; } | tee "$RUN/env.txt"
 
-if has build; then
-  stamp "build (sm_90)"
+cuda_built() { $PY -c "import styleswap_ext, sys; sys.exit(0 if styleswap_ext.CUDA_BUILT else 1)" > /dev/null 2>&1; }
+if has build && ! cuda_built; then
+  stamp "build (sm_90a)"
   rm -rf build styleswap_ext/_C*.so
-  export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 STYLESWAP_PTXAS_VERBOSE=1 MAX_JOBS=${MAX_JOBS:-8}
-  timeout $(limit 360) $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1
+  export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 STYLESWAP_PTXAS_VERBOSE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
+  timeout $(limit 330) $PY setup.py build_ext --inplace > "$RUN/build.log" 2>&1
   rc=$?
-  grep -E "ptxas info|bytes stack frame|spill|Compiling entry|Function properties" "$OUT/build.log" > "$OUT/ptxas.log"
+  grep -E "ptxas info|bytes stack frame|spill|Compiling entry|Function properties" "$RUN/build.log" > "$RUN/ptxas.log"
   stamp "build rc=$rc"
-  if [ $rc -ne 0 ]; then tail -40 "$OUT/build.log"; exit 1; fi
+  if [ $rc -ne 0 ]; then grep -E "error" "$RUN/build.log" | head -30; tail -20 "$RUN/build.log"; pack; exit 1; fi
 fi
-$PY -c "import styleswap_ext, torch; assert styleswap_ext.CUDA_BUILT, 'no CUDA kernels'; print('import ok', torch.cuda.is_available())" 2>&1 | tee -a "$OUT/summary.txt" || exit 1
+$PY -c "import styleswap_ext, torch; assert styleswap_ext.CUDA_BUILT, 'no CUDA kernels'; print('import ok', torch.cuda.is_available())" 2>&1 | tee -a "$RUN/summary.txt" || { pack; exit 1; }
+pack
 
-if has tests; then
-  stamp "tests"
-  timeout $(limit 200) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -rs -p no:cacheprovider -k "not wgmma" > "$OUT/tests.log" 2>&1
-  stamp "tests rc=$? : $(tail -1 "$OUT/tests.log")"
+if want tests 30; then
+  timeout $(limit 150) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -rs -p no:cacheprovider -k "not wgmma" > "$RUN/tests.log" 2>&1
+  stamp "tests rc=$? : $(tail -1 "$RUN/tests.log")"
+  grep -E "^(FAILED|ERROR)" "$RUN/tests.log" | head -20 | tee -a "$RUN/summary.txt"
+  pack
 fi
 
-if has bench; then
-  stamp "bench"
-  timeout $(limit 240) $PY benchmarks/bench_gpu.py --out "$OUT/bench.json" ${BENCH_ARGS:-} > "$OUT/bench.log" 2> "$OUT/bench.err"
+if want bench 60; then
+  timeout $(limit 160) $PY benchmarks/bench_gpu.py --out "$RUN/bench.json" ${BENCH_ARGS:-} > "$RUN/bench.log" 2> "$RUN/bench.err"
   rc=$?
   stamp "bench rc=$rc"
-  if [ $rc -ne 0 ] && [ -s "$OUT/bench.json" ]; then  # cut short: report what was measured
-    $PY benchmarks/bench_gpu.py --table-from "$OUT/bench.json" >> "$OUT/bench.log" 2>&1
+  if [ $rc -ne 0 ] && [ -s "$RUN/bench.json" ]; then  # cut short: report what was measured
+    $PY benchmarks/bench_gpu.py --table-from "$RUN/bench.json" >> "$RUN/bench.log" 2>&1
   fi
+  pack
 fi
 
-if has wgmma; then
+if want e2e 40; then
+  # Issue 6: stylize end to end (fresh process each: load, encode, swap, decode, save), 1024 px style,
+  # TF32. The bar cases first; the conv-reference pipeline afterwards (it runs out of memory above 1024 px).
+  if [ -f "$VGG" ]; then
+    timeout $(limit 110) $PY benchmarks/e2e.py --device cuda --precision tf32 --style-size 1024 --impls ours \
+      --sizes 4096 3840x2160 2048 1024 512 --formats png jpg --timeout 60 \
+      --vgg-weights "$VGG" --json "$RUN/e2e_cuda.json" --png "$RUN/e2e_cuda.png" > "$RUN/e2e.log" 2>&1
+    stamp "e2e ours rc=$?"
+    timeout $(limit 60) $PY benchmarks/e2e.py --device cuda --precision tf32 --style-size 1024 --impls reference \
+      --sizes 512 1024 2048 4096 --timeout 40 \
+      --vgg-weights "$VGG" --json "$RUN/e2e_cuda_reference.json" --png "$RUN/e2e_cuda_reference.png" >> "$RUN/e2e.log" 2>&1
+    stamp "e2e reference rc=$?"
+    grep -h '"status"' "$RUN/e2e.log" | cut -c1-220 | tee -a "$RUN/summary.txt"
+  else
+    stamp "e2e skipped: $VGG missing (run benchmarks/prepare_carry.sh and carry $CARRY)"
+  fi
+  pack
+fi
+
+if want wgmma 30; then
   # The experimental Hopper kernel (csrc/cuda/match_wgmma.cu), after the main figures so that a
   # fault in it cannot cost them: is it there, does the CUDA suite pass with it, how fast is it?
-  stamp "wgmma"
-  $PY -c "from styleswap_ext import _C; print('wgmma_available', _C.wgmma_available(0))" 2>&1 | tee -a "$OUT/summary.txt"
-  STYLESWAP_MATCH_KERNEL=wgmma timeout $(limit 120) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -x -p no:cacheprovider > "$OUT/tests_wgmma.log" 2>&1
-  stamp "tests (STYLESWAP_MATCH_KERNEL=wgmma) rc=$? : $(tail -1 "$OUT/tests_wgmma.log")"
-  timeout $(limit 90) $PY benchmarks/bench_gpu.py --wgmma --skip conv,peer,tiles,bank,agree --highest-case "" \
-    --cases 128:128,256:256,1024:256 --out "$OUT/bench_wgmma.json" > "$OUT/bench_wgmma.log" 2> "$OUT/bench_wgmma.err"
+  $PY -c "from styleswap_ext import _C; print('wgmma_available', _C.wgmma_available(0))" 2>&1 | tee -a "$RUN/summary.txt"
+  STYLESWAP_MATCH_KERNEL=wgmma timeout $(limit 100) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -x -p no:cacheprovider > "$RUN/tests_wgmma.log" 2>&1
+  stamp "tests (STYLESWAP_MATCH_KERNEL=wgmma) rc=$? : $(tail -1 "$RUN/tests_wgmma.log")"
+  timeout $(limit 80) $PY benchmarks/bench_gpu.py --wgmma --skip conv,peer,tiles,bank,agree --highest-case "" \
+    --cases 128:128,256:256,1024:256 --out "$RUN/bench_wgmma.json" > "$RUN/bench_wgmma.log" 2> "$RUN/bench_wgmma.err"
   stamp "bench wgmma rc=$?"
+  pack
 fi
 
-if has sanitize; then
+if want sanitize 45; then
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   if [ -x "$SAN" ]; then
     for tool in memcheck racecheck; do
-      if [ "$(limit 9999)" -lt 45 ]; then stamp "sanitize $tool skipped: out of time budget"; continue; fi
-      stamp "sanitize $tool"
-      timeout $(limit 150) "$SAN" --tool $tool --error-exitcode 9 $PY benchmarks/sanitize_small.py > "$OUT/sanitize_$tool.log" 2>&1
-      stamp "sanitize $tool rc=$? : $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)"
+      if [ "$(left)" -lt 45 ]; then NOT_RUN="$NOT_RUN sanitize-$tool"; stamp "sanitize $tool not run: out of time"; continue; fi
+      timeout $(limit 120) "$SAN" --tool $tool --error-exitcode 9 $PY benchmarks/sanitize_small.py > "$RUN/sanitize_$tool.log" 2>&1
+      stamp "sanitize $tool rc=$? : $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$RUN/sanitize_$tool.log" | tail -1)"
     done
   else
     stamp "compute-sanitizer not found"
   fi
+  pack
 fi
 
-stamp "done"
-cat "$OUT/summary.txt"
-[ -f "$OUT/bench.log" ] && cat "$OUT/bench.log"
-[ -f "$OUT/bench_wgmma.log" ] && cat "$OUT/bench_wgmma.log"
+QUALITY_RESERVE=0
+has quality && QUALITY_RESERVE=${QUALITY_S:-100}
+if want train $(( 90 + QUALITY_RESERVE )); then
+  # Issue 5: continue the decoder's training (resumes $CKPT when it exists) until QUALITY_RESERVE
+  # seconds before the budget ends; --time-limit stops cleanly and checkpoints.
+  if [ -f "$VGG" ] && [ -d "$CARRY/data/content" ]; then
+    mkdir -p "$CARRY/runs"
+    TL=$(( $(left) - QUALITY_RESERVE - 5 ))
+    timeout $(( TL + 30 )) $PY -m styleswap_ext train-decoder --content-dir "$CARRY/data/content" --style-dir "$CARRY/data/style" \
+      --out "$CKPT" --resume --time-limit $TL --val-every 1000 --save-every 1000 -q > "$RUN/train.log" 2>&1
+    stamp "train rc=$? : $(tail -1 "$RUN/train.log" | cut -c1-200)"
+  else
+    stamp "train skipped: $VGG or $CARRY/data missing (run benchmarks/prepare_carry.sh and carry $CARRY)"
+  fi
+  pack
+fi
+
+if want quality 45; then
+  if [ -f "$CKPT" ] && [ -d "$CARRY/ust_baseline" ]; then
+    timeout $(limit 200) $PY benchmarks/quality_report.py --decoder "$CKPT" --content-dir "$CARRY/data/content" \
+      --style-dir "$CARRY/data/style" --ust-dir "$CARRY/ust_baseline" --vgg-weights "$VGG" --size 512 --pairs 4 \
+      --opt-iters 100 500 --out-dir "$RUN/quality" > "$RUN/quality.log" 2>&1
+    stamp "quality rc=$?"
+  else
+    stamp "quality skipped: no $CKPT or $CARRY/ust_baseline"
+  fi
+  pack
+fi
+
+stamp "done${NOT_RUN:+; not run (time):$NOT_RUN}"
+pack
+cat "$RUN/summary.txt"
+[ -f "$RUN/bench.log" ] && cat "$RUN/bench.log"
+[ -f "$RUN/bench_wgmma.log" ] && cat "$RUN/bench_wgmma.log"
 exit 0
