@@ -130,7 +130,11 @@ def run_case(impl, content, style, out, args, cap_bytes=None, timeout=None):
 
 
 def plot(data, path):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # not a dependency of the package: the JSON is the result, the plot a view of it
+        print("matplotlib is not installed: no plot (python benchmarks/e2e.py --plot-only JSON later)")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -40,6 +40,23 @@ def test_e2e_cases_run_for_ours_and_the_reference(tmp_path, vgg_weights):
     assert np.abs(outs["ours"] - outs["reference"]).mean() < 0.5
 
 
+def test_e2e_main_writes_json_per_size_impl_and_format(tmp_path, vgg_weights):
+    """The script as gpu_check.sh calls it (one child process per case), tiny size."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "e2e.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "e2e.py"), "--sizes", "64", "--style-size", "48",
+                           "--impls", "ours", "--formats", "png", "jpg", "--vgg-weights", str(vgg_weights),
+                           "--json", str(out), "--png", str(tmp_path / "e2e.png"), "--timeout", "300"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())["results"]
+    assert [(r["impl"], r["size"], r["format"], r["status"]) for r in results] == [
+        ("ours", 64, "png", "ok"), ("ours", 64, "jpg", "ok")]
+
+
 def test_bench_gpu_dry_run(tmp_path):
     bench = _load("bench_gpu")
     out = tmp_path / "bench.json"

@@ -180,7 +180,13 @@ void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, con
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t gw = covering_grid(W, k, s), n_c = covering_grid(H, k, s) * gw;
   const int64_t D = C * k * k, Dpad = patches.size(2);
-  const int tile_n = match_tile_width();
+  int tile_n = match_tile_width();
+  // 128x256 tiles need ~130 KiB of shared memory per block: GPUs with a smaller opt-in limit
+  // (sm_86/sm_89: 99 KiB) get the 128x128 tiles (80 KiB) instead of a launch error.
+  if (tile_n == 256 && at::cuda::getCurrentDeviceProperties()->sharedMemPerBlockOptin <
+                           static_cast<size_t>(match_detail::TileShape<256>::SMEM_BYTES)) {
+    tile_n = 128;
+  }
   const bool wgmma = use_wgmma();
   const int64_t chunk = std::min(CHUNK_ROWS, round_up(n_c, BM));
 
@@ -217,7 +223,8 @@ void match_float64(const at::Tensor& content, const at::Tensor& patches, const a
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t gw = covering_grid(W, k, s), n_c = covering_grid(H, k, s) * gw;
   const int64_t D = C * k * k;
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n_c, (int64_t{1} << 25) / n_s));  // <= 256 MiB scores
+  // <= 256 MiB of scores and of content patches (a small bank must not make the patch chunk huge)
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n_c, (int64_t{1} << 25) / std::max(n_s, D)));
   at::Tensor A = at::empty({chunk, D}, content.options());
   at::Tensor flat = indices.view({N * n_c});
   for (int64_t n = 0; n < N; ++n) {
@@ -309,6 +316,10 @@ at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patch
                     "-value patches (rows padded to a multiple of ", BN_MAX, ", row length ",
                     bank_row_length(D, dtype), ", contiguous); prepare the bank with prepare_bank on this device");
   TORCH_CHECK_VALUE(n_s < (int64_t{1} << 31), "match_bank: at most 2^31 - 1 style patches are supported");
+  // The kernels copy 16-byte chunks of bank rows (cp.async); a bank from prepare_bank always is aligned.
+  TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(patches.data_ptr()) % 16 == 0,
+                    "match_bank: patches must start at a 16-byte aligned address (a view at an odd offset is not a "
+                    "bank); prepare the bank with prepare_bank");
   const c10::cuda::CUDAGuard guard(content_in.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::Tensor content = content_in.contiguous();

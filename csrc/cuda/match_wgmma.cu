@@ -21,17 +21,24 @@
 //     fence.proxy.async after the copies land and before the barrier.
 //   * Epilogue straight from the accumulator registers: thread (warp w of its warpgroup, lane l)
 //     holds rows 16w + l/4 and 16w + l/4 + 8 of its warpgroup's 64, columns 8i + 2(l%4) + {0,1}
-//     for i = 0..31 (registers 4i + {0,1} and 4i + {2,3}). Score = acc * inv_norm[j] (TF32: the
-//     hardware truncates the fp32 operands; the WMMA path rounds), -0 -> +0, ascending columns
-//     with strict '>', then a reduction over the 4 lanes that share a row, then atomicMax.
+//     for i = 0..31 (registers 4i + {0,1} and 4i + {2,3}). Score = acc * inv_norm[j], -0 -> +0,
+//     ascending columns with strict '>', then a reduction over the 4 lanes that share a row, then
+//     atomicMax.
+//   * TF32: wgmma truncates the fp32 operands to TF32 (PTX ISA, wgmma.mma_async), the WMMA path
+//     rounds them (cvt.rna). Both are within TF32's tolerance of the exact scores; at near-ties
+//     they may pick different indices. Rounding in shared memory first would make them agree but
+//     costs a read and a write of every staged slice (about as much shared-memory traffic as the
+//     wgmma operand reads themselves), so it is not done.
 //
-// Compiled for sm_90a only (wgmma needs the arch-specific target; setup.py adds
-// -gencode arch=compute_90a,code=sm_90a next to sm_90). A probe kernel in this file reports
-// whether the loaded cubin has it, so the dispatcher falls back to WMMA otherwise.
+// Compiled for sm_90a only (wgmma needs the arch-specific target; setup.py builds a 9.0 entry of
+// TORCH_CUDA_ARCH_LIST as -gencode arch=compute_90a,code=sm_90a instead of sm_90). A probe kernel
+// in this file reports whether the loaded cubin has it, so the dispatcher falls back to WMMA
+// otherwise (e.g. a build where torch chose plain sm_90).
 #include "match_wgmma.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
@@ -259,6 +266,9 @@ bool wgmma_loaded(int device) {
   static std::mutex mu;
   static std::vector<int> cache;  // -1 unknown, 0 no, 1 yes
   std::lock_guard<std::mutex> lock(mu);
+  // torch's -1 = "current device" (reachable through _C.wgmma_available(-1)); indexing the cache
+  // with it would read out of bounds.
+  if (device < 0) device = c10::cuda::current_device();
   if (cache.size() <= static_cast<size_t>(device)) cache.resize(device + 1, -1);
   if (cache[device] < 0) {
     const auto* prop = at::cuda::getDeviceProperties(device);
