@@ -181,7 +181,9 @@ def main(argv=None) -> int:
     p.add_argument("--ust-dir", default=str(SHARED / "weights" / "ust_baseline"))
     p.add_argument("--vgg-weights", default=str(SHARED / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"))
     p.add_argument("--size", type=int, default=512, help="longest side of the PSNR photos and the pair contents (512)")
-    p.add_argument("--style-size", type=int, default=None, help="longest side of the styles (default --size)")
+    p.add_argument("--pair-size", type=int, default=None,
+                   help="longest side of the pair and grid contents (default --size; smaller keeps a CPU run short)")
+    p.add_argument("--style-size", type=int, default=None, help="longest side of the styles (default the pair size)")
     p.add_argument("--pairs", type=int, default=8, help="content x style pairs for the objective (default 8)")
     p.add_argument("--opt-iters", type=int, nargs="+", default=[100, 500], help="optimisation checkpoints (100 500)")
     p.add_argument("--psnr-images", type=int, default=None, help="at most this many val photos for PSNR (default all)")
@@ -193,7 +195,8 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     style_swap = swap_function("auto", device)  # the fused kernels, or the reference without a CUDA build
-    style_size = args.style_size or args.size
+    pair_size = args.pair_size or args.size
+    style_size = args.style_size or pair_size
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ck = torch.load(args.decoder, map_location="cpu", weights_only=True)
@@ -213,7 +216,7 @@ def main(argv=None) -> int:
     ust = load_ust(Path(args.ust_dir), device) if (Path(args.ust_dir) / "vgg_normalised_conv3_1.pth").is_file() else None
 
     results = {"decoder": str(args.decoder), "iteration": ck.get("iteration"), "size": args.size,
-               "style_size": style_size, "device": str(device),
+               "pair_size": pair_size, "style_size": style_size, "device": str(device),
                "machine": (torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"),
                "torch": torch.__version__}
 
@@ -235,7 +238,7 @@ def main(argv=None) -> int:
     obj_rows = []
     pair_fig = None
     for k, (cp, sp) in enumerate(pairs):
-        c, s = load(cp, args.size, device), load(sp, style_size, device)
+        c, s = load(cp, pair_size, device), load(sp, style_size, device)
         with torch.no_grad():
             target = style_swap(encoder(c), encoder(s), 3, 1)
             t0 = time.perf_counter()
@@ -255,7 +258,7 @@ def main(argv=None) -> int:
 
     # 3. figures
     gc, gs = val_c[: args.grid], val_s[: args.grid]
-    cs = [load(q, args.size, device) for q in gc]
+    cs = [load(q, pair_size, device) for q in gc]
     ss = [load(q, style_size, device) for q in gs]
     with torch.no_grad():
         feats_s = [encoder(s) for s in ss]
@@ -269,7 +272,8 @@ def main(argv=None) -> int:
     md = [f"## Decoder quality (checkpoint iteration {results['iteration']}, {results['machine']}, torch {results['torch']})",
           "",
           f"Validation images only (the checkpoint's split): {len(photos)} photos for PSNR, {len(pairs)} content x style "
-          f"pairs for the objective. Content/photos at longest side {args.size} px, styles at {style_size} px.",
+          f"pairs for the objective. Photos for PSNR at longest side {args.size} px, pair contents at {pair_size} px, "
+          f"styles at {style_size} px.",
           "",
           "### Reconstruction PSNR of decoder(encoder(x)) (dB, higher is better)",
           "",

@@ -282,13 +282,14 @@ def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
     out = tmp_path / "q"
     c, s = data_dirs
     assert qr.main(["--decoder", str(ck), "--content-dir", str(c), "--style-dir", str(s), "--ust-dir", str(UST_DIR),
-                    "--vgg-weights", str(vgg_weights), "--size", "32", "--pairs", "1", "--opt-iters", "1", "2",
+                    "--vgg-weights", str(vgg_weights), "--size", "32", "--pair-size", "24", "--pairs", "1", "--opt-iters", "1", "2",
                     "--grid", "2", "--tile", "32", "--out-dir", str(out), "--device", "cpu"]) == 0
     import json
 
     res = json.loads((out / "results.json").read_text())
     val = torch.load(ck, weights_only=True)["split"]["content"]["val"]
     assert [r["image"] for r in res["psnr"]] == val  # validation photos only
+    assert (res["size"], res["pair_size"], res["style_size"]) == (32, 24, 24)
     assert all(5 < r["ust"] < 60 and 0 < r["ours"] < 60 for r in res["psnr"])
     assert set(res["objective"][0]) >= {"decoder", "opt_1", "opt_2"}
     assert res["objective"][0]["opt_2"] <= res["objective"][0]["opt_1"] * 1.05
