@@ -29,6 +29,7 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -103,6 +104,58 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+
+// Fragment loads from shared memory. wmma::load_matrix_sync takes a generic pointer and compiles to
+// the generic-state-space wmma.load: for bf16 and tf32 that is generic LD.E in SASS (no LDS/LDSM;
+// f16 happened to get LDSM); LLVM's address-space inference (even with
+// __builtin_assume(__isShared(p))) does not rewrite the wmma intrinsics. So these issue the .shared
+// form on the 32-bit shared address. The PTX ISA defines the fragment layout independently of the
+// state space: the fragments, and every result, are the same as with load_matrix_sync. One overload
+// per fragment type the kernel uses (Traits<MODE> / FragA / FragB); registers per the PTX ISA: bf16
+// m16n16k16 4 x .b32, f16 m16n16k16 8 x .f16x2, tf32 m16n16k8 4 x .b32. ldm is in elements, as for
+// load_matrix_sync; p must be 32-byte aligned. The bits go into f.x by memcpy (no type punning).
+// volatile + "memory": the asm reads shared memory written by cp.async, so it must stay between
+// the cp.async.wait_group / __syncthreads that publish a stage and the next stage's refill.
+#define STYLESWAP_LOAD_FRAG_SHARED_X4(FRAG, ELEM, INSTR)                                             \
+  __device__ __forceinline__ void load_frag_shared(FRAG& f, const ELEM* p, unsigned ldm) {           \
+    static_assert(sizeof(f.x) == 4 * sizeof(uint32_t), "fragment storage: 4 x 32-bit registers");   \
+    const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));                        \
+    uint32_t r[4];                                                                                   \
+    asm volatile(INSTR " {%0, %1, %2, %3}, [%4], %5;\n"                                             \
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                                    \
+                 : "r"(addr), "r"(ldm)                                                               \
+                 : "memory");                                                                        \
+    memcpy(&f.x[0], r, sizeof(r));                                                                   \
+  }
+#define STYLESWAP_LOAD_FRAG_SHARED_X8(FRAG, ELEM, INSTR)                                             \
+  __device__ __forceinline__ void load_frag_shared(FRAG& f, const ELEM* p, unsigned ldm) {           \
+    static_assert(sizeof(f.x) == 8 * sizeof(uint32_t), "fragment storage: 8 x 32-bit registers");   \
+    const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));                        \
+    uint32_t r[8];                                                                                   \
+    asm volatile(INSTR " {%0, %1, %2, %3, %4, %5, %6, %7}, [%8], %9;\n"                             \
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]), "=r"(r[4]), "=r"(r[5]), "=r"(r[6]), \
+                   "=r"(r[7])                                                                        \
+                 : "r"(addr), "r"(ldm)                                                               \
+                 : "memory");                                                                        \
+    memcpy(&f.x[0], r, sizeof(r));                                                                   \
+  }
+using FragABf16 = wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+using FragBBf16 = wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+using FragAF16 = wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major>;
+using FragBF16 = wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major>;
+using FragATf32 = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragBTf32 = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+static_assert(FragABf16::num_elements == 8 && FragBBf16::num_elements == 8, "bf16 fragment: 8 elements");
+static_assert(FragAF16::num_elements == 16 && FragBF16::num_elements == 16, "f16 fragment: 16 elements");
+static_assert(FragATf32::num_elements == 4 && FragBTf32::num_elements == 4, "tf32 fragment: 4 elements");
+STYLESWAP_LOAD_FRAG_SHARED_X4(FragABf16, __nv_bfloat16, "wmma.load.a.sync.aligned.row.m16n16k16.shared.bf16")
+STYLESWAP_LOAD_FRAG_SHARED_X4(FragBBf16, __nv_bfloat16, "wmma.load.b.sync.aligned.col.m16n16k16.shared.bf16")
+STYLESWAP_LOAD_FRAG_SHARED_X8(FragAF16, __half, "wmma.load.a.sync.aligned.row.m16n16k16.shared.f16")
+STYLESWAP_LOAD_FRAG_SHARED_X8(FragBF16, __half, "wmma.load.b.sync.aligned.col.m16n16k16.shared.f16")
+STYLESWAP_LOAD_FRAG_SHARED_X4(FragATf32, float, "wmma.load.a.sync.aligned.row.m16n16k8.shared.tf32")
+STYLESWAP_LOAD_FRAG_SHARED_X4(FragBTf32, float, "wmma.load.b.sync.aligned.col.m16n16k8.shared.tf32")
+#undef STYLESWAP_LOAD_FRAG_SHARED_X4
+#undef STYLESWAP_LOAD_FRAG_SHARED_X8
 
 // Order-preserving map float -> uint32 (finite values and +-inf; NaN never reaches it).
 __device__ __forceinline__ uint32_t ordered_bits(float f) {
@@ -193,7 +246,7 @@ __global__ void __launch_bounds__(THREADS, TileShape<BN>::MIN_BLOCKS)
       FragB b_lo[MODE == Mode::TF32X3 ? FRAG_N : 1];
 #pragma unroll
       for (int j = 0; j < FRAG_N; ++j) {
-        wmma::load_matrix_sync(b[j], Bs + (wn * WARP_N + j * 16) * LDS + ks * KF, LDS);
+        load_frag_shared(b[j], Bs + (wn * WARP_N + j * 16) * LDS + ks * KF, LDS);
         if constexpr (MODE == Mode::TF32) {
 #pragma unroll
           for (int e = 0; e < b[j].num_elements; ++e) b[j].x[e] = wmma::__float_to_tf32(b[j].x[e]);
@@ -210,7 +263,7 @@ __global__ void __launch_bounds__(THREADS, TileShape<BN>::MIN_BLOCKS)
 #pragma unroll
       for (int i = 0; i < FRAG_M; ++i) {
         FragA a;
-        wmma::load_matrix_sync(a, As + (wm * WARP_M + i * 16) * LDS + ks * KF, LDS);
+        load_frag_shared(a, As + (wm * WARP_M + i * 16) * LDS + ks * KF, LDS);
         if constexpr (MODE == Mode::TF32) {
 #pragma unroll
           for (int e = 0; e < a.num_elements; ++e) a.x[e] = wmma::__float_to_tf32(a.x[e]);
