@@ -22,6 +22,8 @@ Writes ``results.json``, ``quality.md`` (a section to paste into QUALITY.md) and
 ``--out-dir``, and prints the Markdown to stdout. Smoke run on a CPU::
 
     python benchmarks/quality_report.py --decoder ck.pth --size 64 --pairs 1 --opt-iters 2 4 --grid 2
+
+``--pairs 0`` measures only the PSNR table (seconds on a CPU): the quick check to compare training runs.
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ def optimise_ratios(encoder, target, init, iters, lr=0.05, tv_weight=TV_WEIGHT):
 
 
 def grid_image(rows, cols, cells, tile):
-    """rows: content tensors, cols: style tensors, cells[i][j]: results; one PIL image."""
+    """rows: content tensors, cols: style tensors, cells[i][j]: results; one PIL image.
+
+    Each column is ``tile`` px wide; each row as tall as its tallest thumbnail (no empty bands
+    for landscape images)."""
     from PIL import Image
 
     def thumb(t):
@@ -147,13 +152,16 @@ def grid_image(rows, cols, cells, tile):
         img.thumbnail((tile, tile))
         return img
 
-    canvas = Image.new("RGB", ((len(cols) + 1) * tile, (len(rows) + 1) * tile), (255, 255, 255))
-    for j, s in enumerate(cols):
-        canvas.paste(thumb(s), ((j + 1) * tile, 0))
-    for i, c in enumerate(rows):
-        canvas.paste(thumb(c), (0, (i + 1) * tile))
-        for j in range(len(cols)):
-            canvas.paste(thumb(cells[i][j]), ((j + 1) * tile, (i + 1) * tile))
+    table = [[None] + [thumb(s) for s in cols]]
+    table += [[thumb(c)] + [thumb(cells[i][j]) for j in range(len(cols))] for i, c in enumerate(rows)]
+    heights = [max(t.height for t in row if t is not None) for row in table]
+    canvas = Image.new("RGB", ((len(cols) + 1) * tile, sum(heights)), (255, 255, 255))
+    y = 0
+    for row, h in zip(table, heights):
+        for j, t in enumerate(row):
+            if t is not None:
+                canvas.paste(t, (j * tile + (tile - t.width) // 2, y + (h - t.height) // 2))
+        y += h
     return canvas
 
 
@@ -184,7 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--pair-size", type=int, default=None,
                    help="longest side of the pair and grid contents (default --size; smaller keeps a CPU run short)")
     p.add_argument("--style-size", type=int, default=None, help="longest side of the styles (default the pair size)")
-    p.add_argument("--pairs", type=int, default=8, help="content x style pairs for the objective (default 8)")
+    p.add_argument("--pairs", type=int, default=8,
+                   help="content x style pairs for the objective (default 8); 0 = PSNR only (no objective, no figures)")
     p.add_argument("--opt-iters", type=int, nargs="+", default=[100, 500], help="optimisation checkpoints (100 500)")
     p.add_argument("--psnr-images", type=int, default=None, help="at most this many val photos for PSNR (default all)")
     p.add_argument("--grid", type=int, default=3, help="contents and styles in the grid figure (default 3)")
@@ -192,6 +201,8 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default="quality", help="where results.json, quality.md and the PNGs go")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    if args.pairs < 0:
+        p.error("--pairs must be >= 0")
 
     device = resolve_device(args.device)
     style_swap = swap_function("auto", device)  # the fused kernels, or the reference without a CUDA build
@@ -254,7 +265,17 @@ def main(argv=None) -> int:
                          **{f"opt_{n}": v for n, v in r_opt.items()}, "decoder_s": t_dec, "opt_s": t_opt})
         if k == 0:
             pair_fig = row_image([c, s, dec_img, opt_img], args.tile)
-    results["objective"] = obj_rows
+    if obj_rows:
+        results["objective"] = obj_rows
+
+    if not obj_rows:  # --pairs 0: the PSNR table only (quick A/B of training runs)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+        text = "\n".join(["| image | ours | UST baseline |", "|---|---|---|",
+                          *[f"| {r['image']} | {r['ours']:.2f} | {r['ust']:.2f} |" for r in rows],
+                          f"| **mean** | **{mean_ours:.2f}** | **{mean_ust:.2f}** |"])
+        (out_dir / "quality.md").write_text(text + "\n")
+        print(text)
+        return 0
 
     # 3. figures
     gc, gs = val_c[: args.grid], val_s[: args.grid]

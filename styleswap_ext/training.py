@@ -407,6 +407,8 @@ def train(args) -> dict:
     encoder = load_encoder(args.vgg_weights, device=device, progress=not args.quiet and rank == 0)
     instance_norm = (bool(ckpt["config"].get("instance_norm", True)) if ckpt is not None
                      else not args.no_instance_norm)
+    if args.no_instance_norm and instance_norm:  # the architecture is the checkpoint's: never ignore the flag
+        raise TrainingError(f"{out} holds a decoder with instance normalisation; --no-instance-norm needs a new --out")
     torch.manual_seed(args.seed)
     decoder = Decoder(instance_norm=instance_norm).to(device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)

@@ -237,6 +237,16 @@ def test_resume_from_a_non_checkpoint_exits_1(data_dirs, tmp_path, vgg_weights, 
     assert "not a training checkpoint" in _one_error_line(capsys.readouterr().err)
 
 
+def test_resume_refuses_to_change_the_architecture(data_dirs, tmp_path, vgg_weights, capsys):
+    out = tmp_path / "ck.pth"
+    assert cli.main(_train_argv(data_dirs, out, vgg_weights, "--iters", "1", "--val-every", "100")) == 0
+    before = out.read_bytes()
+    argv = _train_argv(data_dirs, out, vgg_weights, "--iters", "2", "--resume", "--no-instance-norm")
+    assert cli.main(argv) == 1
+    assert "--no-instance-norm needs a new --out" in _one_error_line(capsys.readouterr().err)
+    assert out.read_bytes() == before  # the checkpoint is untouched
+
+
 # --- DistributedDataParallel, 2 CPU processes ----------------------------------------------------------
 
 
@@ -296,6 +306,16 @@ def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
     for name in ("grid.png", "pair.png", "quality.md"):
         assert (out / name).is_file()
     assert "UST baseline" in capsys.readouterr().out
+
+    # --pairs 0: the PSNR table alone, the same figures as the full report's
+    quick = tmp_path / "q0"
+    assert qr.main(["--decoder", str(ck), "--content-dir", str(c), "--style-dir", str(s), "--ust-dir", str(UST_DIR),
+                    "--vgg-weights", str(vgg_weights), "--size", "32", "--pairs", "0", "--out-dir", str(quick),
+                    "--device", "cpu"]) == 0
+    res0 = json.loads((quick / "results.json").read_text())
+    assert [r["ours"] for r in res0["psnr"]] == pytest.approx([r["ours"] for r in res["psnr"]], abs=1e-4)
+    assert "objective" not in res0 and not (quick / "grid.png").exists()
+    assert "| **mean** |" in (quick / "quality.md").read_text()
 
 
 def test_ust_baseline_reconstructs_a_photo(vgg_weights):
