@@ -15,8 +15,9 @@ written by ``styleswap train-decoder``), read from ``--content-dir`` / ``--style
    I = the optimisation mode (``pipeline.objective``: Adam lr 0.05 on the [0, 1] image from the
    content image, TV 1e-5, clamped) after each of ``--opt-iters`` iterations
    (bar: decoder <= 100-iteration optimisation).
-3. **Figures**: ``grid.png`` (validation contents × styles, all by the decoder in one pass) and
-   ``pair.png`` (content | style | decoder | optimisation after the last ``--opt-iters``).
+3. **Figures**: ``grid.png`` (validation contents × styles, all by the decoder in one pass),
+   ``pair.png`` (content | style | decoder | optimisation after the last ``--opt-iters``) and
+   ``reconstruction.png`` (the first ``--grid`` PSNR photos: photo | ours | UST baseline).
 
 Writes ``results.json``, ``quality.md`` (a section to paste into QUALITY.md) and the PNGs into
 ``--out-dir``, and prints the Markdown to stdout. Smoke run on a CPU::
@@ -181,6 +182,18 @@ def row_image(images, tile):
     return canvas
 
 
+def column_image(images):
+    """PIL images stacked top to bottom, left-aligned on white."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), (255, 255, 255))
+    y = 0
+    for img in images:
+        canvas.paste(img, (0, y))
+        y += img.height
+    return canvas
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--decoder", required=True, help="checkpoint written by styleswap train-decoder (with its split)")
@@ -233,13 +246,16 @@ def main(argv=None) -> int:
 
     # 1. reconstruction PSNR
     photos = val_c[: args.psnr_images] if args.psnr_images else val_c
-    rows = []
+    rows, recon = [], []  # recon: (photo, ours, baseline) of the first --grid photos, for the figure
     with torch.no_grad():
         for path in photos:
             x = load(path, args.size, device)
-            ours = psnr(decoder(encoder(x)), x)
-            base = psnr(ust[1](ust[0](x))[..., : x.shape[-2], : x.shape[-1]], x) if ust else float("nan")
-            rows.append({"image": path.name, "ours": ours, "ust": base})
+            y_ours = decoder(encoder(x))
+            y_base = ust[1](ust[0](x))[..., : x.shape[-2], : x.shape[-1]] if ust else None
+            base = psnr(y_base, x) if ust else float("nan")
+            rows.append({"image": path.name, "ours": psnr(y_ours, x), "ust": base})
+            if len(recon) < args.grid:
+                recon.append([x, y_ours] + ([y_base] if ust else []))
     results["psnr"] = rows
     mean_ours = statistics.fmean(r["ours"] for r in rows)
     mean_ust = statistics.fmean(r["ust"] for r in rows)
@@ -285,6 +301,7 @@ def main(argv=None) -> int:
         cells = [[decoder(style_swap(encoder(c), fs, 3, 1)) for fs in feats_s] for c in cs]
     grid_image(cs, ss, cells, args.tile).save(out_dir / "grid.png")
     pair_fig.save(out_dir / "pair.png")
+    column_image([row_image(r, args.tile) for r in recon]).save(out_dir / "reconstruction.png")
 
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     iters = sorted(set(args.opt_iters))
@@ -316,7 +333,9 @@ def main(argv=None) -> int:
         md += ["", f"Bar (decoder <= 100-iteration optimisation): {'met' if mean('decoder') <= mean('opt_100') else 'NOT met'}."]
     md += ["", "Content x style grid by the decoder (first row: styles, first column: contents):", "",
            "![grid](grid.png)", "",
-           f"One pair: content | style | decoder | optimisation ({iters[-1]} iterations):", "", "![pair](pair.png)", ""]
+           f"One pair: content | style | decoder | optimisation ({iters[-1]} iterations):", "", "![pair](pair.png)", "",
+           "Reconstructions, photo | ours" + (" | UST baseline" if ust else "") + ":", "",
+           "![reconstruction](reconstruction.png)", ""]
     text = "\n".join(md)
     (out_dir / "quality.md").write_text(text)
     print(text)

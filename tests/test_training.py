@@ -303,9 +303,13 @@ def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
     assert all(5 < r["ust"] < 60 and 0 < r["ours"] < 60 for r in res["psnr"])
     assert set(res["objective"][0]) >= {"decoder", "opt_1", "opt_2"}
     assert res["objective"][0]["opt_2"] <= res["objective"][0]["opt_1"] * 1.05
-    for name in ("grid.png", "pair.png", "quality.md"):
+    for name in ("grid.png", "pair.png", "reconstruction.png", "quality.md"):
         assert (out / name).is_file()
     assert "UST baseline" in capsys.readouterr().out
+    from PIL import Image
+
+    w, h = Image.open(out / "reconstruction.png").size  # rows of photo | ours | UST, equal-sized panels
+    assert w % 3 == 0 and 0 < w <= 3 * 32 and 0 < h <= 2 * 32
 
     # --pairs 0: the PSNR table alone, the same figures as the full report's
     quick = tmp_path / "q0"
