@@ -143,7 +143,7 @@ if want train $(( 90 + QUALITY_RESERVE )); then
   # seconds before the budget ends; --time-limit stops cleanly and checkpoints. No instance norm and
   # pixel weight 30 on the real-image targets, as the CPU run it resumes (docs/training.md: each
   # measured better PSNR at the same feature loss); lr 3e-4, as the CPU run since 4548 it (at 1e-3
-  # the validation loss only wandered, docs/training.md "Learning rate").
+  # the validation loss fell only slowly and noisily, docs/training.md "Learning rate").
   if [ -f "$VGG" ] && [ -d "$CARRY/data/content" ]; then
     mkdir -p "$CARRY/runs"
     TL=$(( $(left) - QUALITY_RESERVE - 5 ))
