@@ -142,13 +142,13 @@ if want train $(( 90 + QUALITY_RESERVE )); then
   # Issue 5: continue the decoder's training (resumes $CKPT when it exists) until QUALITY_RESERVE
   # seconds before the budget ends; --time-limit stops cleanly and checkpoints. No instance norm and
   # pixel weight 30 on the real-image targets, as the CPU run it resumes (docs/training.md: each
-  # measured better PSNR at the same feature loss); lr 3e-4, as the CPU run since 4548 it (at 1e-3
-  # the validation loss fell only slowly and noisily, docs/training.md "Learning rate").
+  # measured better PSNR at the same feature loss); lr 1e-4, as the CPU run since 8850 it (3e-4 from 4548; at 1e-3
+  # the validation loss fell only slowly and noisily; docs/training.md "Learning rate: measured").
   if [ -f "$VGG" ] && [ -d "$CARRY/data/content" ]; then
     mkdir -p "$CARRY/runs"
     TL=$(( $(left) - QUALITY_RESERVE - 5 ))
     timeout $(( TL + 30 )) $PY -m styleswap_ext train-decoder --content-dir "$CARRY/data/content" --style-dir "$CARRY/data/style" \
-      --out "$CKPT" --resume --time-limit $TL --val-every 1000 --save-every 1000 --no-instance-norm --pixel-weight ${PIXEL_WEIGHT:-30} --lr ${LR:-3e-4} \
+      --out "$CKPT" --resume --time-limit $TL --val-every 1000 --save-every 1000 --no-instance-norm --pixel-weight ${PIXEL_WEIGHT:-30} --lr ${LR:-1e-4} \
       -q > "$RUN/train.log" 2>&1
     stamp "train rc=$? : $(tail -1 "$RUN/train.log" | cut -c1-200)"
   else
