@@ -142,8 +142,8 @@ if want train $(( 90 + QUALITY_RESERVE )); then
   # Issue 5: continue the decoder's training (resumes $CKPT when it exists) until QUALITY_RESERVE
   # seconds before the budget ends; --time-limit stops cleanly and checkpoints. No instance norm and
   # pixel weight 30 on the real-image targets, as the CPU run it resumes (docs/training.md: each
-  # measured better PSNR at the same feature loss); lr 1e-4, as the CPU run since 8850 it (3e-4 from 4548; at 1e-3
-  # the validation loss fell only slowly and noisily; docs/training.md "Learning rate: measured").
+  # measured better PSNR at the same feature loss); lr 1e-4, as the CPU run since 8850 it (1e-3 to
+  # 4548, then 3e-4; each step lowered the validation loss; docs/training.md "Learning rate: measured").
   if [ -f "$VGG" ] && [ -d "$CARRY/data/content" ]; then
     mkdir -p "$CARRY/runs"
     TL=$(( $(left) - QUALITY_RESERVE - 5 ))
