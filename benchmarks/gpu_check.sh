@@ -142,9 +142,9 @@ if want train $(( 90 + QUALITY_RESERVE )); then
   # Issue 5: continue the decoder's training (resumes $CKPT when it exists) until QUALITY_RESERVE
   # seconds before the budget ends; --time-limit stops cleanly and checkpoints. No instance norm and
   # pixel weight 30 on the real-image targets, as the CPU run it resumes (docs/training.md: each
-  # measured better PSNR at the same feature loss); lr 1e-4 (the CPU run stepped 1e-3, 3e-4, 1e-4, 3e-5,
-  # each step lowering the validation loss; docs/training.md "Learning rate: measured"), not the CPU
-  # run's last 3e-5: the GPU's 256 px crops are new to the decoder.
+  # measured better PSNR at the same feature loss); lr 1e-4 (the CPU run stepped 1e-3, 3e-4, 1e-4,
+  # 3e-5, each step lowering the validation loss; docs/training.md "Learning rate: measured"), not
+  # the CPU run's last 3e-5: the GPU's 256 px crops are new to the decoder.
   if [ -f "$VGG" ] && [ -d "$CARRY/data/content" ]; then
     mkdir -p "$CARRY/runs"
     TL=$(( $(left) - QUALITY_RESERVE - 5 ))
