@@ -57,7 +57,8 @@ def _extension():
     cxx = ["-O3", "-fopenmp-simd"]
     if not _build_cuda():
         return CppExtension("styleswap_ext._C", sources, extra_compile_args={"cxx": cxx})
-    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+    # csrc/cuda: the kernels (.cu, nvcc) and the ops' entry points and checks (ops_cuda.cpp, host compiler)
+    sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cpp")) + glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     include_dirs = []
     # pip's CUDA 13 torch wheels keep cublas_v2.h / cusparse.h (pulled in by ATen/cuda headers) here.
     nvidia_inc = os.path.join(os.path.dirname(torch.__file__), os.pardir, "nvidia", "cu13", "include")

@@ -27,7 +27,7 @@ FLAGS="-I$I -I$I/torch/csrc/api/include -I$CUDA/include -I$SITE/nvidia/cu13/incl
        -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C -DSTYLESWAP_WITH_CUDA -std=c++17 -O1"
 OBJ=$(mktemp -d)
 fail=0
-for f in ${FILES:-csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cu}; do
+for f in ${FILES:-csrc/*.cpp csrc/cpu/*.cpp csrc/cuda/*.cpp csrc/cuda/*.cu}; do
   case $f in
     *.cu) cmd="$CUDA/bin/nvcc $FLAGS --expt-relaxed-constexpr -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC" ;;
     *) cmd="g++ $FLAGS -fPIC -fopenmp-simd" ;;

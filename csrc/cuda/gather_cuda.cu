@@ -19,13 +19,13 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <cstdint>
 #include <vector>
 
 #include "../patch_grid.h"
 #include "cuda_common.cuh"
+#include "ops_cuda.h"
 
 namespace styleswap {
 namespace {
@@ -33,8 +33,9 @@ namespace {
 using cuda_detail::blocks_for;
 using cuda_detail::covering_range;
 
-constexpr int MAX_STYLES = 32;  // styles per bank (kernel-argument table); the source packs t in 5 bits
-constexpr int STYLE_BITS = 5;
+constexpr int MAX_STYLES = cuda_ops::MAX_STYLES;  // styles per bank (kernel-argument table)
+constexpr int STYLE_BITS = 5;                      // the source packs the style t in 5 bits
+static_assert((1 << STYLE_BITS) >= MAX_STYLES, "style number must fit STYLE_BITS");
 constexpr int THREADS = 256;
 
 // Per-style geometry, passed by value and staged in shared memory.
@@ -51,8 +52,8 @@ struct StyleTable {
 
 template <typename T>
 StyleTable<T> make_table(const std::vector<at::Tensor>& styles, const StyleBank& bank) {
-  TORCH_CHECK_VALUE(styles.size() <= static_cast<size_t>(MAX_STYLES), "styleswap (CUDA): at most ", MAX_STYLES,
-                    " style tensors per bank are supported, got ", styles.size());
+  TORCH_INTERNAL_ASSERT(styles.size() <= static_cast<size_t>(MAX_STYLES), "make_table: ", styles.size(),
+                        " styles were not rejected by ops_cuda.cpp");
   StyleTable<T> tab{};
   tab.num = static_cast<int>(styles.size());
   for (size_t t = 0; t < styles.size(); ++t) {
@@ -157,30 +158,14 @@ __global__ void scatter_gather_kernel(const T* __restrict__ grad, const int64_t*
   out[e] = static_cast<T>(acc);
 }
 
-std::vector<at::Tensor> contiguous_all(at::TensorList ts) {
-  std::vector<at::Tensor> out;
-  for (const auto& t : ts) out.push_back(t.contiguous());
-  return out;
-}
+}  // namespace
 
-// Same check as the CPU's resolve_sources (TORCH_CHECK_INDEX), with one host sync.
-void check_indices(const char* op, const at::Tensor& indices, int64_t n_s) {
-  const auto mm = at::aminmax(indices);
-  const at::Tensor host = at::stack({std::get<0>(mm), std::get<1>(mm)}).cpu();
-  const int64_t lo = host.data_ptr<int64_t>()[0], hi = host.data_ptr<int64_t>()[1];
-  TORCH_CHECK_INDEX(lo >= 0 && hi < n_s, op, ": index ", lo < 0 ? lo : hi, " out of range [0, ", n_s, ")");
-}
+namespace cuda_ops {
 
-at::Tensor swap_gather_cuda(const at::Tensor& indices_in, at::TensorList styles_in, int64_t k, int64_t s, int64_t H,
-                            int64_t W) {
-  check_gather_args(indices_in, styles_in, k, s, H, W);  // devices too
-  const c10::cuda::CUDAGuard guard(indices_in.device());
+at::Tensor swap_gather(const at::Tensor& indices, const std::vector<at::Tensor>& styles, int64_t k, int64_t s,
+                       int64_t H, int64_t W) {
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const auto styles = contiguous_all(styles_in);
-  const at::Tensor indices = indices_in.contiguous();
   const StyleBank bank(styles, k, s);
-  check_indices("swap_gather", indices, bank.num_patches);
-
   const int64_t N = indices.size(0), C = styles[0].size(1), gh = indices.size(1), gw = indices.size(2);
   at::Tensor out = at::empty({N, C, H, W}, styles[0].options());
   at::Tensor src = at::empty({N * gh * gw}, indices.options());
@@ -198,18 +183,11 @@ at::Tensor swap_gather_cuda(const at::Tensor& indices_in, at::TensorList styles_
   return out;
 }
 
-std::vector<at::Tensor> swap_gather_backward_cuda(const at::Tensor& grad_in, const at::Tensor& indices_in,
-                                                  at::TensorList styles_in, int64_t k, int64_t s) {
-  check_gather_backward_args(grad_in, indices_in, styles_in, k, s);  // devices too
-  const c10::cuda::CUDAGuard guard(indices_in.device());
+std::vector<at::Tensor> swap_gather_backward(const at::Tensor& grad, const at::Tensor& indices,
+                                             const std::vector<at::Tensor>& styles, int64_t k, int64_t s) {
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const auto styles = contiguous_all(styles_in);
-  const at::Tensor grad = grad_in.to(styles[0].scalar_type()).contiguous();
-  const at::Tensor indices = indices_in.contiguous();
   const StyleBank bank(styles, k, s);
   const int64_t n_s = bank.num_patches;
-  check_indices("swap_gather_backward", indices, n_s);
-
   const int64_t N = grad.size(0), C = grad.size(1), H = grad.size(2), W = grad.size(3);
   const int64_t gh = indices.size(1), gw = indices.size(2);
   // Buckets: key = n * n_s + j; the stable sort keeps positions ascending inside a bucket.
@@ -236,11 +214,5 @@ std::vector<at::Tensor> swap_gather_backward_cuda(const at::Tensor& grad_in, con
   return grads;
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(styleswap, CUDA, m) {
-  m.impl("swap_gather", &swap_gather_cuda);
-  m.impl("swap_gather_backward", &swap_gather_backward_cuda);
-}
-
+}  // namespace cuda_ops
 }  // namespace styleswap

@@ -1,21 +1,22 @@
 // CUDA match: for every content patch, the style patch of highest normalised cross-correlation,
 // as one fused tensor-core GEMM whose only output is a row-wise argmax.
 //
-// Two ops (all on the current stream); match_patches = prepare_bank then match_bank:
-//   prepare_bank: NaN/Inf check of the styles (one host sync), then per bank (one, or one per sample
-//      when a style has batch N): im2col of the style patches into B (Npad x Dpad, the input dtype,
-//      zero padded; Npad a multiple of 256, Dpad of 32) and inv_norm[j] = weight/(||p_j|| + 1e-8)
-//      computed in double from the unrounded input (as the CPU does), stored in float. A bank is
-//      prepared once and reused for any number of contents (the frames of a video).
-//   match_bank: NaN/Inf check of the content (one host sync), then per sample:
-//   3. Content patches, CHUNK_ROWS at a time: im2col into A (rows x Dpad, zero padded; replicate
+// The drivers of two ops (all on the current stream; ops_cuda.cpp checks the arguments, the
+// NaN/Inf flags computed here included, and calls them; match_patches = prepare_bank then match_bank):
+//   build_bank (prepare_bank): per bank (one, or one per sample when a style has batch N): im2col
+//      of the style patches into B (Npad x Dpad, the input dtype, zero padded; Npad a multiple of
+//      256, Dpad of 32) and inv_norm[j] = 1/(||p_j|| + 1e-8) computed in double from the unrounded
+//      input (as the CPU does), stored in float. A bank is prepared once and reused for any number
+//      of contents (the frames of a video).
+//   match_bank: per sample:
+//   1. Content patches, CHUNK_ROWS at a time: im2col into A (rows x Dpad, zero padded; replicate
 //      padding of the covering grid by clamping), then the fused kernel (match_tile.cuh) over
 //      (content tile x style tile) blocks: a 128x256 (or 128x128) tile of <a_i, b_j> on tensor
 //      cores (WMMA, fp32 accumulate, 4-stage cp.async pipeline), then the epilogue: score = acc *
 //      inv_norm[j], per row the (max, lowest j) of the tile, merged into a per-row packed 64-bit
 //      key with atomicMax. The n_c x n_s score matrix never exists; extra memory is
 //      (CHUNK_ROWS + n_s) * Dpad elements + 8 bytes per content patch.
-//   4. The keys are unpacked in place into the int64 indices.
+//   2. The keys are unpacked in place into the int64 indices.
 //
 // Packed key: high 32 bits = the score mapped to an order-preserving uint32, low 32 bits =
 // 0xFFFFFFFF - j. Max of keys = max score, ties to the lowest j; atomicMax is order-independent, so
@@ -34,11 +35,9 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <cstdint>
 #include <cstdlib>
-#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -48,6 +47,7 @@
 #include "cuda_common.cuh"
 #include "match_tile.cuh"
 #include "match_wgmma.h"
+#include "ops_cuda.h"
 
 namespace styleswap {
 namespace {
@@ -159,7 +159,7 @@ void launch_im2col(const scalar_t* src, int64_t C, int64_t H, int64_t W, int64_t
 
 // Style patches of sample n's bank into rows [e.first, e.first + count) of `patches`.
 template <typename scalar_t, typename inv_t>
-void build_bank(const std::vector<at::Tensor>& styles, const StyleBank& bank, int64_t n, int64_t k, int64_t s,
+void fill_bank(const std::vector<at::Tensor>& styles, const StyleBank& bank, int64_t n, int64_t k, int64_t s,
                 int64_t D, int64_t Dpad, at::Tensor patches, at::Tensor inv_norm, cudaStream_t stream) {
   for (size_t t = 0; t < styles.size(); ++t) {
     const auto& st = styles[t];
@@ -242,93 +242,61 @@ void match_float64(const at::Tensor& content, const at::Tensor& patches, const a
   }
 }
 
-// One flag per tensor, one host sync; the error names `what` (`what[i]` when indexed).
-void check_finite(const std::vector<at::Tensor>& tensors, const std::string& what, bool indexed, cudaStream_t stream) {
+}  // namespace
+
+namespace cuda_ops {
+
+int64_t bank_rows(int64_t n_s, at::ScalarType t) { return t == at::kDouble ? n_s : round_up(n_s, BN_MAX); }
+int64_t bank_row_length(int64_t D, at::ScalarType t) { return t == at::kDouble ? D : round_up(D, D_MULTIPLE); }
+
+at::Tensor nonfinite_flags(const std::vector<at::Tensor>& tensors) {
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   at::Tensor flags = at::zeros({static_cast<int64_t>(tensors.size())}, tensors[0].options().dtype(at::kInt));
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& t = tensors[i];
     const int64_t n = t.numel();
     const unsigned int blocks = std::min<unsigned int>(blocks_for(n, 256), 1024);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "match_patches_check_finite", [&] {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "styleswap_nonfinite_flags", [&] {
       nonfinite_kernel<scalar_t><<<blocks, 256, 0, stream>>>(t.data_ptr<scalar_t>(), n, flags.data_ptr<int>() + i);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  const at::Tensor host = flags.cpu();
-  const int* f = host.data_ptr<int>();
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (!indexed) {
-      TORCH_CHECK_VALUE(f[i] == 0, what, " contains NaN or Inf");
-    } else {
-      TORCH_CHECK_VALUE(f[i] == 0, what, "[", i, "] contains NaN or Inf");
-    }
-  }
+  return flags;
 }
 
-// The CUDA bank layout: float32/bf16/fp16 banks padded for the tile kernel (rows to a multiple of
-// BN_MAX, row length to a multiple of D_MULTIPLE, zeros), float64 banks unpadded.
-int64_t bank_rows(int64_t n_s, at::ScalarType t) { return t == at::kDouble ? n_s : round_up(n_s, BN_MAX); }
-int64_t bank_row_length(int64_t D, at::ScalarType t) { return t == at::kDouble ? D : round_up(D, D_MULTIPLE); }
-
-std::tuple<at::Tensor, at::Tensor> prepare_bank_cuda(at::TensorList styles_in, int64_t k, int64_t s,
-                                                     std::optional<at::ArrayRef<double>> weights) {
-  const int64_t Bn = check_prepare_args(styles_in, k, s, weights);
-  const c10::cuda::CUDAGuard guard(styles_in[0].device());
+std::tuple<at::Tensor, at::Tensor> build_bank(const std::vector<at::Tensor>& styles, int64_t batch, int64_t k,
+                                              int64_t s) {
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  std::vector<at::Tensor> styles;
-  for (const auto& st : styles_in) styles.push_back(st.contiguous());
-  check_finite(styles, "prepare_bank: styles", /*indexed=*/true, stream);
   const StyleBank bank(styles, k, s);
-  TORCH_CHECK_VALUE(bank.num_patches < (int64_t{1} << 31), "prepare_bank: ", bank.num_patches,
-                    " style patches; at most 2^31 - 1 are supported");
   const auto dtype = styles[0].scalar_type();
   const int64_t D = styles[0].size(1) * k * k, Dpad = bank_row_length(D, dtype);
   const int64_t R = bank_rows(bank.num_patches, dtype);
   const auto inv_dtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor patches = at::zeros({Bn, R, Dpad}, styles[0].options());  // padding stays zero
-  at::Tensor inv_norm = at::zeros({Bn, R}, styles[0].options().dtype(inv_dtype));
-  for (int64_t b = 0; b < Bn; ++b) {
+  at::Tensor patches = at::zeros({batch, R, Dpad}, styles[0].options());  // padding stays zero
+  at::Tensor inv_norm = at::zeros({batch, R}, styles[0].options().dtype(inv_dtype));
+  for (int64_t b = 0; b < batch; ++b) {
     switch (dtype) {
-      case at::kFloat: build_bank<float, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream); break;
+      case at::kFloat: fill_bank<float, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream); break;
       case at::kBFloat16:
-        build_bank<at::BFloat16, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream);
+        fill_bank<at::BFloat16, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream);
         break;
-      case at::kHalf: build_bank<at::Half, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream); break;
+      case at::kHalf: fill_bank<at::Half, float>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream); break;
       case at::kDouble:
-        build_bank<double, double>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream);
+        fill_bank<double, double>(styles, bank, b, k, s, D, Dpad, patches[b], inv_norm[b], stream);
         break;
-      default: TORCH_CHECK_TYPE(false, "prepare_bank: unsupported dtype ", dtype);
+      default: TORCH_INTERNAL_ASSERT(false, "build_bank: dtype ", dtype, " was not rejected by ops_cuda.cpp");
     }
   }
-  apply_bank_weights(inv_norm, bank, weights);
   return {patches, inv_norm};
 }
 
-at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
-                           int64_t n_s, int64_t k, int64_t s) {
-  const auto dtype = content_in.scalar_type();
-  check_match_bank_args(content_in, patches, inv_norm, n_s, k, s, dtype);
-  const int64_t D = content_in.size(1) * k * k;
-  TORCH_CHECK_VALUE(patches.is_contiguous() && inv_norm.is_contiguous() &&
-                        patches.size(1) == bank_rows(patches.size(1), dtype) &&
-                        patches.size(2) == bank_row_length(D, dtype),
-                    "match_bank: patches ", patches.sizes(), " are not a CUDA bank for ", D,
-                    "-value patches (rows padded to a multiple of ", BN_MAX, ", row length ",
-                    bank_row_length(D, dtype), ", contiguous); prepare the bank with prepare_bank on this device");
-  TORCH_CHECK_VALUE(n_s < (int64_t{1} << 31), "match_bank: at most 2^31 - 1 style patches are supported");
-  // The kernels copy 16-byte chunks of bank rows (cp.async); a bank from prepare_bank always is aligned.
-  TORCH_CHECK_VALUE(reinterpret_cast<uintptr_t>(patches.data_ptr()) % 16 == 0,
-                    "match_bank: patches must start at a 16-byte aligned address (a view at an odd offset is not a "
-                    "bank); prepare the bank with prepare_bank");
-  const c10::cuda::CUDAGuard guard(content_in.device());
+at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
+                      int64_t k, int64_t s) {
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const at::Tensor content = content_in.contiguous();
-  check_finite({content}, "match_patches: content", /*indexed=*/false, stream);
-
   const int64_t N = content.size(0), H = content.size(2), W = content.size(3);
   at::Tensor indices =
       at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
-  switch (dtype) {
+  switch (content.scalar_type()) {
     case at::kFloat: {
       // Follows torch.set_float32_matmul_precision / torch.backends.cuda.matmul.allow_tf32, like cuBLAS.
       const Mode mode = at::globalContext().allowTF32CuBLAS() ? Mode::TF32 : Mode::TF32X3;
@@ -345,25 +313,10 @@ at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patch
       match_float64(content, patches, inv_norm, n_s, k, s, indices, stream);
       break;
     default:
-      TORCH_CHECK_TYPE(false, "match_bank: unsupported dtype ", dtype);
+      TORCH_INTERNAL_ASSERT(false, "match_bank: dtype ", content.scalar_type(), " was not rejected by ops_cuda.cpp");
   }
   return indices;
 }
 
-at::Tensor match_patches_cuda(const at::Tensor& content, at::TensorList styles, int64_t k, int64_t s) {
-  check_swap_args("match_patches", content, /*is_indices=*/false, styles, k, s);
-  std::vector<at::Tensor> detached(styles.begin(), styles.end());
-  for (auto& st : detached) st = st.detach();
-  const auto [patches, inv_norm] = prepare_bank_cuda(detached, k, s, std::nullopt);
-  return match_bank_cuda(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(styleswap, CUDA, m) {
-  m.impl("prepare_bank", &prepare_bank_cuda);
-  m.impl("match_bank", &match_bank_cuda);
-  m.impl("match_patches", &match_patches_cuda);
-}
-
+}  // namespace cuda_ops
 }  // namespace styleswap
