@@ -132,6 +132,10 @@ def save_image(img: Image.Image, path: PathLike, quality: int = 95) -> Path:
     if fmt in ("JPEG", "MPO") and img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "PNG":
+        # zlib level 1, not Pillow's 6: a 4096 px result saves ~4.5x faster (6 s -> 1.2 s on 2 cores)
+        # for ~20 % more bytes; PNG stays lossless at every level (docs/high_resolution.md).
+        kwargs = {"compress_level": 1}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         img.save(f, format=fmt, **kwargs)
     return path

@@ -244,6 +244,22 @@ def test_save_is_atomic_and_format_follows_extension(tmp_path, content_pil, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temp file
 
 
+def test_png_is_saved_fast_and_lossless(tmp_path, content_pil, monkeypatch):
+    """PNG output uses zlib level 1 (speed at high resolution) and still round-trips bit for bit."""
+    levels = []
+    real_save = Image.Image.save
+
+    def spy(self, fp, format=None, **kwargs):
+        levels.append(kwargs.get("compress_level"))
+        return real_save(self, fp, format=format, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", spy)
+    save_image(content_pil, tmp_path / "out.png")
+    assert levels == [1]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png").convert("RGB")),
+                          np.asarray(content_pil.convert("RGB")))
+
+
 def test_stylize_is_exported_from_the_package():
     import styleswap_ext
     from styleswap_ext import pipeline
