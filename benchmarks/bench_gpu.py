@@ -132,15 +132,26 @@ def conv_ref_bytes(n_c: int, n_s: int, elem: int) -> int:
 # --- measurement ----------------------------------------------------------------------------------
 
 
+SLOW_MS = 5000  # a warm-up slower than this is the only run timed (bf16 conv reference at 1024 px: 32 s)
+
+
 def measure(fn: Callable, args, repeats: int, device: str) -> dict:
-    """One warm-up run that also records the peak memory, then `repeats` timed runs (median)."""
+    """One warm-up run that also records the peak memory, then `repeats` timed runs (median); when
+    the warm-up alone takes over SLOW_MS, its time is the result (``single_run``), so that one
+    pathological case cannot eat a GPU session's time budget."""
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn(*args)
-        torch.cuda.synchronize()
+        end.record()
+        end.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / GIB
+        warm_ms = start.elapsed_time(end)
+        if warm_ms > SLOW_MS:
+            return {"status": "ok", "time_ms": warm_ms, "times_ms": [warm_ms], "peak_gib": peak, "single_run": True}
         times = []
         for _ in range(repeats):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -318,7 +329,8 @@ def fmt(r: Optional[dict]) -> str:
         return r.get("status", "?")[:18]
     peak = r.get("peak_gib", float("nan"))
     peak_s = "" if math.isnan(peak) else f" ({peak:.2f}G)"
-    return f"{r['time_ms']:.2f}ms{peak_s}"
+    once = "*" if r.get("single_run") else ""  # one run only (see SLOW_MS)
+    return f"{r['time_ms']:.2f}ms{once}{peak_s}"
 
 
 def print_table(records: list) -> None:

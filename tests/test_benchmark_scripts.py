@@ -66,3 +66,19 @@ def test_bench_gpu_dry_run(tmp_path):
     records = json.loads(out.read_text())["records"]
     assert records and all(r["results"]["ours"]["status"] == "ok" for r in records)
     assert all(r["results"]["ours_bank"]["status"] == "ok" for r in records)
+
+
+def test_e2e_stages_splits_one_run(tmp_path, vgg_weights):
+    import json
+
+    stages = _load("e2e_stages")
+    out = tmp_path / "stages.json"
+    stages.main(["--device", "cpu", "--precision", "fp32", "--size", "96x64", "--style-size", "48",
+                 "--formats", "jpg", "png", "--vgg-weights", str(vgg_weights), "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["format"], r["pass"]) for r in rows] == [("jpg", "first"), ("jpg", "second"),
+                                                         ("png", "first"), ("png", "second")]
+    names = ("load", "to_device", "encode", "style_bank", "swap", "decode", "to_image", "save")
+    for r in rows:
+        assert r["size"] == [96, 64] and all(r[n] >= 0 for n in names)
+        assert abs(r["total"] - sum(r[n] for n in names)) < 1e-3
