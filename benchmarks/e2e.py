@@ -150,13 +150,17 @@ def plot(data, path):
         return f"{w}" if w == h else f"{w}x{h}"
 
     mem_key = "cuda_peak_gib" if data["device"] == "cuda" else "peak_rss_gib"
-    for impl, marker in (("ours", "o"), ("reference", "s")):
-        # one line per implementation: the PNG-output cases (other formats are extra rows in the JSON)
-        rows = sorted((r for r in data["results"] if r["impl"] == impl and r.get("format", "png") == "png"), key=mpix)
+    formats = sorted({r.get("format", "png") for r in data["results"]})
+    markers = {"ours": "o", "reference": "s"}
+    for impl, fmt in ((i, f) for i in markers for f in formats):  # one line per implementation and format
+        rows = sorted((r for r in data["results"] if r["impl"] == impl and r.get("format", "png") == fmt), key=mpix)
+        if not rows:
+            continue
+        name = impl if len(formats) == 1 else f"{impl}, {fmt.upper()} output"
         ok = [r for r in rows if r["status"] == "ok"]
-        ax_t.plot([mpix(r) for r in ok], [r["run_s"] for r in ok], marker=marker, label=impl)
-        ax_m.plot([mpix(r) for r in ok], [r[mem_key] for r in ok], marker=marker, label=impl)
-        if impl == "ours":
+        ax_t.plot([mpix(r) for r in ok], [r["run_s"] for r in ok], marker=markers[impl], label=name)
+        ax_m.plot([mpix(r) for r in ok], [r[mem_key] for r in ok], marker=markers[impl], label=name)
+        if impl == "ours" and fmt == formats[-1]:
             for r in ok:
                 ax_t.annotate(label(r), (mpix(r), r["run_s"]), textcoords="offset points", xytext=(-4, 6),
                               ha="right", fontsize=7)

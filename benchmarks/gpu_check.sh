@@ -102,6 +102,11 @@ if want e2e 40; then
       --sizes 4096 3840x2160 2048 1024 512 --formats png jpg --timeout 60 \
       --vgg-weights "$VGG" --json "$RUN/e2e_cuda.json" --png "$RUN/e2e_cuda.png" > "$RUN/e2e.log" 2>&1
     stamp "e2e ours rc=$?"
+    # The bar cases again with the experimental wgmma match kernel (the default once it is sanitised).
+    STYLESWAP_MATCH_KERNEL=wgmma timeout $(limit 60) $PY benchmarks/e2e.py --device cuda --precision tf32 --style-size 1024 \
+      --impls ours --sizes 4096 3840x2160 --formats jpg png --timeout 40 \
+      --vgg-weights "$VGG" --json "$RUN/e2e_cuda_wgmma.json" --png "$RUN/e2e_cuda_wgmma.png" >> "$RUN/e2e.log" 2>&1
+    stamp "e2e ours (STYLESWAP_MATCH_KERNEL=wgmma) rc=$?"
     timeout $(limit 60) $PY benchmarks/e2e.py --device cuda --precision tf32 --style-size 1024 --impls reference \
       --sizes 512 1024 2048 4096 --timeout 40 \
       --vgg-weights "$VGG" --json "$RUN/e2e_cuda_reference.json" --png "$RUN/e2e_cuda_reference.png" >> "$RUN/e2e.log" 2>&1
