@@ -233,6 +233,7 @@ def _run_stylize(args) -> int:
     _check_common(args)
     content = Path(args.content)
     out = Path(args.output)
+    first = None  # a single content file, decoded once: to fail fast and then to stylise
     if content.is_dir():
         if out.exists() and not out.is_dir():
             raise UsageError(f"CONTENT is a directory, so -o must be a directory too, but {str(out)!r} is a file")
@@ -246,7 +247,7 @@ def _run_stylize(args) -> int:
         else:
             _check_output_file(out)
             jobs = [(content, out)]
-        load_image(content)  # fail fast on a bad content file, before loading any model
+        first = load_image(content)  # fail fast on a bad content file, before loading any model
 
     many = len(jobs) > 1
     w = distributed.world()
@@ -267,7 +268,7 @@ def _run_stylize(args) -> int:
     bar = tqdm(jobs, desc="images", unit="img", file=sys.stderr, disable=args.quiet or not many, dynamic_ncols=True)
     for src, dst in bar:
         try:
-            result = _stylize_one(args, src, bank, encoder, decoder)
+            result = _stylize_one(args, first if first is not None else src, bank, encoder, decoder)
             save_image(result, dst)
         except Exception as e:  # per image: report, go on with the others
             if not many:

@@ -48,6 +48,19 @@ def test_stylize_file_success(capsys, image_files, vgg_weights, tmp_path):
     assert img.format == "JPEG" and img.size == (48, 36)
 
 
+def test_a_single_content_file_is_decoded_once(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
+    """The fail-fast load of the content is the one the stylisation uses (a 4096 px PNG takes ~0.5 s)."""
+    from styleswap_ext import image_io
+
+    content, style = image_files
+    decoded = []
+    real = image_io.load_image
+    monkeypatch.setattr(image_io, "load_image", lambda p: decoded.append(Path(p).name) or real(p))
+    code, err = run(capsys, ["stylize", content, style, "-o", tmp_path / "out.png", "--vgg-weights", vgg_weights, *FAST])
+    assert code == 0, err
+    assert decoded.count(Path(content).name) == 1 and decoded.count(Path(style).name) == 1, decoded
+
+
 def test_stylize_all_options(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
     content, style = image_files
     monkeypatch.setenv("STYLESWAP_VGG19_WEIGHTS", str(vgg_weights))
