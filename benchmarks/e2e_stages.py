@@ -44,10 +44,10 @@ def run_once(content_path, style_path, out_path, encoder, decoder, dev, precisio
         t = now
 
     tile = tiling.default_tile_size(dev)
-    c = image_io.pil_to_tensor(image_io.load_image(content_path))[None]
+    c = image_io.pil_to_uint8(image_io.load_image(content_path))[None]  # as stylize(): uint8 until on the device
     lap("load")
     with pipeline._precision(precision), torch.no_grad():
-        c = c.to(dev)
+        c = image_io.uint8_to_float(c.to(dev))
         h, w = (c.shape[-2] // 4) * 4, (c.shape[-1] // 4) * 4
         c = c[..., :h, :w]
         lap("to_device")

@@ -41,6 +41,8 @@ __all__ = [
     "output_format",
     "is_image_path",
     "pil_to_tensor",
+    "pil_to_uint8",
+    "uint8_to_float",
     "tensor_to_pil",
     "resize_longest",
 ]
@@ -141,10 +143,21 @@ def save_image(img: Image.Image, path: PathLike, quality: int = 95) -> Path:
     return path
 
 
+def pil_to_uint8(img: Image.Image) -> torch.Tensor:
+    """8-bit RGB PIL image -> uint8 ``(3, H, W)`` (a channels-last view of one copy of the pixels)."""
+    arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def uint8_to_float(t: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1] (on the tensor's device: convert after moving it to a GPU,
+    so that a quarter of the bytes cross the bus and the CPU does no per-pixel work)."""
+    return t.float().div_(255.0)
+
+
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """8-bit RGB PIL image -> float32 ``(3, H, W)`` in [0, 1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    return uint8_to_float(pil_to_uint8(img))
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:

@@ -99,8 +99,9 @@ def _precision(precision: str):
         torch.backends.cudnn.allow_tf32 = old_cudnn
 
 
-def _as_image_tensor(x: ImageLike, name: str) -> Tuple[torch.Tensor, bool]:
-    """-> ((1, 3, H, W) float in [0, 1] on its device, was_tensor)."""
+def _as_image_tensor(x: ImageLike, name: str, uint8: bool = False) -> Tuple[torch.Tensor, bool]:
+    """-> ((1, 3, H, W) float in [0, 1] on its device, was_tensor); with ``uint8``, a path or PIL
+    input comes as its uint8 pixels instead (the caller converts them on the compute device)."""
     if isinstance(x, torch.Tensor):
         if not x.is_floating_point():
             raise TypeError(f"{name} tensor must be floating point in [0, 1], got {x.dtype}")
@@ -114,7 +115,7 @@ def _as_image_tensor(x: ImageLike, name: str) -> Tuple[torch.Tensor, bool]:
         img = image_io.load_image(x)
     else:
         raise TypeError(f"{name} must be a path, a PIL image or a tensor, got {type(x).__name__}")
-    return image_io.pil_to_tensor(img).unsqueeze(0), False
+    return (image_io.pil_to_uint8(img) if uint8 else image_io.pil_to_tensor(img)).unsqueeze(0), False
 
 
 def _resize_longest(t: torch.Tensor, size: Optional[int], name: str) -> torch.Tensor:
@@ -130,14 +131,16 @@ def _resize_longest(t: torch.Tensor, size: Optional[int], name: str) -> torch.Te
     return F.interpolate(t, size=new, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
 
 
-def _load_as_tensor(x: ImageLike, size: Optional[int], name: str) -> Tuple[torch.Tensor, bool]:
-    """PIL/path inputs are resized in PIL (Lanczos), tensors with antialiased bicubic."""
+def _load_as_tensor(x: ImageLike, size: Optional[int], name: str, uint8: bool = False) -> Tuple[torch.Tensor, bool]:
+    """PIL/path inputs are resized in PIL (Lanczos), tensors with antialiased bicubic; ``uint8`` as
+    for :func:`_as_image_tensor`."""
     if isinstance(size, bool) or (size is not None and (not isinstance(size, int) or size < 1)):
         raise ValueError(f"{name} must be a positive int (longest side in px) or None, got {size!r}")
     if isinstance(x, (str, os.PathLike, Image.Image)) and size is not None:
         img = image_io.load_image(x) if not isinstance(x, Image.Image) else image_io.to_rgb(x)
-        return image_io.pil_to_tensor(image_io.resize_longest(img, size)).unsqueeze(0), False
-    t, was_tensor = _as_image_tensor(x, name)
+        img = image_io.resize_longest(img, size)
+        return (image_io.pil_to_uint8(img) if uint8 else image_io.pil_to_tensor(img)).unsqueeze(0), False
+    t, was_tensor = _as_image_tensor(x, name, uint8)
     return _resize_longest(t, size, name), was_tensor
 
 
@@ -444,7 +447,8 @@ def stylize(
         raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
 
     # inputs first, so that a bad file fails before any model is loaded
-    content_t, content_was_tensor = _load_as_tensor(content, content_size, "content_size")
+    # an image content stays uint8 until it is on the device (4x fewer bytes to copy, no CPU pass)
+    content_t, content_was_tensor = _load_as_tensor(content, content_size, "content_size", uint8=True)
     out_device = content_t.device
     style_ts = [_load_as_tensor(s, style_size, "style_size")[0] for s in styles_in]
     for i, s in enumerate(style_ts):
@@ -468,6 +472,8 @@ def stylize(
     with _precision(precision):
         for n in range(content_t.shape[0]):
             c = content_t[n:n + 1].to(dev)
+            if c.dtype == torch.uint8:
+                c = image_io.uint8_to_float(c)
             h, w = (c.shape[-2] // step) * step, (c.shape[-1] // step) * step
             if min(h, w) < min_side:
                 raise ValueError(f"content image is too small ({c.shape[-1]}x{c.shape[-2]} px): "

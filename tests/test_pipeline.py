@@ -260,6 +260,24 @@ def test_png_is_saved_fast_and_lossless(tmp_path, content_pil, monkeypatch):
                           np.asarray(content_pil.convert("RGB")))
 
 
+def test_uint8_pixels_convert_to_the_same_floats(content_pil):
+    """stylize() keeps an image content in uint8 until it is on the device; the float conversion
+    there gives exactly what pil_to_tensor gives, also for a non-RGB image."""
+    from styleswap_ext.pipeline import _load_as_tensor
+
+    for img in (content_pil, content_pil.convert("L"), content_pil.convert("RGBA")):
+        rgb = image_io.to_rgb(img)
+        u8 = image_io.pil_to_uint8(rgb)
+        assert u8.dtype == torch.uint8 and u8.shape == (3, rgb.height, rgb.width)
+        assert torch.equal(image_io.uint8_to_float(u8), image_io.pil_to_tensor(rgb))
+    t, was_tensor = _load_as_tensor(content_pil, None, "content", uint8=True)
+    assert t.dtype == torch.uint8 and not was_tensor
+    t2, _ = _load_as_tensor(content_pil, 20, "content", uint8=True)
+    assert t2.dtype == torch.uint8 and max(t2.shape[-2:]) == 20
+    tensor_in, was_tensor = _load_as_tensor(torch.rand(3, 8, 8), None, "content", uint8=True)
+    assert tensor_in.dtype == torch.float32 and was_tensor  # tensors are never turned into uint8
+
+
 def test_stylize_is_exported_from_the_package():
     import styleswap_ext
     from styleswap_ext import pipeline
