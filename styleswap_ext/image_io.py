@@ -166,7 +166,8 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
         if t.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {t.shape[0]}")
         t = t[0]
-    arr = t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    # on the tensor's device, and contiguous there, so that the host gets ready (H, W, 3) bytes
+    arr = t.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
     return Image.fromarray(arr, mode="RGB")
 
 

@@ -496,7 +496,8 @@ def stylize(
             out = out.float().clamp(0, 1)
             if preserve_color:
                 out = preserve_colors(out, c)
-            results.append(out.to(out_device))
+            # a picture is made on the device (tensor_to_pil: uint8 there, a quarter of the bytes to copy)
+            results.append(out.to(out_device) if content_was_tensor else out)
 
     if content_was_tensor:
         result = torch.cat(results)
