@@ -198,7 +198,7 @@ def _wgmma_available(device: str) -> bool:
 
 
 def bench_case(hc: int, hs: int, mode: str, channels: int, device: str, repeats: int, skip: set,
-               wgmma: bool = False) -> dict:
+               kernels: tuple = ()) -> dict:
     set_precision(mode)
     dtype = mode_dtype(mode)
     n_c, n_s, d = patch_counts(hc, hs, channels)
@@ -239,22 +239,23 @@ def bench_case(hc: int, hs: int, mode: str, channels: int, device: str, repeats:
         finally:
             del os.environ["STYLESWAP_MATCH_TILE"]
 
-    if wgmma and mode != "highest" and _wgmma_available(device):
-        # The experimental Hopper kernel (csrc/cuda/match_wgmma.cu), same op, same inputs. Only
-        # with --wgmma: gpu_check.sh runs it in a process of its own after the main benchmark, so
-        # that a fault in it cannot take the main figures with it.
-        os.environ["STYLESWAP_MATCH_KERNEL"] = "wgmma"
+    for kernel in kernels if mode != "highest" and _wgmma_available(device) else ():
+        # An experimental Hopper kernel (csrc/cuda/match_wgmma.cu: "wgmma" or "tma"), same op, same
+        # inputs. Only with --kernels: gpu_check.sh runs them in a process of their own after the
+        # main benchmark, so that a fault in one cannot take the main figures with it.
+        name = f"ours_{kernel}"
+        os.environ["STYLESWAP_MATCH_KERNEL"] = kernel
         try:
-            rec["results"]["ours_wgmma"] = run_impl("ours_wgmma", ours, (content, style), reps, device)
+            rec["results"][name] = run_impl(name, ours, (content, style), reps, device)
             a = styleswap_ext.match_patches(content, style, K, S)
         except Exception as e:  # noqa: BLE001
             a = None
-            rec["wgmma_index_agreement_with_wmma"] = f"error: {e}"[:200]
+            rec[f"{kernel}_index_agreement_with_wmma"] = f"error: {e}"[:200]
         finally:
             del os.environ["STYLESWAP_MATCH_KERNEL"]
         if a is not None:
             b = styleswap_ext.match_patches(content, style, K, S)
-            rec["wgmma_index_agreement_with_wmma"] = (a == b).float().mean().item()
+            rec[f"{kernel}_index_agreement_with_wmma"] = (a == b).float().mean().item()
 
     if "bank" not in skip:
         # A PatchBank prepared once (as for video frames): the per-content cost without the bank build.
@@ -277,9 +278,10 @@ def bench_case(hc: int, hs: int, mode: str, channels: int, device: str, repeats:
     ours_t = rec["results"]["ours"].get("time_ms")
     if gemm_t and ours_t:
         rec["ours_over_gemm"] = ours_t / gemm_t
-    twg = rec["results"].get("ours_wgmma", {}).get("time_ms")
-    if gemm_t and twg:
-        rec["ours_wgmma_over_gemm"] = twg / gemm_t
+    for kernel in kernels:
+        tk = rec["results"].get(f"ours_{kernel}", {}).get("time_ms")
+        if gemm_t and tk:
+            rec[f"ours_{kernel}_over_gemm"] = tk / gemm_t
     t128 = rec["results"].get("ours_t128", {}).get("time_ms")
     if gemm_t and t128:
         rec["ours_t128_over_gemm"] = t128 / gemm_t
@@ -335,7 +337,8 @@ def fmt(r: Optional[dict]) -> str:
 
 def print_table(records: list) -> None:
     head = (f"{'case':>12} {'mode':>7} {'TFLOP':>7} | {'conv':>18} | {'peer':>18} | {'gemm':>18} | {'ours':>18} | "
-            f"{'ours 128x128':>18} | {'ours, bank reused':>18} | {'ours wgmma (exp.)':>18} | ours/gemm")
+            f"{'ours 128x128':>18} | {'ours, bank reused':>18} | {'ours wgmma (exp.)':>18} | {'ours tma (exp.)':>18} | "
+            f"ours/gemm")
     print(head)
     print("-" * len(head))
     for rec in records:
@@ -345,6 +348,7 @@ def print_table(records: list) -> None:
             f"{rec['content_px']:>5}x{rec['style_px']:<6} {rec['mode']:>7} {rec['tflop']:>7.2f} | {fmt(res.get('conv')):>18} | "
             f"{fmt(res.get('peer')):>18} | {fmt(res.get('gemm')):>18} | {fmt(res.get('ours')):>18} | "
             f"{fmt(res.get('ours_t128')):>18} | {fmt(res.get('ours_bank')):>18} | {fmt(res.get('ours_wgmma')):>18} | "
+            f"{fmt(res.get('ours_tma')):>18} | "
             f"{'-' if ratio is None else f'{ratio:.2f}'}"
         )
 
@@ -364,8 +368,9 @@ def parse_args(argv=None):
     p.add_argument("--channels", type=int, default=256)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--skip", default="", help="comma list of conv,peer,gemm,agree,tiles,bank to leave out")
-    p.add_argument("--wgmma", action="store_true",
-                   help="also time the experimental wgmma kernel (STYLESWAP_MATCH_KERNEL=wgmma) where it is available")
+    p.add_argument("--kernels", default="",
+                   help="comma list of experimental match kernels to time as well (STYLESWAP_MATCH_KERNEL values: "
+                        "wgmma, tma) where they are available")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU: checks the code paths only")
     p.add_argument("--table-from", default=None, help="only print the bars and table of an existing JSON file")
     return p.parse_args(argv)
@@ -393,6 +398,10 @@ def main(argv=None) -> int:
         if m not in ("tf32", "bf16", "highest"):
             raise SystemExit(f"unknown mode {m!r}")
     skip = {s for s in args.skip.split(",") if s}
+    kernels = tuple(k for k in args.kernels.split(",") if k)
+    for k in kernels:
+        if k not in ("wgmma", "tma"):
+            raise SystemExit(f"unknown kernel {k!r} (--kernels takes wgmma, tma)")
     if args.dry_run:
         device, channels, repeats = "cpu", 4, 1
         cases = [(9, 8), (128, 12)]
@@ -415,7 +424,7 @@ def main(argv=None) -> int:
     plan = [(hc, hs, m) for (hc, hs) in cases for m in modes] + [(hc, hs, "highest") for (hc, hs) in highest]
     for hc, hs, mode in plan:
         t0 = time.perf_counter()
-        rec = bench_case(hc, hs, mode, channels, device, repeats, skip, args.wgmma)
+        rec = bench_case(hc, hs, mode, channels, device, repeats, skip, kernels)
         rec["wall_s"] = time.perf_counter() - t0
         records.append(rec)
         print(f"[bench] {4 * hc}x{4 * hs}px {mode}: ours {fmt(rec['results']['ours'])} "

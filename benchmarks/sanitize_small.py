@@ -42,5 +42,13 @@ for kk, ss in [(2, 2), (1, 1), (7, 3)]:
     idx = torch.ops.styleswap.match_patches(c, st, kk, ss)
     out = torch.ops.styleswap.swap_gather(idx, st, kk, ss, c.shape[2], c.shape[3])
     grads = torch.ops.styleswap.swap_gather_backward(out, idx, st, kk, ss)
+
+# More tiles than the GPU has SMs (12 content x 14 style tiles of 128 x 256): the persistent
+# STYLESWAP_MATCH_KERNEL=tma kernel walks several tiles per CTA and reuses its pipeline slots.
+for dtype, prec in [(torch.float32, "high"), (torch.bfloat16, "highest")]:
+    torch.set_float32_matmul_precision(prec)
+    c = torch.randn(1, 8, 40, 40, generator=g).to(dev, dtype)
+    st = [torch.randn(1, 8, 60, 60, generator=g).to(dev, dtype)]
+    idx = torch.ops.styleswap.match_patches(c, st, 3, 1)
 torch.cuda.synchronize()
 print("sanitize_small: done")

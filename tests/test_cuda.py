@@ -340,12 +340,14 @@ def test_compile_fullgraph_on_cuda(precision):
     torch.testing.assert_close(f(c, s), styleswap_ext.style_swap(c, s, 3, 1))
 
 
+@pytest.mark.parametrize("kernel", ["wgmma", "tma"])
 @pytest.mark.parametrize("mode", ["bf16", "fp16", "tf32"])
-def test_experimental_wgmma_kernel(mode, precision, monkeypatch):
-    """STYLESWAP_MATCH_KERNEL=wgmma (csrc/cuda/match_wgmma.cu, Hopper only): scores within the mode's
-    tolerance, the exact argmax wherever the best score is clearly ahead, and (bf16/fp16) the same
-    indices as the WMMA kernel almost everywhere, over row lengths that end
-    mid-slice (zero-filled tail), several content and style tiles, and a bank of two styles.
+def test_experimental_hopper_kernel(kernel, mode, precision, monkeypatch):
+    """STYLESWAP_MATCH_KERNEL=wgmma|tma (csrc/cuda/match_wgmma.cu, Hopper only): scores within the
+    mode's tolerance, the exact argmax wherever the best score is clearly ahead, and (bf16/fp16) the
+    same indices as the WMMA kernel almost everywhere, over row lengths that end mid-slice
+    (zero-filled tail), several content and style tiles, and a bank of two styles. The cases with
+    more tiles than the GPU has SMs make the persistent "tma" kernel walk several tiles per CTA.
     benchmarks/gpu_check.sh also reruns this whole module with the variable set."""
     from styleswap_ext import _C
 
@@ -355,13 +357,16 @@ def test_experimental_wgmma_kernel(mode, precision, monkeypatch):
     dtype, prec, tol = MODES[mode]
     precision(prec)
     g = torch.Generator().manual_seed(21)
-    for c, k, s, hc, hs in [(17, 3, 1, 30, 19), (64, 3, 1, 24, 21), (1, 1, 1, 40, 33), (8, 5, 2, 37, 26)]:
+    cases = [(17, 3, 1, 30, 19), (64, 3, 1, 24, 21), (1, 1, 1, 40, 33), (8, 5, 2, 37, 26)]
+    # 38 content x 36 style tiles per sample (more than the GPU's SMs): several tiles per persistent CTA.
+    cases.append((16, 3, 1, 70, 70))
+    for c, k, s, hc, hs in cases:
         content = torch.randn(2, c, hc, hc + 3, generator=g).to(dtype)
         styles = [torch.randn(1, c, hs, hs + 1, generator=g).to(dtype), torch.randn(2, c, hs - 2, hs, generator=g).to(dtype)]
         args = (content.to(DEV), [st.to(DEV) for st in styles], k, s)
         monkeypatch.delenv("STYLESWAP_MATCH_KERNEL", raising=False)
         wmma = torch.ops.styleswap.match_patches(*args)
-        monkeypatch.setenv("STYLESWAP_MATCH_KERNEL", "wgmma")
+        monkeypatch.setenv("STYLESWAP_MATCH_KERNEL", kernel)
         wg = torch.ops.styleswap.match_patches(*args)
         _check_scores(wg, content, styles, k, s, tol, exact_where_clear=True)
         if mode != "tf32":

@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -75,11 +76,14 @@ int match_tile_width() {
   return 256;
 }
 
-// STYLESWAP_MATCH_KERNEL=wgmma: try the experimental Hopper kernel (match_wgmma.cu) first; it
-// falls back to the WMMA kernel where it cannot run. Read per call, like the tile width.
-bool use_wgmma() {
+// STYLESWAP_MATCH_KERNEL=wgmma|tma: try that experimental Hopper kernel (match_wgmma.cu) first;
+// it falls back to the WMMA kernel where it cannot run. Read per call, like the tile width.
+std::optional<match_detail::WgmmaKernel> wgmma_kernel() {
   const char* v = std::getenv("STYLESWAP_MATCH_KERNEL");
-  return v != nullptr && std::string(v) == "wgmma";
+  if (v == nullptr) return std::nullopt;
+  if (std::string(v) == "wgmma") return match_detail::WgmmaKernel::CpAsync;
+  if (std::string(v) == "tma") return match_detail::WgmmaKernel::Tma;
+  return std::nullopt;
 }
 
 // Unpacks keys in place: int64 index = 0xFFFFFFFF - low bits; key 0 (no finite score ever won:
@@ -187,7 +191,7 @@ void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, con
                            static_cast<size_t>(match_detail::TileShape<256>::SMEM_BYTES)) {
     tile_n = 128;
   }
-  const bool wgmma = use_wgmma();
+  const auto wgmma = wgmma_kernel();
   const int64_t chunk = std::min(CHUNK_ROWS, round_up(n_c, BM));
 
   at::Tensor A = at::empty({chunk, Dpad}, content.options());
@@ -203,7 +207,7 @@ void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, con
       launch_im2col<scalar_t, float>(src, C, H, W, k, s, gw, r0, rows, round_up(rows, BM), D, Dpad,
                                      A.data_ptr<scalar_t>(), nullptr, stream);
       unsigned long long* kp = keys + n * n_c + r0;
-      if (wgmma && match_detail::launch_match_wgmma(mode, A, B, inv, rows, n_s, kp, stream)) continue;
+      if (wgmma && match_detail::launch_match_wgmma(*wgmma, mode, A, B, inv, rows, n_s, kp, stream)) continue;
       switch (mode) {
         case Mode::BF16: launch_match_tiles<Mode::BF16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
         case Mode::FP16: launch_match_tiles<Mode::FP16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;

@@ -163,17 +163,21 @@ __device__ __forceinline__ uint32_t ordered_bits(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// This block's (content tile, style tile) in a 1-D grid of tiles_m * tiles_n blocks. Swizzle:
-// consecutive blocks walk GROUP_M content tiles for each style tile (L2 reuse of the style tile;
+// Tile t's (content tile, style tile) in a 1-D order of tiles_m * tiles_n tiles. Swizzle:
+// consecutive tiles walk GROUP_M content tiles for each style tile (L2 reuse of the style tile;
 // the last group may be narrower). Bijective onto [0, tiles_m) x [0, tiles_n).
-__device__ __forceinline__ void block_tile(int tiles_m, int tiles_n, int& tm, int& tn) {
-  const int bid = blockIdx.x;
+__device__ __forceinline__ void tile_coords(int t, int tiles_m, int tiles_n, int& tm, int& tn) {
   const int per_group = GROUP_M * tiles_n;
-  const int first_m = (bid / per_group) * GROUP_M;
+  const int first_m = (t / per_group) * GROUP_M;
   const int gsize = min(tiles_m - first_m, GROUP_M);
-  const int within = bid % per_group;
+  const int within = t % per_group;
   tm = first_m + within % gsize;
   tn = within / gsize;
+}
+
+// This block's tile in a 1-D grid of tiles_m * tiles_n blocks (one tile per block).
+__device__ __forceinline__ void block_tile(int tiles_m, int tiles_n, int& tm, int& tn) {
+  tile_coords(blockIdx.x, tiles_m, tiles_n, tm, tn);
 }
 
 // Grid: 1-D over tiles_m * tiles_n blocks (swizzled, block_tile). keys[r] belongs to the r-th content row of

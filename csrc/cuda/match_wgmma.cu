@@ -1,34 +1,58 @@
-// EXPERIMENTAL, opt-in (STYLESWAP_MATCH_KERNEL=wgmma), never run yet: the fused match kernel on
-// Hopper's warpgroup MMA (wgmma), for the bf16/fp16/TF32 modes. Same contract as
-// match_tile_kernel (match_tile.cuh): A = content patches, B = style patches, both row-major
-// "patch x Dpad" in global memory; the output is the per-row packed (score, index) key, merged
-// with atomicMax, so results are deterministic and ties go to the lowest index.
+// EXPERIMENTAL, opt-in: the fused match kernel on Hopper's warpgroup MMA (wgmma), for the
+// bf16/fp16/TF32 modes, in two variants that share the MMA and the epilogue:
+//   STYLESWAP_MATCH_KERNEL=wgmma  cp.async staging by every thread (run and tested on an H200,
+//                                 2026-11-27: 1.6-1.9x the bare GEMM);
+//   STYLESWAP_MATCH_KERNEL=tma    TMA staging by one producer warp, mbarrier pipeline, persistent
+//                                 CTAs (written 2026-11-27 without a GPU; not yet run).
+// Same contract as match_tile_kernel (match_tile.cuh): A = content patches, B = style patches, both
+// row-major "patch x Dpad" in global memory; the output is the per-row packed (score, index) key,
+// merged with atomicMax, so results are deterministic and ties go to the lowest index.
 //
 // Why: on H100/H200 the legacy mma.sync path (WMMA) peaks at about half the tensor-core rate that
 // wgmma reaches, so the WMMA kernel cannot come within 1.25x of cuBLAS (which uses wgmma).
 //
-// Design (one CTA = 2 warpgroups = 256 threads, tile 128 x 256, no warp specialisation):
-//   * K advances in 128-byte slices (64 bf16/fp16 or 32 fp32 per row). Each slice of the A tile
-//     (128 rows) and B tile (256 rows) is copied with cp.async (16-byte chunks, zero-filled past
-//     the row end) into shared memory in the K-major 128-byte-swizzle layout that wgmma reads:
-//     8-row atoms of 1024 B, chunk c of row r stored at chunk (c ^ r % 8).
-//   * 4 slots, prefetch distance 2: while slice kt is multiplied, slice kt+1 is landing and
-//     slice kt+2 is being copied into the slot slice kt-2 used (whose wgmma every warpgroup has
-//     waited for: wgmma.wait_group 1 at the end of iteration kt-1, then the barrier).
+// Common to both (one output tile = 128 content rows x 256 style rows, two consumer warpgroups of
+// 64 rows each):
+//   * K advances in 128-byte slices (64 bf16/fp16 or 32 fp32 per row), staged in shared memory in
+//     the K-major 128-byte-swizzle layout that wgmma reads: 8-row atoms of 1024 B, 16-byte chunk c
+//     of row r stored at chunk (c ^ r % 8); 4 slots of 48 KiB.
 //   * Per slice, each warpgroup issues 4 wgmma m64n256k16 (k8 for TF32) on its 64 rows; the
 //     descriptor's start address advances by 32 B per k-step inside the swizzled row.
-//   * cp.async writes are generic-proxy; wgmma reads through the async proxy, hence
-//     fence.proxy.async after the copies land and before the barrier.
-//   * Epilogue straight from the accumulator registers: thread (warp w of its warpgroup, lane l)
-//     holds rows 16w + l/4 and 16w + l/4 + 8 of its warpgroup's 64, columns 8i + 2(l%4) + {0,1}
-//     for i = 0..31 (registers 4i + {0,1} and 4i + {2,3}). Score = acc * inv_norm[j], -0 -> +0,
-//     ascending columns with strict '>', then a reduction over the 4 lanes that share a row, then
-//     atomicMax.
+//   * Epilogue straight from the accumulator registers (argmax_epilogue): thread (warp w of its
+//     warpgroup, lane l) holds rows 16w + l/4 and 16w + l/4 + 8 of its warpgroup's 64, columns
+//     8i + 2(l%4) + {0,1} for i = 0..31 (registers 4i + {0,1} and 4i + {2,3}). Score = acc *
+//     inv_norm[j], -0 -> +0, ascending columns with strict '>', then a reduction over the 4 lanes
+//     that share a row, then atomicMax.
 //   * TF32: wgmma truncates the fp32 operands to TF32 (PTX ISA, wgmma.mma_async), the WMMA path
 //     rounds them (cvt.rna). Both are within TF32's tolerance of the exact scores; at near-ties
 //     they may pick different indices. Rounding in shared memory first would make them agree but
-//     costs a read and a write of every staged slice (about as much shared-memory traffic as the
-//     wgmma operand reads themselves), so it is not done.
+//     costs a read and a write of every staged slice, so it is not done.
+//
+// "wgmma" (one tile per CTA, 256 threads that all copy and compute):
+//   * each slice of the A tile (128 rows) and B tile (256 rows) is copied with cp.async (16-byte
+//     chunks, zero-filled past the row end); prefetch distance 2: while slice kt is multiplied,
+//     slice kt+1 is landing and slice kt+2 is being copied into the slot slice kt-2 used (whose
+//     wgmma every warpgroup has waited for: wgmma.wait_group 1 at the end of iteration kt-1, then
+//     the barrier);
+//   * cp.async writes are generic-proxy; wgmma reads through the async proxy, hence
+//     fence.proxy.async after the copies land and before the barrier.
+//
+// "tma" (what cuBLAS/CUTLASS Hopper GEMMs do, minus clusters): 288 threads = the two consumer
+// warpgroups + one producer warp; one CTA per SM, persistent over the tiles t = blockIdx.x,
+// blockIdx.x + gridDim.x, ... (the same swizzled order as the other kernels, tile_coords):
+//   * one producer thread walks the same (tile, slice) sequence as the consumers; per slice it
+//     waits until the slot is empty, arms the slot's "full" mbarrier with the 48 KiB it expects
+//     and issues two TMA loads (A box 128 rows, B box 256 rows, 128 B each; the tensor maps of
+//     tensor_map.cpp swizzle them and zero-fill past the row end) that complete on that barrier;
+//   * consumers wait on "full", issue the slice's wgmma, and after wgmma.wait_group 1 (the
+//     previous slice's MMAs are done reading) arrive on the previous slot's "empty" mbarrier (256
+//     arrivals complete it); the first MMA of a tile clears the accumulators (scale-d = 0);
+//   * no block-wide barrier in the main loop, and the producer runs up to 4 slices ahead, across
+//     tile boundaries, so the next tile's first slices load during the epilogue;
+//   * parity protocol: slot s's barriers complete one phase per use; the consumer waits "full"
+//     with parity ph, the producer "empty" with ph ^ 1 (a fresh barrier counts its preceding
+//     phase as complete, so the first pass through the slots does not wait); ph flips when s
+//     wraps. Before exiting, the producer waits until every slot is released once more.
 //
 // Compiled for sm_90a only (wgmma needs the arch-specific target; setup.py builds a 9.0 entry of
 // TORCH_CUDA_ARCH_LIST as -gencode arch=compute_90a,code=sm_90a instead of sm_90). A probe kernel
@@ -41,11 +65,15 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cuda.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <vector>
 
 #include "match_tile.cuh"
+#include "tensor_map.h"
 
 namespace styleswap {
 namespace match_detail {
@@ -62,6 +90,11 @@ constexpr int WG_SMEM_BYTES = WG_STAGES * WG_STAGE_BYTES + 1024;      // + align
 constexpr int WG_CHUNKS = (WG_BM + WG_BN) * (WG_SLICE / 16);          // 3072 per slice
 static_assert(WG_CHUNKS % WG_THREADS == 0, "chunks split evenly");
 static_assert(WG_SMEM_BYTES <= 227 * 1024, "shared memory");
+// "tma": + one producer warp; the 2 x WG_STAGES mbarriers (8 B each) after the slots.
+constexpr int TMA_THREADS = WG_THREADS + 32;
+constexpr int TMA_BAR_OFFSET = WG_STAGES * WG_STAGE_BYTES;
+constexpr int TMA_SMEM_BYTES = TMA_BAR_OFFSET + 2 * WG_STAGES * 8 + 1024;
+static_assert(TMA_SMEM_BYTES <= 227 * 1024, "shared memory");
 
 __global__ void wgmma_probe_kernel(int* out) {
 #ifdef STYLESWAP_WGMMA_DEVICE
@@ -97,11 +130,11 @@ __device__ __forceinline__ void fence_operands(float (&d)[128]) {
 }
 
 template <Mode MODE>
-__device__ __forceinline__ void wgmma_m64n256(float (&d)[128], uint64_t desc_a, uint64_t desc_b);
+__device__ __forceinline__ void wgmma_m64n256(float (&d)[128], uint64_t desc_a, uint64_t desc_b, int accumulate);
 
-// One wgmma.mma_async: D (64 x 256, fp32, 128 registers per thread) += A (64 x K) * B (256 x K)^T
-// with both operands read from shared memory through their descriptors. SHAPE_TYPES: the
-// instruction's shape and operand types; TAIL: its scale/transpose immediates.
+// One wgmma.mma_async: D (64 x 256, fp32, 128 registers per thread) = A (64 x K) * B (256 x K)^T
+// + (accumulate ? D : 0), both operands read from shared memory through their descriptors.
+// SHAPE_TYPES: the instruction's shape and operand types; TAIL: its scale/transpose immediates.
 #define STYLESWAP_WGMMA_M64N256(SHAPE_TYPES, TAIL)                                                  \
   asm volatile(                                                                                   \
       "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                              \
@@ -131,22 +164,104 @@ __device__ __forceinline__ void wgmma_m64n256(float (&d)[128], uint64_t desc_a, 
         "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
         "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
         "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
-      : "l"(desc_a), "l"(desc_b), "r"(1))
+      : "l"(desc_a), "l"(desc_b), "r"(accumulate))
 
 template <>
-__device__ __forceinline__ void wgmma_m64n256<Mode::BF16>(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+__device__ __forceinline__ void wgmma_m64n256<Mode::BF16>(float (&d)[128], uint64_t desc_a, uint64_t desc_b,
+                                                          int accumulate) {
   STYLESWAP_WGMMA_M64N256("k16.f32.bf16.bf16", "1, 1, 0, 0");
 }
 template <>
-__device__ __forceinline__ void wgmma_m64n256<Mode::FP16>(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+__device__ __forceinline__ void wgmma_m64n256<Mode::FP16>(float (&d)[128], uint64_t desc_a, uint64_t desc_b,
+                                                          int accumulate) {
   STYLESWAP_WGMMA_M64N256("k16.f32.f16.f16", "1, 1, 0, 0");
 }
 template <>
-__device__ __forceinline__ void wgmma_m64n256<Mode::TF32>(float (&d)[128], uint64_t desc_a, uint64_t desc_b) {
+__device__ __forceinline__ void wgmma_m64n256<Mode::TF32>(float (&d)[128], uint64_t desc_a, uint64_t desc_b,
+                                                          int accumulate) {
   STYLESWAP_WGMMA_M64N256("k8.f32.tf32.tf32", "1, 1");  // tf32 has no transpose immediates
 }
 #undef STYLESWAP_WGMMA_M64N256
 
+
+// mbarrier and TMA primitives (PTX ISA 8.0, sm_90), as CUTLASS's cutlass/arch/barrier.h and
+// cute/arch/copy_sm90_tma.hpp issue them.
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Returns once the phase of `bar` with this parity has completed.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// Box (x = element along the row, y = row) of `map` into shared memory at `dst`, completing
+// its bytes on `bar`.
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, int x, int y, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(bar)
+      : "memory");
+}
+
+// The argmax of this thread's accumulator rows, merged into keys (see the comment at the top).
+__device__ __forceinline__ void argmax_epilogue(const float (&acc)[128], int tm, int tn, int wg, int warp_in_wg,
+                                                int lane, const float* __restrict__ inv_norm, int64_t rows,
+                                                int64_t n_s, unsigned long long* __restrict__ keys) {
+  // Rows r0 and r0 + 8 of this thread, 64 columns each.
+  const int64_t r0 = static_cast<int64_t>(tm) * WG_BM + wg * 64 + warp_in_wg * 16 + (lane >> 2);
+  float best[2] = {-INFINITY, -INFINITY};
+  int64_t bj[2] = {INT64_MAX, INT64_MAX};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {  // ascending columns, strict '>': lowest j on ties
+      const int64_t col = static_cast<int64_t>(tn) * WG_BN + 8 * i + 2 * (lane & 3) + e;
+      if (col < n_s) {
+        const float iv = inv_norm[col];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float sc = acc[4 * i + 2 * h + e] * iv;
+          if (sc == 0.0f) sc = 0.0f;  // -0 -> +0
+          if (sc > best[h]) {
+            best[h] = sc;
+            bj[h] = col;
+          }
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {  // the 4 lanes of a quad share the row
+      const float ob = __shfl_xor_sync(0xffffffffu, best[h], off);
+      const int64_t oj = __shfl_xor_sync(0xffffffffu, bj[h], off);
+      if (ob > best[h] || (ob == best[h] && oj < bj[h])) {
+        best[h] = ob;
+        bj[h] = oj;
+      }
+    }
+    const int64_t grow = r0 + 8 * h;
+    if ((lane & 3) == 0 && grow < rows && bj[h] != INT64_MAX) {
+      const unsigned long long key = (static_cast<unsigned long long>(ordered_bits(best[h])) << 32) |
+                                     static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<uint32_t>(bj[h]));
+      const unsigned long long cur = *reinterpret_cast<volatile unsigned long long*>(keys + grow);
+      if (key > cur) atomicMax(keys + grow, key);
+    }
+  }
+}
 #endif  // STYLESWAP_WGMMA_DEVICE
 
 template <Mode MODE>
@@ -207,7 +322,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
     fence_operands(acc);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_m64n256<MODE>(acc, da + 2 * j, db + 2 * j);  // +32 B per k-step
+    for (int j = 0; j < 4; ++j) wgmma_m64n256<MODE>(acc, da + 2 * j, db + 2 * j, 1);  // +32 B per k-step
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
     fence_operands(acc);
@@ -216,47 +331,100 @@ __global__ void __launch_bounds__(WG_THREADS, 1)
   fence_operands(acc);
   cp_async_wait<0>();
 
-  // Epilogue from registers: rows r0 and r0 + 8 of this thread, 64 columns each.
-  const int64_t r0 = static_cast<int64_t>(tm) * WG_BM + wg * 64 + warp_in_wg * 16 + (lane >> 2);
-  float best[2] = {-INFINITY, -INFINITY};
-  int64_t bj[2] = {INT64_MAX, INT64_MAX};
+  argmax_epilogue(acc, tm, tn, wg, warp_in_wg, lane, inv_norm, rows, n_s, keys);
+#endif  // STYLESWAP_WGMMA_DEVICE
+}
+
+template <Mode MODE>
+__global__ void __launch_bounds__(TMA_THREADS, 1)
+    wgmma_tma_match_kernel(const __grid_constant__ CUtensorMap map_a, const __grid_constant__ CUtensorMap map_b,
+                           const float* __restrict__ inv_norm, int64_t rows, int64_t n_s, int k_slices, int tiles_m,
+                           int tiles_n, unsigned long long* __restrict__ keys) {
+#ifdef STYLESWAP_WGMMA_DEVICE
+  extern __shared__ unsigned char smem_raw[];
+  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  const uint32_t base = (raw + 1023u) & ~1023u;  // swizzle atoms need 1024-byte alignment
+  const uint32_t full0 = base + TMA_BAR_OFFSET, empty0 = full0 + 8 * WG_STAGES;
+
+  const int tid = threadIdx.x;
+  if (tid == 0) {
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {  // ascending columns, strict '>': lowest j on ties
-      const int64_t col = static_cast<int64_t>(tn) * WG_BN + 8 * i + 2 * (lane & 3) + e;
-      if (col < n_s) {
-        const float iv = inv_norm[col];
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float sc = acc[4 * i + 2 * h + e] * iv;
-          if (sc == 0.0f) sc = 0.0f;  // -0 -> +0
-          if (sc > best[h]) {
-            best[h] = sc;
-            bj[h] = col;
+    for (int s = 0; s < WG_STAGES; ++s) {
+      mbar_init(full0 + 8 * s, 1);            // the producer's arrive (+ the TMA bytes)
+      mbar_init(empty0 + 8 * s, WG_THREADS);  // every consumer thread
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  const int tiles = tiles_m * tiles_n;
+  constexpr int SLICE_ELEMS = WG_SLICE / (MODE == Mode::TF32 ? 4 : 2);
+
+  if (tid >= WG_THREADS) {  // the producer warp; one thread issues everything
+    if (tid == WG_THREADS) {
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&map_a)) : "memory");
+      asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&map_b)) : "memory");
+      int s = 0;
+      uint32_t ph = 0;
+      for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int tm, tn;
+        tile_coords(t, tiles_m, tiles_n, tm, tn);
+        for (int kt = 0; kt < k_slices; ++kt) {
+          mbar_wait(empty0 + 8 * s, ph ^ 1u);
+          const uint32_t st = base + s * WG_STAGE_BYTES, full = full0 + 8 * s;
+          mbar_arrive_expect_tx(full, WG_STAGE_BYTES);
+          tma_load_2d(st, &map_a, kt * SLICE_ELEMS, tm * WG_BM, full);
+          tma_load_2d(st + WG_A_BYTES, &map_b, kt * SLICE_ELEMS, tn * WG_BN, full);
+          if (++s == WG_STAGES) {
+            s = 0;
+            ph ^= 1u;
           }
         }
       }
-    }
-  }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {  // the 4 lanes of a quad share the row
-      const float ob = __shfl_xor_sync(0xffffffffu, best[h], off);
-      const int64_t oj = __shfl_xor_sync(0xffffffffu, bj[h], off);
-      if (ob > best[h] || (ob == best[h] && oj < bj[h])) {
-        best[h] = ob;
-        bj[h] = oj;
+      for (int i = 0; i < WG_STAGES; ++i) {  // drain: every slot released before this thread exits
+        mbar_wait(empty0 + 8 * s, ph ^ 1u);
+        if (++s == WG_STAGES) {
+          s = 0;
+          ph ^= 1u;
+        }
       }
     }
-    const int64_t grow = r0 + 8 * h;
-    if ((lane & 3) == 0 && grow < rows && bj[h] != INT64_MAX) {
-      const unsigned long long key = (static_cast<unsigned long long>(ordered_bits(best[h])) << 32) |
-                                     static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<uint32_t>(bj[h]));
-      const unsigned long long cur = *reinterpret_cast<volatile unsigned long long*>(keys + grow);
-      if (key > cur) atomicMax(keys + grow, key);
+    return;
+  }
+
+  const int wg = tid >> 7, warp_in_wg = (tid & 127) >> 5, lane = tid & 31;
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.0f;
+  int s = 0;
+  uint32_t ph = 0;
+  for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
+    int tm, tn;
+    tile_coords(t, tiles_m, tiles_n, tm, tn);
+    int prev = -1;  // the slot whose MMAs were issued in the previous iteration
+    for (int kt = 0; kt < k_slices; ++kt) {
+      mbar_wait(full0 + 8 * s, ph);
+      const uint32_t st = base + s * WG_STAGE_BYTES;
+      const uint64_t da = smem_desc(st + wg * 64 * WG_SLICE);
+      const uint64_t db = smem_desc(st + WG_A_BYTES);
+      asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+      fence_operands(acc);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) wgmma_m64n256<MODE>(acc, da + 2 * j, db + 2 * j, (kt | j) != 0);
+      asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+      asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // slice kt-1's MMAs are done
+      fence_operands(acc);
+      if (prev >= 0) mbar_arrive(empty0 + 8 * prev);
+      prev = s;
+      if (++s == WG_STAGES) {
+        s = 0;
+        ph ^= 1u;
+      }
     }
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    fence_operands(acc);
+    mbar_arrive(empty0 + 8 * prev);
+    argmax_epilogue(acc, tm, tn, wg, warp_in_wg, lane, inv_norm, rows, n_s, keys);
   }
 #endif  // STYLESWAP_WGMMA_DEVICE
 }
@@ -289,21 +457,44 @@ bool wgmma_loaded(int device) {
 
 bool wgmma_available(int device) { return wgmma_loaded(device); }
 
-bool launch_match_wgmma(Mode mode, const at::Tensor& A, const at::Tensor& B, const at::Tensor& inv_norm, int64_t rows,
-                        int64_t n_s, unsigned long long* keys, cudaStream_t stream) {
+bool launch_match_wgmma(WgmmaKernel which, Mode mode, const at::Tensor& A, const at::Tensor& B,
+                        const at::Tensor& inv_norm, int64_t rows, int64_t n_s, unsigned long long* keys,
+                        cudaStream_t stream) {
   if (mode == Mode::TF32X3 || !wgmma_loaded(A.get_device())) return false;
   const int64_t row_bytes = A.size(1) * A.element_size();
   TORCH_INTERNAL_ASSERT(row_bytes % 16 == 0 && B.size(1) == A.size(1) && B.size(0) % WG_BN == 0);
   const int64_t tiles_m = (rows + WG_BM - 1) / WG_BM, tiles_n = B.size(0) / WG_BN;
   TORCH_INTERNAL_ASSERT(tiles_m * WG_BM <= A.size(0) && tiles_n * WG_BN >= n_s);
   TORCH_CHECK(tiles_m * tiles_n <= INT32_MAX && tiles_n * GROUP_M <= INT32_MAX, "match_patches: too many tiles");
+  const float* inv = inv_norm.data_ptr<float>();
+
+  if (which == WgmmaKernel::Tma) {
+    CUtensorMap map_a, map_b;
+    if (!make_kmajor_tensor_map(A, WG_BM, &map_a) || !make_kmajor_tensor_map(B, WG_BN, &map_b)) return false;
+    const int64_t k_slices = (row_bytes + WG_SLICE - 1) / WG_SLICE;
+    const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+    const auto grid = static_cast<unsigned int>(std::min(tiles_m * tiles_n, sms));  // persistent: 1 CTA per SM
+    auto launch = [&](auto kernel) {
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, TMA_SMEM_BYTES));
+      kernel<<<grid, TMA_THREADS, TMA_SMEM_BYTES, stream>>>(map_a, map_b, inv, rows, n_s, static_cast<int>(k_slices),
+                                                            static_cast<int>(tiles_m), static_cast<int>(tiles_n), keys);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    switch (mode) {
+      case Mode::BF16: launch(wgmma_tma_match_kernel<Mode::BF16>); break;
+      case Mode::FP16: launch(wgmma_tma_match_kernel<Mode::FP16>); break;
+      case Mode::TF32: launch(wgmma_tma_match_kernel<Mode::TF32>); break;
+      default: return false;
+    }
+    return true;
+  }
+
   const auto* a = static_cast<const char*>(A.data_ptr());
   const auto* b = static_cast<const char*>(B.data_ptr());
   auto launch = [&](auto kernel) {
     C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
     kernel<<<static_cast<unsigned int>(tiles_m * tiles_n), WG_THREADS, WG_SMEM_BYTES, stream>>>(
-        a, b, inv_norm.data_ptr<float>(), rows, n_s, row_bytes, static_cast<int>(tiles_m), static_cast<int>(tiles_n),
-        keys);
+        a, b, inv, rows, n_s, row_bytes, static_cast<int>(tiles_m), static_cast<int>(tiles_n), keys);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   };
   switch (mode) {
