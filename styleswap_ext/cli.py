@@ -227,13 +227,13 @@ def _load_styles_and_models(args):
 
 
 def _run_stylize(args) -> int:
-    from . import distributed, pipeline
-    from .image_io import ImageLoadError, is_image_path, load_image, save_image
+    from . import distributed, image_io, pipeline
+    from .image_io import ImageLoadError, is_image_path
+    from .overlap import BackgroundSaver, Prefetcher
 
     _check_common(args)
     content = Path(args.content)
     out = Path(args.output)
-    first = None  # a single content file, decoded once: to fail fast and then to stylise
     if content.is_dir():
         if out.exists() and not out.is_dir():
             raise UsageError(f"CONTENT is a directory, so -o must be a directory too, but {str(out)!r} is a file")
@@ -247,35 +247,53 @@ def _run_stylize(args) -> int:
         else:
             _check_output_file(out)
             jobs = [(content, out)]
-        first = load_image(content)  # fail fast on a bad content file, before loading any model
+        image_io.probe_image(content)  # fail fast on a missing or non-image file, before any model is loaded
 
     many = len(jobs) > 1
     w = distributed.world()
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
-    styles, encoder, decoder = _load_styles_and_models(args)
-    if content.is_dir():
-        out.mkdir(parents=True, exist_ok=True)
-    if not jobs:
-        _info(args, f"rank {w.rank} of {w.size}: no files left for this process")
-        return 0
-    bank = _style_bank(args, styles, encoder, device)
+    targets = dict(jobs)
 
     from tqdm.auto import tqdm
 
     failures = 0
-    bar = tqdm(jobs, desc="images", unit="img", file=sys.stderr, disable=args.quiet or not many, dynamic_ncols=True)
-    for src, dst in bar:
-        try:
-            result = _stylize_one(args, first if first is not None else src, bank, encoder, decoder)
-            save_image(result, dst)
-        except Exception as e:  # per image: report, go on with the others
-            if not many:
-                raise
-            failures += 1
-            bar.clear()
-            _say_error(_describe(e, src))
+
+    def failed(exc, src):  # one image's failure: the only image's is raised, one of many's reported
+        nonlocal failures
+        if not many:
+            raise exc
+        failures += 1
+        bar.clear()
+        _say_error(_describe(exc, src))
+
+    # Contents are decoded one ahead in the background (the first one while the models load and the
+    # style bank is built) and results saved behind (styleswap_ext/overlap.py). image_io.load_image
+    # is looked up per call, so that it can be patched.
+    with Prefetcher(lambda p: image_io.load_image(p), [src for src, _ in jobs]) as contents, \
+            BackgroundSaver(image_io.save_image) as saver:
+        styles, encoder, decoder = _load_styles_and_models(args)
+        if content.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+        if not jobs:
+            _info(args, f"rank {w.rank} of {w.size}: no files left for this process")
+            return 0
+        bank = _style_bank(args, styles, encoder, device)
+        bar = tqdm(contents, total=len(jobs), desc="images", unit="img", file=sys.stderr,
+                   disable=args.quiet or not many, dynamic_ncols=True)
+        for src, loaded in bar:
+            try:
+                result = _stylize_one(args, loaded.result(), bank, encoder, decoder)
+            except Exception as e:  # per image: report, go on with the others
+                failed(e, src)
+                continue
+            for dst, exc in saver.submit(targets[src], result, targets[src]):
+                if exc is not None:
+                    failed(exc, dst)
+        for dst, exc in saver.finish():
+            if exc is not None:
+                failed(exc, dst)
     if failures:
         _say_error(f"{failures} of {len(jobs)} images failed")
         return 1
@@ -424,7 +442,8 @@ def _describe(exc: BaseException, where=None) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename is None:
         return str(exc)
     if isinstance(exc, OSError):
-        target = f" {exc.filename}" if exc.filename else ""
+        name = exc.filename or where  # e.g. a full disk while writing an output: name that output
+        target = f" {name}" if name else ""
         return f"{exc.strerror or exc}{':' + target if target else ''}"
     if isinstance(exc, (ValueError, TypeError, RuntimeError)):
         prefix = f"{where}: " if where else ""

@@ -24,6 +24,7 @@ extension (any format PIL can write: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff, 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -36,6 +37,7 @@ from ._atomic import atomic_path
 __all__ = [
     "ImageLoadError",
     "load_image",
+    "probe_image",
     "to_rgb",
     "save_image",
     "output_format",
@@ -84,25 +86,39 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return _to_rgb8(ImageOps.exif_transpose(img))
 
 
-def load_image(path: PathLike) -> Image.Image:
-    """Open ``path`` as an 8-bit RGB PIL image (see the module docstring for the conversions)."""
-    p = Path(path)
+@contextmanager
+def _reading(p: Path):
+    """Every failure to read ``p`` inside the block as an ImageLoadError naming the file."""
     if not p.exists():
         raise ImageLoadError(f"image file not found: {p}")
     if p.is_dir():
         raise ImageLoadError(f"expected an image file but got a directory: {p}")
     try:
-        with Image.open(p) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb8(im)
-            rgb.load()
+        yield
     except UnidentifiedImageError:
         raise ImageLoadError(f"not an image file (or an unsupported format): {p}") from None
     except PermissionError:
         raise ImageLoadError(f"cannot read image file (permission denied): {p}") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise ImageLoadError(f"cannot read image file {p}: corrupt or truncated ({e})") from None
+
+
+def probe_image(path: PathLike) -> None:
+    """Raise :class:`ImageLoadError` unless ``path`` is a readable file that starts like an image.
+    Reads the header only (milliseconds): corrupt pixel data shows up in :func:`load_image`."""
+    p = Path(path)
+    with _reading(p), Image.open(p):
+        pass
+
+
+def load_image(path: PathLike) -> Image.Image:
+    """Open ``path`` as an 8-bit RGB PIL image (see the module docstring for the conversions)."""
+    p = Path(path)
+    with _reading(p), Image.open(p) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        rgb = _to_rgb8(im)
+        rgb.load()
     if rgb.width < 1 or rgb.height < 1:
         raise ImageLoadError(f"image file is empty (0 pixels): {p}")
     return rgb

@@ -49,7 +49,8 @@ def test_stylize_file_success(capsys, image_files, vgg_weights, tmp_path):
 
 
 def test_a_single_content_file_is_decoded_once(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
-    """The fail-fast load of the content is the one the stylisation uses (a 4096 px PNG takes ~0.5 s)."""
+    """The content is decoded once (a 4096 px PNG takes ~0.5 s): before the models load only its header is
+    checked (image_io.probe_image), the decode runs in the background (overlap.py)."""
     from styleswap_ext import image_io
 
     content, style = image_files
@@ -134,6 +135,32 @@ def test_directory_with_a_corrupt_image(capsys, image_files, vgg_weights, tmp_pa
     assert len(lines) == 2 and all(line.startswith("styleswap: error: ") for line in lines)
     assert "bad.png" in lines[0] and "1 of 2 images failed" in lines[1]
     assert [p.name for p in out.iterdir()] == ["good_stylized.png"]
+
+
+def test_directory_with_a_failed_save(capsys, image_files, vgg_weights, tmp_path, content_pil, monkeypatch):
+    """Saves run in the background (styleswap_ext/overlap.py): a failed one is still reported with
+    its image, the others are written, and no temporary file is left."""
+    _, style = image_files
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        content_pil.save(src / name)
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if "b_stylized" in str(getattr(fp, "name", fp)):
+            raise OSError(28, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    out = tmp_path / "outdir"
+    code, err = run(capsys, ["stylize", src, style, "-o", out, "--vgg-weights", vgg_weights, *FAST])
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("styleswap: error: ") for line in lines), err
+    assert "No space left on device" in lines[0] and "b_stylized.png" in lines[0], lines[0]
+    assert "1 of 3 images failed" in lines[1]
+    assert sorted(p.name for p in out.iterdir()) == ["a_stylized.png", "c_stylized.png"]
 
 
 def test_demo(capsys, vgg_weights, tmp_path, monkeypatch):
