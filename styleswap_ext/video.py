@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from . import image_io
 from ._atomic import atomic_path
+from .overlap import BackgroundSaver, Prefetcher
 
 __all__ = ["VideoDependencyError", "require_av", "stylize_video", "stylize_frames_dir", "default_codec",
            "VIDEO_EXTENSIONS", "is_video_path"]
@@ -172,8 +173,17 @@ def stylize_frames_dir(src_dir, dst_dir, stylize_frame: FrameFn, *, progress: bo
     if not files and not any(image_io.is_image_path(p) for p in src_dir.iterdir()):
         raise image_io.ImageLoadError(f"no image files in directory: {src_dir}")
     dst_dir.mkdir(parents=True, exist_ok=True)
-    for p in tqdm(files, desc="frames", unit="frame", file=sys.stderr, disable=not progress, dynamic_ncols=True):
-        img = image_io.load_image(p)
-        out = stylize_frame(image_io.pil_to_tensor(img).unsqueeze(0))
-        image_io.save_image(image_io.tensor_to_pil(out), dst_dir / p.name)
+
+    def check(saved):  # the first failed save stops the run, as a failed frame does
+        for _, exc in saved:
+            if exc is not None:
+                raise exc
+
+    # frames decoded one ahead and saved behind, in background threads (overlap.py)
+    with Prefetcher(lambda p: image_io.load_image(p), files) as frames, BackgroundSaver(image_io.save_image) as saver:
+        for p, frame in tqdm(frames, total=len(files), desc="frames", unit="frame", file=sys.stderr,
+                             disable=not progress, dynamic_ncols=True):
+            out = stylize_frame(image_io.pil_to_tensor(frame.result()).unsqueeze(0))
+            check(saver.submit(p, image_io.tensor_to_pil(out), dst_dir / p.name))
+        check(saver.finish())
     return len(files)

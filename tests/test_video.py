@@ -117,6 +117,23 @@ def test_video_directory_of_frames(tmp_path, vgg_weights, random_decoder_ckpt, i
     assert Image.open(tmp_path / "out" / "f0001.png").size == (44, 36)
 
 
+def test_video_directory_with_a_corrupt_frame_stops_with_one_error(tmp_path, vgg_weights, random_decoder_ckpt,
+                                                                    image_files, capsys):
+    """Frames are decoded ahead in the background (overlap.py): a corrupt one still stops the run with
+    one error naming it, and the frames before it are written whole."""
+    src = tmp_path / "frames"
+    src.mkdir()
+    Image.fromarray(np.full((36, 44, 3), 90, np.uint8)).save(src / "f0001.png")
+    (src / "f0002.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    Image.fromarray(np.full((36, 44, 3), 30, np.uint8)).save(src / "f0003.png")
+    rc = cli.main(["video", str(src), str(image_files[1]), "-o", str(tmp_path / "out"), "--method", "decoder",
+                   "--decoder-weights", str(random_decoder_ckpt), "--vgg-weights", str(vgg_weights),
+                   "--device", "cpu", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "f0002.png" in err[0], err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["f0001.png"]
+
+
 def test_video_without_pyav_is_one_clear_error(tmp_path, image_files, monkeypatch, capsys):
     src = tmp_path / "clip.mp4"
     src.write_bytes(b"\0" * 16)
