@@ -9,7 +9,9 @@
 #   E2E_SIZES="4096 3840x2160" E2E_REFERENCE=0 ...   # only the bar cases, no conv-reference pipeline
 #   E2E_FORMATS=jpg SANITIZE_DEFAULT=0 ...           # JPEG output only; sanitise only the experimental kernels
 #
-# Steps (STEPS, in this order of value): build tests kernels bench e2e stages sanitize train quality.
+# Steps (STEPS, in this order of value): build tests kernels bench e2e stages sanitize profile train quality.
+# "profile": Nsight Compute on one launch per mode of each match kernel (benchmarks/profile_match.py)
+# and the SASS instruction mix of the built extension (cuobjdump), for CUDA_NOTES' "what limits it".
 # "kernels" tests the experimental match kernels EXP_KERNELS (default "wgmma tma",
 # STYLESWAP_MATCH_KERNEL values; csrc/cuda/match_wgmma.cu) and times those that pass; only those
 # (OK_KERNELS) run in e2e, stages and sanitize, so a kernel that hangs or fails costs one capped test.
@@ -32,7 +34,7 @@ RUN=${RUN_DIR:-$PWD/gpu_run}
 CARRY=${CARRY:-.carry}
 mkdir -p "$OUT" "$RUN"
 CARRY=$(cd "$CARRY" 2>/dev/null && pwd || echo "$PWD/$CARRY")  # absolute: the children run elsewhere
-STEPS=${STEPS:-"build tests kernels bench e2e stages sanitize train quality"}
+STEPS=${STEPS:-"build tests kernels bench e2e stages sanitize profile train quality"}
 EXP_KERNELS=${EXP_KERNELS:-"wgmma tma"}
 # Without the kernels step: wgmma, whose tests passed on the H200 (2026-11-27).
 OK_KERNELS=${OK_KERNELS:-wgmma}
@@ -185,6 +187,30 @@ if want sanitize 45; then
     done
   else
     stamp "compute-sanitizer not found"
+  fi
+  pack
+fi
+
+if want profile 30; then
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  if [ -x "$NCU" ]; then
+    for kernel in default $OK_KERNELS; do
+      if [ "$(left)" -lt 30 ]; then NOT_RUN="$NOT_RUN profile-$kernel"; continue; fi
+      STYLESWAP_MATCH_KERNEL=$kernel timeout $(limit 60) "$NCU" --clock-control none -k regex:match -c 2 \
+        --section SpeedOfLight --section Occupancy --section MemoryWorkloadAnalysis \
+        $PY benchmarks/profile_match.py > "$RUN/ncu_$kernel.log" 2>&1
+      stamp "profile $kernel rc=$? : $(grep -E 'Compute \(SM\) Throughput' "$RUN/ncu_$kernel.log" | tr -s ' ' | tr '\n' ';' | cut -c1-160)"
+    done
+  else
+    stamp "ncu not found"
+  fi
+  # Which instructions each kernel was compiled to (HGMMA = wgmma, HMMA = mma.sync, UTMALDG = TMA, LDL/STL = spills)
+  if command -v cuobjdump > /dev/null; then
+    cuobjdump --dump-sass styleswap_ext/_C*.so 2>/dev/null | awk '
+      /Function :/ { f = $3 }
+      { for (i = 1; i <= NF; i++) if ($i ~ /^(HGMMA|HMMA|UTMALDG|LDGSTS|LDSM|LDL|STL|SYNCS)/) { split($i, a, "."); n[f " " a[1]]++ } }
+      END { for (k in n) print k, n[k] }' | grep -i match | sort > "$RUN/sass_mix.txt"
+    stamp "sass mix: $(wc -l < "$RUN/sass_mix.txt") lines in sass_mix.txt"
   fi
   pack
 fi
