@@ -119,7 +119,7 @@ if want kernels 30; then
   OK_KERNELS=$(echo $OK_KERNELS)
   stamp "experimental kernels that passed: ${OK_KERNELS:-none}"
   if [ -n "$OK_KERNELS" ] && [ "$(left)" -ge 40 ]; then
-    timeout $(limit 100) $PY benchmarks/bench_gpu.py --kernels "$(echo $OK_KERNELS | tr ' ' ,)" --skip conv,peer,tiles,bank,agree \
+    timeout $(limit 100) $PY benchmarks/bench_gpu.py --kernels "$(echo $OK_KERNELS | tr ' ' ,)" --skip conv,tiles,bank,agree \
       --highest-case "" --cases 128:128,256:256,1024:256 --out "$RUN/bench_kernels.json" > "$RUN/bench_kernels.log" 2> "$RUN/bench_kernels.err"
     stamp "bench kernels rc=$?"
   fi

@@ -82,3 +82,28 @@ def test_e2e_stages_splits_one_run(tmp_path, vgg_weights):
     for r in rows:
         assert r["size"] == [96, 64] and all(r[n] >= 0 for n in names)
         assert abs(r["total"] - sum(r[n] for n in names)) < 1e-3
+
+
+def test_bench_gpu_bars_per_kernel():
+    """The issue's bars are checked for the default and each experimental kernel of the same run; a
+    skipped conv reference is no bar at all (only one that ran out of memory counts as beaten)."""
+    bench = _load("bench_gpu")
+
+    def ok(ms, peak=0.5):
+        return {"status": "ok", "time_ms": ms, "peak_gib": peak}
+
+    rec = {"mode": "tf32", "content_map": 256, "style_map": 256, "content_px": 1024, "style_px": 1024,
+           "results": {"conv": {"status": "skipped"}, "peer": ok(70.0), "gemm": ok(56.0),
+                       "ours": ok(210.0), "ours_tma": ok(65.0, 1.2)}}
+    bars = {(b["case"], b["bar"]): b["pass"] for b in bench.evaluate_bars([rec])}
+    assert bars == {
+        ("1024x1024 tf32", "ours faster than peer"): False,
+        ("1024x1024 tf32", "ours <= 1.25x gemm"): False,
+        ("1024x1024 tf32", "<= 1 GiB peak extra"): True,
+        ("1024x1024 tf32 tma", "ours faster than peer"): True,
+        ("1024x1024 tf32 tma", "ours <= 1.25x gemm"): True,
+        ("1024x1024 tf32 tma", "<= 1 GiB peak extra"): False,
+    }
+    rec["results"]["conv"] = {"status": "OOM"}
+    assert bench.evaluate_bars([rec])[2] == {"case": "1024x1024 tf32", "bar": ">= 2.5x faster than conv",
+                                             "pass": True, "value": "conv OOM"}
