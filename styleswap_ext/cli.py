@@ -254,8 +254,6 @@ def _run_stylize(args) -> int:
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
-    targets = dict(jobs)
-
     from tqdm.auto import tqdm
 
     failures = 0
@@ -271,7 +269,7 @@ def _run_stylize(args) -> int:
     # Contents are decoded one ahead in the background (the first one while the models load and the
     # style bank is built) and results saved behind (styleswap_ext/overlap.py). image_io.load_image
     # is looked up per call, so that it can be patched.
-    with Prefetcher(lambda p: image_io.load_image(p), [src for src, _ in jobs]) as contents, \
+    with Prefetcher(lambda job: image_io.load_image(job[0]), jobs) as contents, \
             BackgroundSaver(image_io.save_image) as saver:
         styles, encoder, decoder = _load_styles_and_models(args)
         if content.is_dir():
@@ -282,18 +280,18 @@ def _run_stylize(args) -> int:
         bank = _style_bank(args, styles, encoder, device)
         bar = tqdm(contents, total=len(jobs), desc="images", unit="img", file=sys.stderr,
                    disable=args.quiet or not many, dynamic_ncols=True)
-        for src, loaded in bar:
+        for (src, dst), loaded in bar:
             try:
                 result = _stylize_one(args, loaded.result(), bank, encoder, decoder)
             except Exception as e:  # per image: report, go on with the others
                 failed(e, src)
                 continue
-            for dst, exc in saver.submit(targets[src], result, targets[src]):
+            for saved, exc in saver.submit(dst, result, dst):
                 if exc is not None:
-                    failed(exc, dst)
-        for dst, exc in saver.finish():
+                    failed(exc, saved)
+        for saved, exc in saver.finish():
             if exc is not None:
-                failed(exc, dst)
+                failed(exc, saved)
     if failures:
         _say_error(f"{failures} of {len(jobs)} images failed")
         return 1
