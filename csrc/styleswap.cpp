@@ -20,7 +20,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "patch_grid.h"
@@ -202,9 +204,13 @@ TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {
 namespace styleswap::match_detail {
 bool wgmma_available(int device);  // csrc/cuda/match_wgmma.cu
 }
+namespace styleswap::cuda_ops {
+std::map<std::string, int64_t> match_kernel_launches();  // csrc/cuda/match_cuda.cu
+}
 #endif
 
-// The module carries the registrations above (importing it is what matters) and two build facts.
+// The module carries the registrations above (importing it is what matters), two build facts and
+// the match-kernel launch counts.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("cuda_built") = pybind11::bool_(
 #ifdef STYLESWAP_WITH_CUDA
@@ -223,4 +229,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return false;
 #endif
   }, pybind11::arg("device") = 0);
+  // Launches of each CUDA match kernel in this process ("wmma", "wgmma", "tma", "float64"; one per
+  // content chunk): lets a test check which kernel ran, since the experimental ones fall back quietly.
+  m.def("match_kernel_launches", []() {
+#ifdef STYLESWAP_WITH_CUDA
+    return styleswap::cuda_ops::match_kernel_launches();
+#else
+    return std::map<std::string, int64_t>{};
+#endif
+  });
 }

@@ -331,6 +331,24 @@ def test_float64_small_bank_large_content():
     assert idx.shape == (1, 128, 128) and int(idx.abs().sum()) == 0
 
 
+def test_match_kernel_launch_counts(precision, monkeypatch):
+    """_C.match_kernel_launches() counts one launch per content chunk and kernel: the default
+    kernel under "wmma", float64 under "float64" (the experimental kernels' test reads "wgmma"/"tma")."""
+    from styleswap_ext import _C
+
+    monkeypatch.delenv("STYLESWAP_MATCH_KERNEL", raising=False)
+    precision("high")
+    st = torch.randn(1, 8, 10, 10, device=DEV)
+    c = torch.randn(2, 8, 12, 12, device=DEV)
+    before = _C.match_kernel_launches()
+    torch.ops.styleswap.match_patches(c, [st], 3, 1)
+    mid = _C.match_kernel_launches()
+    torch.ops.styleswap.match_patches(c.double(), [st.double()], 3, 1)
+    after = _C.match_kernel_launches()
+    assert mid["wmma"] - before["wmma"] == 2 and mid["float64"] == before["float64"], (before, mid)  # one per sample
+    assert after["float64"] - mid["float64"] == 2 and after["wmma"] == mid["wmma"], (mid, after)
+
+
 def test_compile_fullgraph_on_cuda(precision):
     precision("high")
     # aot_eager: traces with the fake kernels (what fullgraph needs) without depending on Triton.
@@ -367,7 +385,11 @@ def test_experimental_hopper_kernel(kernel, mode, precision, monkeypatch):
         monkeypatch.delenv("STYLESWAP_MATCH_KERNEL", raising=False)
         wmma = torch.ops.styleswap.match_patches(*args)
         monkeypatch.setenv("STYLESWAP_MATCH_KERNEL", kernel)
+        before = _C.match_kernel_launches()
         wg = torch.ops.styleswap.match_patches(*args)
+        after = _C.match_kernel_launches()
+        # The kernel under test ran (a fallback to WMMA, e.g. a tensor map the driver refused, is quiet).
+        assert after[kernel] > before[kernel] and after["wmma"] == before["wmma"], (kernel, before, after)
         _check_scores(wg, content, styles, k, s, tol, exact_where_clear=True)
         if mode != "tf32":
             # Same operands, fp32 accumulation in another order: near-ties aside, the same picks. (TF32:

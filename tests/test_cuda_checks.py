@@ -54,3 +54,14 @@ def test_generic_checks_come_first():
         OPS.prepare_bank.default.redispatch(CUDA, [_style()], 3, 4)
     with pytest.raises(TypeError, match="indices must be int64"):
         OPS.swap_gather.default.redispatch(CUDA, torch.zeros(1, 6, 6, dtype=torch.int32), [_style()], 3, 1, 8, 8)
+
+
+def test_match_kernel_launch_counts_without_a_gpu():
+    """The counters the Hopper-kernel tests read exist in a CUDA build and start at zero here (no
+    GPU: no match kernel has run); tests/test_cuda.py checks that they move."""
+    from styleswap_ext import _C
+
+    counts = _C.match_kernel_launches()
+    assert set(counts) == {"wmma", "wgmma", "tma", "float64"}
+    if not torch.cuda.is_available():
+        assert all(v == 0 for v in counts.values()), counts

@@ -36,8 +36,11 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -85,6 +88,12 @@ std::optional<match_detail::WgmmaKernel> wgmma_kernel() {
   if (std::string(v) == "tma") return match_detail::WgmmaKernel::Tma;
   return std::nullopt;
 }
+
+// Launches of each match kernel since the process started (one per content chunk), for tests
+// that must know which kernel ran: an experimental kernel falls back to WMMA quietly.
+enum class Launched { Wmma, Wgmma, Tma, Float64 };
+std::array<std::atomic<int64_t>, 4> launch_counts{};
+void count_launch(Launched k) { launch_counts[static_cast<int>(k)].fetch_add(1, std::memory_order_relaxed); }
 
 // Unpacks keys in place: int64 index = 0xFFFFFFFF - low bits; key 0 (no finite score ever won:
 // every score NaN) gives index 0, as the CPU kernel does.
@@ -207,7 +216,11 @@ void match_tensor_core(const at::Tensor& content, const at::Tensor& patches, con
       launch_im2col<scalar_t, float>(src, C, H, W, k, s, gw, r0, rows, round_up(rows, BM), D, Dpad,
                                      A.data_ptr<scalar_t>(), nullptr, stream);
       unsigned long long* kp = keys + n * n_c + r0;
-      if (wgmma && match_detail::launch_match_wgmma(*wgmma, mode, A, B, inv, rows, n_s, kp, stream)) continue;
+      if (wgmma && match_detail::launch_match_wgmma(*wgmma, mode, A, B, inv, rows, n_s, kp, stream)) {
+        count_launch(*wgmma == match_detail::WgmmaKernel::Tma ? Launched::Tma : Launched::Wgmma);
+        continue;
+      }
+      count_launch(Launched::Wmma);
       switch (mode) {
         case Mode::BF16: launch_match_tiles<Mode::BF16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
         case Mode::FP16: launch_match_tiles<Mode::FP16>(A, B, inv, rows, n_s, kp, tile_n, stream); break;
@@ -242,6 +255,7 @@ void match_float64(const at::Tensor& content, const at::Tensor& patches, const a
       at::Tensor scores = at::mm(A.narrow(0, 0, rows), B.t());
       scores.mul_(inv);
       flat.narrow(0, n * n_c + r0, rows).copy_(scores.argmax(1));  // first maximum = lowest index
+      count_launch(Launched::Float64);
     }
   }
 }
@@ -320,6 +334,11 @@ at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, cons
       TORCH_INTERNAL_ASSERT(false, "match_bank: dtype ", content.scalar_type(), " was not rejected by ops_cuda.cpp");
   }
   return indices;
+}
+
+std::map<std::string, int64_t> match_kernel_launches() {
+  return {{"wmma", launch_counts[0].load()}, {"wgmma", launch_counts[1].load()},
+          {"tma", launch_counts[2].load()}, {"float64", launch_counts[3].load()}};
 }
 
 }  // namespace cuda_ops

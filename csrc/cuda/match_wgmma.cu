@@ -45,8 +45,8 @@
 //     and issues two TMA loads (A box 128 rows, B box 256 rows, 128 B each; the tensor maps of
 //     tensor_map.cpp swizzle them and zero-fill past the row end) that complete on that barrier;
 //   * consumers wait on "full", issue the slice's wgmma, and after wgmma.wait_group 1 (the
-//     previous slice's MMAs are done reading) arrive on the previous slot's "empty" mbarrier (256
-//     arrivals complete it); the first MMA of a tile clears the accumulators (scale-d = 0);
+//     previous slice's MMAs are done reading) arrive on the previous slot's "empty" mbarrier (lane 0
+//     of each of the 8 consumer warps: 8 arrivals complete it); the first MMA of a tile clears the accumulators (scale-d = 0);
 //   * no block-wide barrier in the main loop, and the producer runs up to 4 slices ahead, across
 //     tile boundaries, so the next tile's first slices load during the epilogue;
 //   * parity protocol: slot s's barriers complete one phase per use; the consumer waits "full"
@@ -351,7 +351,7 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
 #pragma unroll
     for (int s = 0; s < WG_STAGES; ++s) {
       mbar_init(full0 + 8 * s, 1);            // the producer's arrive (+ the TMA bytes)
-      mbar_init(empty0 + 8 * s, WG_THREADS);  // every consumer thread
+      mbar_init(empty0 + 8 * s, WG_THREADS / 32);  // lane 0 of every consumer warp
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
@@ -414,7 +414,9 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
       asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
       asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");  // slice kt-1's MMAs are done
       fence_operands(acc);
-      if (prev >= 0) mbar_arrive(empty0 + 8 * prev);
+      // One arrival per warp (CUTLASS's pipelines signal once per warpgroup): wait_group is
+      // .sync.aligned, so every lane of this warp is past it when lane 0 arrives.
+      if (prev >= 0 && lane == 0) mbar_arrive(empty0 + 8 * prev);
       prev = s;
       if (++s == WG_STAGES) {
         s = 0;
@@ -423,7 +425,7 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
     fence_operands(acc);
-    mbar_arrive(empty0 + 8 * prev);
+    if (lane == 0) mbar_arrive(empty0 + 8 * prev);
     argmax_epilogue(acc, tm, tn, wg, warp_in_wg, lane, inv_norm, rows, n_s, keys);
   }
 #endif  // STYLESWAP_WGMMA_DEVICE
@@ -472,6 +474,9 @@ bool launch_match_wgmma(WgmmaKernel which, Mode mode, const at::Tensor& A, const
     CUtensorMap map_a, map_b;
     if (!make_kmajor_tensor_map(A, WG_BM, &map_a) || !make_kmajor_tensor_map(B, WG_BN, &map_b)) return false;
     const int64_t k_slices = (row_bytes + WG_SLICE - 1) / WG_SLICE;
+    // The consumers release "the previous slot" of a tile; with no slice there is none (and no tile
+    // means an empty grid): neither can happen for a non-empty bank, asserted all the same.
+    TORCH_INTERNAL_ASSERT(k_slices >= 1 && tiles_m * tiles_n >= 1);
     const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
     const auto grid = static_cast<unsigned int>(std::min(tiles_m * tiles_n, sms));  // persistent: 1 CTA per SM
     auto launch = [&](auto kernel) {

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -32,6 +34,9 @@ std::tuple<at::Tensor, at::Tensor> build_bank(const std::vector<at::Tensor>& sty
 // Indices (N, H', W') of the best bank row for every patch of a contiguous, finite content.
 at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
                       int64_t k, int64_t s);
+
+// Launches of each match kernel so far in this process, by name ("wmma", "wgmma", "tma", "float64").
+std::map<std::string, int64_t> match_kernel_launches();
 
 // swap_gather / swap_gather_backward on contiguous styles (<= MAX_STYLES) and contiguous indices
 // that are all in [0, n_s).

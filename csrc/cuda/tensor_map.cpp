@@ -1,6 +1,7 @@
 #include "tensor_map.h"
 
 #include <c10/util/Exception.h>
+#include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -11,10 +12,8 @@ namespace match_detail {
 namespace {
 
 // cuTensorMapEncodeTiled is a driver-API function: fetched through the runtime, so that the
-// extension does not link libcuda itself.
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+// extension does not link libcuda itself. The driver's own typedef of the version asked for below.
+using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
 
 EncodeTiled encode_tiled() {
   static EncodeTiled fn = nullptr;
