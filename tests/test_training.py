@@ -322,6 +322,33 @@ def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
     assert "| **mean** |" in (quick / "quality.md").read_text()
 
 
+def test_decoder_capacity_probe_smoke(data_dirs, tmp_path, vgg_weights):
+    """benchmarks/decoder_capacity.py (QUALITY.md's capacity probe): fitting one target lowers its
+    objective, from a checkpoint and from a random decoder, and the JSON holds the curve and the
+    optimisation-mode figures of the same target."""
+    import importlib.util
+    import json
+
+    ck = tmp_path / "ck.pth"
+    assert cli.main(_train_argv(data_dirs, ck, vgg_weights, "--iters", "1", "--val-fraction", "0.5",
+                                "--val-every", "100")) == 0
+    spec = importlib.util.spec_from_file_location("decoder_capacity", REPO / "benchmarks" / "decoder_capacity.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    c, s = data_dirs
+    common = ["--content-dir", str(c), "--style-dir", str(s), "--vgg-weights", str(vgg_weights), "--size", "32",
+              "--iters", "12", "--every", "4", "--opt-iters", "2", "4", "--device", "cpu"]
+    for init, extra in ((str(ck), []), ("scratch", ["--split-from", str(ck), "--width", "2", "--lr", "1e-3"])):
+        out = tmp_path / f"probe_{len(extra)}.json"
+        assert probe.main(["--init", init, *extra, *common, "--out", str(out)]) == 0
+        res = json.loads(out.read_text())
+        assert [it for it, _ in res["curve"]] == [0, 4, 8, 12]
+        assert res["curve"][-1][1] < res["curve"][0][1], res["curve"]
+        assert set(res["optimisation"]) == {"2", "4"}
+        assert res["content"] in torch.load(ck, weights_only=True)["split"]["content"]["val"]
+    assert res["parameters"] > 2 * 555_075  # twice the width: about 3x the shipped decoder's 555,075 parameters
+
+
 def test_ust_baseline_reconstructs_a_photo(vgg_weights):
     """The rebuilt third-party baseline must invert its encoder well (DESIGN.md: ~23-31 dB at 256 px)."""
     if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
