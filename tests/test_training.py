@@ -52,6 +52,23 @@ def _train_argv(data_dirs, out, vgg, *extra):
             "-q", *extra]
 
 
+def _bench_script(name):
+    """benchmarks/NAME.py imported as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny_checkpoint(data_dirs, tmp_path, vgg):
+    """A one-iteration train-decoder checkpoint with a half/half train/val split."""
+    ck = tmp_path / "ck.pth"
+    assert cli.main(_train_argv(data_dirs, ck, vgg, "--iters", "1", "--val-fraction", "0.5", "--val-every", "100")) == 0
+    return ck
+
+
 def _one_error_line(text):
     lines = [ln for ln in text.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("styleswap: error: "), text
@@ -281,14 +298,8 @@ UST_DIR = REPO.parent / "shared" / "weights" / "ust_baseline"
 def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
     if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
         pytest.skip(f"UST baseline weights not found in {UST_DIR} (the shared/weights directory next to the repo)")
-    import importlib.util
-
-    ck = tmp_path / "ck.pth"
-    assert cli.main(_train_argv(data_dirs, ck, vgg_weights, "--iters", "1", "--val-fraction", "0.5",
-                                "--val-every", "100")) == 0
-    spec = importlib.util.spec_from_file_location("quality_report", REPO / "benchmarks" / "quality_report.py")
-    qr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(qr)
+    ck = _tiny_checkpoint(data_dirs, tmp_path, vgg_weights)
+    qr = _bench_script("quality_report")
     out = tmp_path / "q"
     c, s = data_dirs
     assert qr.main(["--decoder", str(ck), "--content-dir", str(c), "--style-dir", str(s), "--ust-dir", str(UST_DIR),
@@ -326,15 +337,10 @@ def test_decoder_capacity_probe_smoke(data_dirs, tmp_path, vgg_weights):
     """benchmarks/decoder_capacity.py (QUALITY.md's capacity probe): fitting one target lowers its
     objective, from a checkpoint and from a random decoder, and the JSON holds the curve and the
     optimisation-mode figures of the same target."""
-    import importlib.util
     import json
 
-    ck = tmp_path / "ck.pth"
-    assert cli.main(_train_argv(data_dirs, ck, vgg_weights, "--iters", "1", "--val-fraction", "0.5",
-                                "--val-every", "100")) == 0
-    spec = importlib.util.spec_from_file_location("decoder_capacity", REPO / "benchmarks" / "decoder_capacity.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    ck = _tiny_checkpoint(data_dirs, tmp_path, vgg_weights)
+    probe = _bench_script("decoder_capacity")
     c, s = data_dirs
     common = ["--content-dir", str(c), "--style-dir", str(s), "--vgg-weights", str(vgg_weights), "--size", "32",
               "--iters", "12", "--every", "4", "--opt-iters", "2", "4", "--device", "cpu"]
@@ -353,11 +359,7 @@ def test_ust_baseline_reconstructs_a_photo(vgg_weights):
     """The rebuilt third-party baseline must invert its encoder well (DESIGN.md: ~23-31 dB at 256 px)."""
     if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
         pytest.skip(f"UST baseline weights not found in {UST_DIR}")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("quality_report", REPO / "benchmarks" / "quality_report.py")
-    qr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(qr)
+    qr = _bench_script("quality_report")
     enc, dec = qr.load_ust(UST_DIR, "cpu")
     x = qr.load(REPO / "styleswap_ext" / "assets" / "cat.jpg", 128, "cpu")
     with torch.no_grad():
