@@ -40,6 +40,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <string>
@@ -92,7 +93,8 @@ std::optional<match_detail::WgmmaKernel> wgmma_kernel() {
 // Launches of each match kernel since the process started (one per content chunk), for tests
 // that must know which kernel ran: an experimental kernel falls back to WMMA quietly.
 enum class Launched { Wmma, Wgmma, Tma, Float64 };
-std::array<std::atomic<int64_t>, 4> launch_counts{};
+constexpr const char* LAUNCHED_NAMES[] = {"wmma", "wgmma", "tma", "float64"};  // in enum order
+std::array<std::atomic<int64_t>, std::size(LAUNCHED_NAMES)> launch_counts{};
 void count_launch(Launched k) { launch_counts[static_cast<int>(k)].fetch_add(1, std::memory_order_relaxed); }
 
 // Unpacks keys in place: int64 index = 0xFFFFFFFF - low bits; key 0 (no finite score ever won:
@@ -337,8 +339,9 @@ at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, cons
 }
 
 std::map<std::string, int64_t> match_kernel_launches() {
-  return {{"wmma", launch_counts[0].load()}, {"wgmma", launch_counts[1].load()},
-          {"tma", launch_counts[2].load()}, {"float64", launch_counts[3].load()}};
+  std::map<std::string, int64_t> counts;
+  for (size_t i = 0; i < launch_counts.size(); ++i) counts[LAUNCHED_NAMES[i]] = launch_counts[i].load();
+  return counts;
 }
 
 }  // namespace cuda_ops

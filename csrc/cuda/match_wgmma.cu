@@ -46,7 +46,8 @@
 //     tensor_map.cpp swizzle them and zero-fill past the row end) that complete on that barrier;
 //   * consumers wait on "full", issue the slice's wgmma, and after wgmma.wait_group 1 (the
 //     previous slice's MMAs are done reading) arrive on the previous slot's "empty" mbarrier (lane 0
-//     of each of the 8 consumer warps: 8 arrivals complete it); the first MMA of a tile clears the accumulators (scale-d = 0);
+//     of each of the 8 consumer warps: 8 arrivals complete it); the first MMA of a tile clears the
+//     accumulators (scale-d = 0);
 //   * no block-wide barrier in the main loop, and the producer runs up to 4 slices ahead, across
 //     tile boundaries, so the next tile's first slices load during the epilogue;
 //   * parity protocol: slot s's barriers complete one phase per use; the consumer waits "full"
