@@ -85,10 +85,11 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     from .pipeline import INITS, PRECISIONS, TV_WEIGHT
 
     g = p.add_argument_group("style swap")
+    g.add_argument("--method", choices=("decoder", "optimize"), default=None if demo else "decoder",
+                   help="decoder: one pass through the trained inverse network ("
+                        + ("default when one is installed" if demo else "default") + "); "
+                        "optimize: Adam on the image (the paper's objective)")
     if not demo:
-        g.add_argument("--method", choices=("decoder", "optimize"), default="decoder",
-                       help="decoder: one pass through the trained inverse network (default); "
-                            "optimize: Adam on the image (the paper's objective)")
         g.add_argument("--patch-size", type=_int_at_least(1), default=3, help="patch side k (default 3)")
         g.add_argument("--stride", type=_int_at_least(1), default=1, help="patch stride, <= patch size (default 1)")
         g.add_argument("--style-weights", type=_float_in(0.0), nargs="+", metavar="W",
@@ -155,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
                        description="Stylise the bundled cat photo with The Starry Night. Uses the trained "
-                                   "decoder when one is installed, else the optimisation method.")
+                                   "decoder when one is installed, else (or with --method optimize) the "
+                                   "optimisation method.")
     d.add_argument("-o", "--output", default="styleswap-demo.png", metavar="OUT",
                    help="output file (default styleswap-demo.png)")
     _add_run_options(d, demo=True)
@@ -394,13 +396,16 @@ def _run_demo(args) -> int:
     _check_output_file(out)
     device = pipeline.resolve_device(args.device)
     decoder = None
-    if args.decoder_weights or packaged_decoder_path() is not None:
-        decoder = load_decoder(args.decoder_weights)
-        method = "decoder"
-        _info(args, "styleswap demo: using the trained decoder")
+    method = args.method
+    if method is None:
+        method = "decoder" if args.decoder_weights or packaged_decoder_path() is not None else "optimize"
+    if method == "decoder":
+        decoder = load_decoder(args.decoder_weights)  # NoTrainedDecoderError when none is installed
+        _info(args, f"styleswap demo: one pass through the trained decoder, at {args.content_size} px "
+                    f"on {device.type}")
     else:
-        method = "optimize"
-        _info(args, f"styleswap demo: no trained decoder is installed, so using --method optimize "
+        why = "" if args.method else "no trained decoder is installed, so "
+        _info(args, f"styleswap demo: {why}using --method optimize "
                     f"({args.iters} iterations, lr {DEMO_LR}, at {args.content_size} px on {device.type})")
     encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
     start = time.perf_counter()

@@ -173,6 +173,31 @@ def test_demo(capsys, vgg_weights, tmp_path, monkeypatch):
     assert img.format == "PNG" and max(img.size) == 64
 
 
+def test_demo_uses_the_installed_decoder(capsys, vgg_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLESWAP_VGG19_WEIGHTS", str(vgg_weights))
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "decoder.pth"
+    torch.save(models.Decoder(instance_norm=False).state_dict(), weights)
+    monkeypatch.setattr(models, "packaged_decoder_path", lambda: weights)
+    code, err = run(capsys, ["demo", "--content-size", "64"])
+    assert code == 0, err
+    assert "trained decoder" in err and "optimize" not in err
+    assert max(Image.open(tmp_path / "styleswap-demo.png").size) == 64
+    # --method optimize overrides the installed decoder
+    code, err = run(capsys, ["demo", "--content-size", "64", "--iters", "2", "--method", "optimize", "-o", "o.png"])
+    assert code == 0, err
+    assert "using --method optimize" in err and "no trained decoder" not in err
+    assert (tmp_path / "o.png").is_file()
+
+
+def test_demo_method_decoder_without_one(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, ["demo", "--method", "decoder"])
+    assert code == 1
+    assert_one_error_line(err, "no trained decoder")
+    assert not (tmp_path / "styleswap-demo.png").exists()
+
+
 def test_demo_assets_are_credited():
     credits = (cli.ASSETS / "CREDITS.md").read_text()
     for asset in (cli.DEMO_CONTENT, cli.DEMO_STYLE):

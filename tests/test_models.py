@@ -194,6 +194,37 @@ def test_no_trained_decoder_error(monkeypatch):
     assert isinstance(info.value, RuntimeError)
 
 
+def test_packaged_decoder_matches_its_model_card():
+    """The shipped weights: present, small, safe to load, and what MODEL_CARD.md says they are."""
+    import re
+    from pathlib import Path
+
+    path = models.packaged_decoder_path()
+    assert path is not None and path.name == "decoder.pth"
+    assert path.stat().st_size <= 10 * 2**20
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    meta = raw["meta"]
+    card = (path.parent / "MODEL_CARD.md").read_text()
+    # the card's schedule line names the iteration count; the file's meta must agree
+    schedule = re.search(r"\| schedule \| ([\d,]+) Adam iterations", card)
+    assert schedule and int(schedule.group(1).replace(",", "")) == meta["iteration"]
+    n_params = sum(v.numel() for v in raw["state_dict"].values())
+    assert f"{n_params:,} parameters" in card
+    assert f"{meta['last_val']['val_feat']:.2f} at {meta['last_val']['iteration']:,}" in card
+    # exported from the committed training checkpoint the card names
+    source_name = re.search(r"\| source checkpoint \| `([^`]+)`", card)
+    assert source_name
+    ckpt = Path(__file__).resolve().parents[1] / source_name.group(1)
+    source = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert source["iteration"] == meta["iteration"]
+    for k, v in source["state_dict"].items():
+        assert torch.equal(raw["state_dict"][k], v.float()), k
+    decoder = load_decoder()
+    assert decoder.instance_norm is False and not decoder.training
+    out = decoder(torch.randn(1, 256, 6, 5) * 3)
+    assert out.shape == (1, 3, 24, 20) and torch.isfinite(out).all()
+
+
 @pytest.mark.parametrize("instance_norm", [True, False])
 def test_decoder_save_load_roundtrip(tmp_path, monkeypatch, instance_norm):
     torch.manual_seed(0)
