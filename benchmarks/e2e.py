@@ -19,9 +19,11 @@ conv_transpose2d), everything else identical. A reference case runs under an add
 (``--ref-mem-cap-gib`` over the baseline; CPU only) so that it fails with "out of memory" instead
 of taking the machine down; such a case is marked OOM.
 
-The decoder is a randomly initialised :class:`~styleswap_ext.models.Decoder` (no trained decoder
-ships yet): its time and memory depend only on the architecture, not on the weights, so the
-figures stand for a trained one; the pictures do not.
+The decoder is the one the CLI uses by default, the weights shipped in the package
+(``styleswap_ext/weights/decoder.pth``), unless ``--decoder-weights`` names others. Figures recorded
+before 2026-11-28 (``"decoder": "random-initialised Decoder"`` in their JSON) used a random decoder
+*with* instance normalisation, whose tiled decode needs an extra statistics pass; the shipped one
+has none.
 """
 
 from __future__ import annotations
@@ -97,10 +99,21 @@ def _baseline_vm_kib() -> int:
     return int(out.stdout.strip())
 
 
+def _describe_decoder(weights) -> str:
+    from styleswap_ext.models import load_decoder, packaged_decoder_path
+
+    path = Path(weights) if weights else packaged_decoder_path()
+    if path is None:
+        raise SystemExit("no trained decoder is installed: pass --decoder-weights PATH")
+    decoder = load_decoder(path)  # fails early on a bad file, before any case runs
+    return f"{path.name} (instance_norm={decoder.instance_norm})"
+
+
 def run_case(impl, content, style, out, args, cap_bytes=None, timeout=None):
     argv = ["stylize", str(content), str(style), "-o", str(out), "--method", "decoder",
-            "--decoder-weights", str(args.decoder), "--vgg-weights", str(args.vgg_weights), "--device", args.device,
-            "--precision", args.precision, "-q"]
+            "--vgg-weights", str(args.vgg_weights), "--device", args.device, "--precision", args.precision, "-q"]
+    if args.decoder_weights:
+        argv += ["--decoder-weights", str(args.decoder_weights)]
     if args.tile_size is not None:
         argv += ["--tile-size", str(args.tile_size)]
     cfg = {"impl": impl, "argv": argv, "device": args.device}
@@ -199,6 +212,7 @@ def main():
     ap.add_argument("--formats", nargs="+", default=["png"], choices=["png", "jpg"],
                     help="output file format(s): each is a case of its own (saving a 4096 px PNG takes ~1 s)")
     ap.add_argument("--vgg-weights", default=os.environ.get("STYLESWAP_VGG19_WEIGHTS", str(DEFAULT_VGG)))
+    ap.add_argument("--decoder-weights", default=None, help="decoder weights (default: the ones shipped in the package)")
     ap.add_argument("--ref-mem-cap-gib", type=float, default=10.0,
                     help="address-space cap for reference cases on the CPU, over the baseline (default 10)")
     ap.add_argument("--timeout", type=float, default=900, help="per case, seconds")
@@ -227,7 +241,7 @@ def main():
             pass
         machine += f", {os.cpu_count()} cores"
     data = {"device": args.device, "machine": machine, "torch": torch.__version__, "precision": args.precision,
-            "style_size": args.style_size, "tile_size": args.tile_size, "decoder": "random-initialised Decoder",
+            "style_size": args.style_size, "tile_size": args.tile_size, "decoder": _describe_decoder(args.decoder_weights),
             "results": []}
     cap = None
     if args.device == "cpu" and "reference" in args.impls:
@@ -235,11 +249,6 @@ def main():
         data["reference_as_cap_gib"] = round(cap / 2**30, 2)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        from styleswap_ext.models import Decoder
-
-        torch.manual_seed(0)
-        args.decoder = tmp / "decoder.pth"
-        torch.save(Decoder().state_dict(), args.decoder)
         contents, style = _make_inputs(tmp, args.sizes, args.style_size)
         for n in args.sizes:
             for impl in args.impls:

@@ -27,7 +27,7 @@ def test_e2e_cases_run_for_ours_and_the_reference(tmp_path, vgg_weights):
     torch.manual_seed(0)
     torch.save(Decoder().state_dict(), tmp_path / "decoder.pth")
     contents, style = e2e._make_inputs(tmp_path, ["96"], 64)
-    args = SimpleNamespace(decoder=tmp_path / "decoder.pth", vgg_weights=str(vgg_weights), device="cpu",
+    args = SimpleNamespace(decoder_weights=tmp_path / "decoder.pth", vgg_weights=str(vgg_weights), device="cpu",
                            precision="fp32", tile_size=None)
     outs = {}
     for impl in ("ours", "reference"):
@@ -52,7 +52,9 @@ def test_e2e_main_writes_json_per_size_impl_and_format(tmp_path, vgg_weights):
                            "--json", str(out), "--png", str(tmp_path / "e2e.png"), "--timeout", "300"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    results = json.loads(out.read_text())["results"]
+    data = json.loads(out.read_text())
+    results = data["results"]
+    assert data["decoder"] == "decoder.pth (instance_norm=False)"  # the shipped one, by default
     assert [(r["impl"], r["size"], r["format"], r["status"]) for r in results] == [
         ("ours", 64, "png", "ok"), ("ours", 64, "jpg", "ok")]
 
