@@ -48,6 +48,7 @@ in the package (``styleswap_ext/weights/decoder.pth`` or ``.safetensors``) and r
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -193,7 +194,8 @@ def _cache_file(layer: str) -> Path:
     return cache_dir() / f"vgg19_conv1_1-{last_conv}_torchvision.pth"
 
 
-def _read_state_dict(path, what: str) -> dict:
+def _load_file(path, what: str):
+    """The object stored in a weights file (``torch.load(weights_only=True)``, or safetensors)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
@@ -203,18 +205,30 @@ def _read_state_dict(path, what: str) -> dict:
                 from safetensors.torch import load_file
             except ImportError as e:  # pragma: no cover - depends on the environment
                 raise RuntimeError(f"{path} is a .safetensors file: install the 'safetensors' package to read it") from e
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, FileNotFoundError):
         raise
+    except pickle.UnpicklingError as e:
+        # torch's message is a page long and suggests weights_only=False, which we never do
+        raise RuntimeError(f"cannot read {what} file {path}: not a PyTorch weights file, or one holding objects "
+                           f"other than tensors and plain containers (weights are loaded with "
+                           f"torch.load(weights_only=True))") from e
     except Exception as e:
         raise RuntimeError(f"cannot read {what} file {path}: {e.__class__.__name__}: {e}") from e
-    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
-        sd = sd["state_dict"]
-    if not isinstance(sd, Mapping):
-        raise RuntimeError(f"{what} file {path} does not hold a state dict (got {type(sd).__name__})")
-    return dict(sd)
+
+
+def _state_dict_of(obj, path, what: str) -> dict:
+    """A bare state dict, or the ``"state_dict"`` entry of a checkpoint."""
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise RuntimeError(f"{what} file {path} does not hold a state dict (got {type(obj).__name__})")
+    return dict(obj)
+
+
+def _read_state_dict(path, what: str) -> dict:
+    return _state_dict_of(_load_file(path, what), path, what)
 
 
 def _slice_vgg(sd: Mapping[str, torch.Tensor], layer: str, source: str) -> dict:
@@ -314,16 +328,10 @@ def load_decoder(
     if isinstance(weights, Mapping):
         sd = dict(weights)
     else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"decoder weights file not found: {path}")
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True) if path.suffix != ".safetensors" else None
-        except Exception as e:
-            raise RuntimeError(f"cannot read decoder weights file {path}: {e.__class__.__name__}: {e}") from e
+        raw = _load_file(weights, "decoder weights")  # one read: the config and the state dict
         if isinstance(raw, Mapping) and isinstance(raw.get("config"), Mapping):
             config = dict(raw["config"])
-        sd = _read_state_dict(path, "decoder weights")
+        sd = _state_dict_of(raw, Path(weights).expanduser(), "decoder weights")
     if instance_norm is None:
         # with instance norm, body.2 is the InstanceNorm2d(affine) after the first conv
         instance_norm = bool(config.get("instance_norm", "body.2.weight" in sd))

@@ -171,6 +171,13 @@ def test_corrupt_weights_file(tmp_path):
     bad.write_bytes(b"this is not a checkpoint")
     with pytest.raises(RuntimeError, match="cannot read VGG-19 weights"):
         load_encoder(bad)
+    # a text file reaches the unpickler: one short line, no advice to turn weights_only off
+    text = tmp_path / "notes.md"
+    text.write_text("# not weights\n")
+    for load, what in ((load_encoder, "VGG-19 weights"), (load_decoder, "decoder weights")):
+        with pytest.raises(RuntimeError, match=f"cannot read {what} file .*not a PyTorch weights file") as info:
+            load(text)
+        assert "\n" not in str(info.value) and "weights_only=False" not in str(info.value)
 
 
 def test_decoder_architecture_and_range():
