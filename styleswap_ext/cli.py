@@ -29,8 +29,10 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CONTENT = ASSETS / "cat.jpg"
 DEMO_STYLE = ASSETS / "starry_night.jpg"
 # The demo must finish in well under two minutes on a 2-core CPU: 60 Adam steps at lr 0.1 give the
-# look of the authors' 100 steps at lr 0.05 (compared by eye on this pair) in 60% of the time.
+# look of the authors' 100 steps at lr 0.05 (compared by eye on this pair) in 60% of the time, at
+# 256 px; one decoder pass at 384 px takes a few seconds.
 DEMO_LR = 0.1
+DEMO_SIZE = {"decoder": 384, "optimize": 256}  # 384 px: the bundled photo's own size
 
 
 class UsageError(Exception):
@@ -98,9 +100,9 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                        help="blend of swapped and content features, 1 = full style (default 1)")
         g.add_argument("--preserve-color", action="store_true",
                        help="keep the content's colours (luminance-only transfer)")
-    g.add_argument("--content-size", type=_int_at_least(16), default=256 if demo else None,
+    g.add_argument("--content-size", type=_int_at_least(16), default=None,
                    help="resize the content so its longest side is this many px"
-                        + (" (default 256)" if demo else " (default: keep)"))
+                        + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
     g.add_argument("--style-size", type=_int_at_least(16), default=None,
                    help="resize the style(s) so the longest side is this many px (default: keep)")
     o = p.add_argument_group("optimisation (--method optimize)")
@@ -399,18 +401,19 @@ def _run_demo(args) -> int:
     method = args.method
     if method is None:
         method = "decoder" if args.decoder_weights or packaged_decoder_path() is not None else "optimize"
+    size = args.content_size or DEMO_SIZE[method]
     if method == "decoder":
         decoder = load_decoder(args.decoder_weights)  # NoTrainedDecoderError when none is installed
-        _info(args, f"styleswap demo: one pass through the trained decoder, at {args.content_size} px "
+        _info(args, f"styleswap demo: one pass through the trained decoder, at {size} px "
                     f"on {device.type}")
     else:
         why = "" if args.method else "no trained decoder is installed, so "
         _info(args, f"styleswap demo: {why}using --method optimize "
-                    f"({args.iters} iterations, lr {DEMO_LR}, at {args.content_size} px on {device.type})")
+                    f"({args.iters} iterations, lr {DEMO_LR}, at {size} px on {device.type})")
     encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
     start = time.perf_counter()
     result = pipeline.stylize(
-        DEMO_CONTENT, DEMO_STYLE, method=method, content_size=args.content_size, style_size=args.style_size,
+        DEMO_CONTENT, DEMO_STYLE, method=method, content_size=size, style_size=args.style_size,
         iters=args.iters, lr=DEMO_LR, device=device, precision=args.precision, encoder=encoder,
         decoder=decoder, progress=not args.quiet,
     )

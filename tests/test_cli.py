@@ -179,10 +179,10 @@ def test_demo_uses_the_installed_decoder(capsys, vgg_weights, tmp_path, monkeypa
     weights = tmp_path / "decoder.pth"
     torch.save(models.Decoder(instance_norm=False).state_dict(), weights)
     monkeypatch.setattr(models, "packaged_decoder_path", lambda: weights)
-    code, err = run(capsys, ["demo", "--content-size", "64"])
+    code, err = run(capsys, ["demo"])
     assert code == 0, err
     assert "trained decoder" in err and "optimize" not in err
-    assert max(Image.open(tmp_path / "styleswap-demo.png").size) == 64
+    assert max(Image.open(tmp_path / "styleswap-demo.png").size) == cli.DEMO_SIZE["decoder"]
     # --method optimize overrides the installed decoder
     code, err = run(capsys, ["demo", "--content-size", "64", "--iters", "2", "--method", "optimize", "-o", "o.png"])
     assert code == 0, err
