@@ -39,7 +39,9 @@ Validation uses fixed centre crops: content i with style i mod n_style.
 
 Checkpoint (written atomically by rank 0 every ``save_every`` iterations, at the end, and before
 ``--time-limit``): ``{"state_dict", "config": {"instance_norm"}, "optimizer", "iteration", "split",
-"args", "history"}``; loadable with ``torch.load(weights_only=True)`` and with
+"args", "history", "runs"}``; ``runs`` has one entry per run (resumes included: first and last
+iteration, seconds, device, world size, lr, pixel weight, image size, batch), so a model card can
+state the training's wall time and hardware (checkpoints written before it have none); loadable with ``torch.load(weights_only=True)`` and with
 :func:`styleswap_ext.models.load_decoder`. :func:`export_weights` strips the optimiser state for shipping
 (``styleswap_ext/weights/decoder.pth``).
 """
@@ -319,6 +321,20 @@ def _dist_env() -> Tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {cpu}, {os.cpu_count()} cores"
+
+
 def _resolve_device(name: str, world: int, local_rank: int) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -412,13 +428,16 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     decoder = Decoder(instance_norm=instance_norm).to(device)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
-    iteration, history = 0, []
+    iteration, history, runs = 0, [], []
     if ckpt is not None:
         decoder.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = args.lr
         iteration, history = int(ckpt["iteration"]), list(ckpt["history"])
+        runs = list(ckpt.get("runs", []))
+    this_run = {"first_iteration": iteration, "device": _device_name(device), "world_size": world, "lr": args.lr,
+                "pixel_weight": args.pixel_weight, "image_size": args.image_size, "batch_size": args.batch_size}
     model = decoder
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -434,6 +453,8 @@ def train(args) -> dict:
             "split": split,
             "args": _plain_args(args),
             "history": history,
+            "runs": runs + [{**this_run, "last_iteration": iteration,
+                             "seconds": round(time.monotonic() - start_time, 1)}],
         }
         if rank == 0:
             _save_atomic(state, out)
@@ -537,7 +558,8 @@ def export_weights(checkpoint, destination) -> Path:
     """Write the shippable weights of a training checkpoint: ``{"state_dict", "config", "meta"}``.
 
     Drops the optimiser state (2/3 of the file); ``meta`` keeps what a model card needs (iteration,
-    arguments, the validation split, the last train and validation losses). The result loads with
+    arguments, the validation split, the last train and validation losses, the runs with their
+    devices and seconds, and ``train_seconds``, their sum). The result loads with
     :func:`styleswap_ext.models.load_decoder`; fp32, about 2.2 MB.
     """
     ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -551,6 +573,8 @@ def export_weights(checkpoint, destination) -> Path:
         "val_split": {k: ck["split"][k]["val"] for k in ("content", "style")},
         "last_train": next((h for h in reversed(history) if "loss" in h), None),
         "last_val": next((h for h in reversed(history) if "val_loss" in h), None),
+        "runs": list(ck.get("runs", [])),
+        "train_seconds": round(sum(r["seconds"] for r in ck.get("runs", [])), 1),
     }
     out = {"state_dict": {k: v.float().contiguous() for k, v in ck["state_dict"].items()},
            "config": dict(ck["config"]), "meta": meta}

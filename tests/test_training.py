@@ -192,6 +192,15 @@ def test_resume_equals_an_uninterrupted_run(data_dirs, tmp_path, vgg_weights):
     la = [h["loss"] for h in a["history"] if "loss" in h]
     lb = [h["loss"] for h in b["history"] if "loss" in h]
     assert len(lb) == 4 and np.allclose(la, lb, rtol=1e-4)
+    # one record per run, chained, for the model card's wall time and hardware
+    assert [(r["first_iteration"], r["last_iteration"]) for r in a["runs"]] == [(0, 4)]
+    assert [(r["first_iteration"], r["last_iteration"]) for r in b["runs"]] == [(0, 2), (2, 4)]
+    assert all(r["seconds"] > 0 and r["device"].startswith("cpu: ") and r["world_size"] == 1 for r in b["runs"])
+    from styleswap_ext.training import export_weights
+
+    meta = torch.load(export_weights(part, tmp_path / "shipped.pth"), weights_only=True)["meta"]
+    assert meta["runs"] == b["runs"]
+    assert meta["train_seconds"] == pytest.approx(sum(r["seconds"] for r in b["runs"]), abs=0.11)
 
 
 def test_time_limit_stops_cleanly_with_a_checkpoint(data_dirs, tmp_path, vgg_weights):
