@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -231,15 +230,9 @@ def main():
 
     import torch
 
-    machine = platform.processor() or platform.machine()
-    if args.device == "cuda":
-        machine = torch.cuda.get_device_name(0)
-    else:
-        try:
-            machine = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][0]
-        except (OSError, IndexError):
-            pass
-        machine += f", {os.cpu_count()} cores"
+    from styleswap_ext._machine import cpu_name
+
+    machine = torch.cuda.get_device_name(0) if args.device == "cuda" else cpu_name()
     data = {"device": args.device, "machine": machine, "torch": torch.__version__, "precision": args.precision,
             "style_size": args.style_size, "tile_size": args.tile_size, "decoder": _describe_decoder(args.decoder_weights),
             "results": []}

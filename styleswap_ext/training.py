@@ -60,6 +60,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ._atomic import atomic_path
+from ._machine import device_name
 
 __all__ = ["TrainingError", "split_names", "list_images", "ImageBank", "decoder_loss", "make_targets",
            "add_arguments", "train", "CHECKPOINT_KEYS", "param_digest", "export_weights"]
@@ -321,20 +322,6 @@ def _dist_env() -> Tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"cpu: {cpu}, {os.cpu_count()} cores"
-
-
 def _resolve_device(name: str, world: int, local_rank: int) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -436,7 +423,7 @@ def train(args) -> dict:
             group["lr"] = args.lr
         iteration, history = int(ckpt["iteration"]), list(ckpt["history"])
         runs = list(ckpt.get("runs", []))
-    this_run = {"first_iteration": iteration, "device": _device_name(device), "world_size": world, "lr": args.lr,
+    this_run = {"first_iteration": iteration, "device": device_name(device), "world_size": world, "lr": args.lr,
                 "pixel_weight": args.pixel_weight, "image_size": args.image_size, "batch_size": args.batch_size}
     model = decoder
     if world > 1:
