@@ -41,8 +41,8 @@ Checkpoint (written atomically by rank 0 every ``save_every`` iterations, at the
 ``--time-limit``): ``{"state_dict", "config": {"instance_norm"}, "optimizer", "iteration", "split",
 "args", "history", "runs"}``; ``runs`` has one entry per run (resumes included: first and last
 iteration, seconds, device, world size, lr, pixel weight, image size, batch), so a model card can
-state the training's wall time and hardware (checkpoints written before it have none); loadable with ``torch.load(weights_only=True)`` and with
-:func:`styleswap_ext.models.load_decoder`. :func:`export_weights` strips the optimiser state for shipping
+state the training's wall time and hardware (checkpoints written before it have none); loadable
+with ``torch.load(weights_only=True)`` and with :func:`styleswap_ext.models.load_decoder`. :func:`export_weights` strips the optimiser state for shipping
 (``styleswap_ext/weights/decoder.pth``).
 """
 
@@ -553,15 +553,15 @@ def export_weights(checkpoint, destination) -> Path:
     missing = [k for k in CHECKPOINT_KEYS if k not in ck]
     if missing:
         raise TrainingError(f"{checkpoint} is not a training checkpoint (missing {', '.join(missing)})")
-    history = ck["history"]
+    history, runs = ck["history"], list(ck.get("runs", []))
     meta = {
         "iteration": ck["iteration"],
         "args": ck["args"],
         "val_split": {k: ck["split"][k]["val"] for k in ("content", "style")},
         "last_train": next((h for h in reversed(history) if "loss" in h), None),
         "last_val": next((h for h in reversed(history) if "val_loss" in h), None),
-        "runs": list(ck.get("runs", [])),
-        "train_seconds": round(sum(r["seconds"] for r in ck.get("runs", [])), 1),
+        "runs": runs,
+        "train_seconds": round(sum(r["seconds"] for r in runs), 1),
     }
     out = {"state_dict": {k: v.float().contiguous() for k, v in ck["state_dict"].items()},
            "config": dict(ck["config"]), "meta": meta}
