@@ -149,9 +149,10 @@ class ImageBank:
 
     def _crop(self, img: torch.Tensor, top: int, left: int) -> torch.Tensor:
         s = self.image_size
-        return img[:, top:top + s, left:left + s].float().div_(255.0)
+        return img[:, top:top + s, left:left + s]
 
-    def random_batch(self, count: int, generator: torch.Generator) -> torch.Tensor:
+    def random_batch(self, count: int, generator: torch.Generator, device=None) -> torch.Tensor:
+        """``count`` random crops, float32 in [0, 1] on ``device`` (default: the CPU)."""
         idx = torch.randint(len(self.images), (count,), generator=generator).tolist()
         out = []
         for i in idx:
@@ -160,12 +161,23 @@ class ImageBank:
             top = int(torch.randint(h - self.image_size + 1, (1,), generator=generator))
             left = int(torch.randint(w - self.image_size + 1, (1,), generator=generator))
             out.append(self._crop(img, top, left))
-        return torch.stack(out)
+        return _pixels_to(torch.stack(out), device)
 
     def center(self, i: int) -> torch.Tensor:
+        """The centre crop of image ``i``, float32 ``(3, s, s)`` in [0, 1] on the CPU."""
         img = self.images[i]
         h, w = img.shape[-2:]
-        return self._crop(img, (h - self.image_size) // 2, (w - self.image_size) // 2)
+        return _pixels_to(self._crop(img, (h - self.image_size) // 2, (w - self.image_size) // 2), None)
+
+
+def _pixels_to(u8: torch.Tensor, device) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1] on ``device``. To a GPU the uint8 bytes travel (a quarter of
+    the float32 bytes) from pinned memory, so that the copy does not wait for the GPU to catch up."""
+    if device is not None and torch.device(device).type == "cuda":
+        u8 = u8.pin_memory().to(device, non_blocking=True)
+    elif device is not None:
+        u8 = u8.to(device)
+    return u8.float().div_(255.0)
 
 
 def iteration_generator(seed: int, rank: int, iteration: int) -> torch.Generator:
@@ -332,6 +344,26 @@ def _resolve_device(name: str, world: int, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _reads_every_step(device: torch.device) -> bool:
+    """Whether the loop reads each step's loss at once (for the progress bar) or only when logging:
+    on the CPU a read costs nothing; on a GPU it is a host-device synchronisation."""
+    return device.type == "cpu"
+
+
+def _read_losses(pending: List[torch.Tensor], world: int) -> List[Tuple[float, float]]:
+    """The (loss, feature loss) of each pending step, averaged over the ranks: one read-back (and,
+    under DDP, one all-reduce) for all of them. Every rank must call it at the same iterations."""
+    if not pending:
+        return []
+    values = torch.stack(pending).double()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(values)
+        values /= world
+    return [(a, b) for a, b in values.tolist()]
+
+
 @torch.no_grad()
 def validate(encoder, decoder, content: ImageBank, style: ImageBank, batch: int, tv_weight: float,
              device, swap=None) -> Dict[str, float]:
@@ -466,15 +498,15 @@ def train(args) -> dict:
     bar = tqdm(total=args.iters, initial=iteration, desc="train-decoder", unit="it", file=sys.stderr,
                disable=args.quiet or rank != 0, dynamic_ncols=True)
     decoder.train()
-    window, last_val, stopped = [], None, False
+    window, pending, shown_loss, last_val, stopped = [], [], None, None, False
     step_times: List[float] = []
     save_cost = val_cost = 0.0
     B = args.batch_size
     while iteration < args.iters:
         t0 = time.monotonic()
         g = iteration_generator(args.seed, rank, iteration)
-        c = banks["content", "train"].random_batch(B, g).to(device, non_blocking=True)
-        s = banks["style", "train"].random_batch(B, g).to(device, non_blocking=True)
+        c = banks["content", "train"].random_batch(B, g, device)
+        s = banks["style", "train"].random_batch(B, g, device)
         targets = make_targets(encoder, c, s, all_pairs=True, swap=swap)
         optimizer.zero_grad(set_to_none=True)
         loss, feat, _ = decoder_loss(encoder, model, targets, args.tv_weight,
@@ -482,20 +514,24 @@ def train(args) -> dict:
         loss.backward()
         optimizer.step()
         iteration += 1
-        stats = torch.tensor([loss.item(), feat.item(), 0.0], dtype=torch.float64)
-        # stop decision on rank 0's clock, shared by all ranks (one small all-reduce per iteration)
+        # The losses stay on the device until they are logged: reading them every step (.item())
+        # would make the host wait for the GPU each time instead of queueing the next step.
+        pending.append(torch.stack([loss.detach(), feat]))
         step_times.append(time.monotonic() - t0)
+        stop = 0.0
         if args.time_limit is not None and rank == 0:
             per_step = sorted(step_times[-20:])[len(step_times[-20:]) // 2]
             reserve = 2 * per_step + save_cost + (val_cost if iteration % args.val_every == 0 else 0) + 2.0
-            stats[2] = float(time.monotonic() - start_time + reserve > args.time_limit)
-        if world > 1:
-            stats_d = stats.to(device)
-            dist.all_reduce(stats_d)
-            stats = stats_d.cpu()
-            stats[:2] /= world
-        window.append((stats[0].item(), stats[1].item()))
-        if iteration % args.log_every == 0 or iteration == args.iters:
+            stop = float(time.monotonic() - start_time + reserve > args.time_limit)
+        if world > 1:  # rank 0's clock decides for every rank (one small all-reduce per iteration)
+            flag = torch.tensor([stop], device=device)
+            dist.all_reduce(flag)
+            stop = flag.item()
+        log_now = iteration % args.log_every == 0 or iteration == args.iters
+        if log_now or _reads_every_step(device):
+            window += _read_losses(pending, world)
+            pending, shown_loss = [], window[-1][0]
+        if log_now:
             history.append({"iteration": iteration, "loss": sum(w[0] for w in window) / len(window),
                             "feat": sum(w[1] for w in window) / len(window)})
             window = []
@@ -503,12 +539,12 @@ def train(args) -> dict:
             tv0 = time.monotonic()
             last_val = run_validation() or last_val
             val_cost = max(val_cost, time.monotonic() - tv0)
-        post = {"loss": f"{stats[0].item():.4g}"}
+        post = {"loss": f"{shown_loss:.4g}" if shown_loss is not None else "..."}
         if last_val:
             post["val"] = f"{last_val['val_loss']:.4g}"
         bar.set_postfix(post, refresh=False)
         bar.update(1)
-        if stats[2] > 0 and iteration < args.iters:
+        if stop > 0 and iteration < args.iters:
             stopped = True
             break
         if iteration % args.save_every == 0 and iteration < args.iters:
@@ -516,6 +552,7 @@ def train(args) -> dict:
             checkpoint()
             save_cost = max(save_cost, time.monotonic() - ts0)
     bar.close()
+    window += _read_losses(pending, world)  # every rank stopped at the same iteration: collective is safe
     if window:
         history.append({"iteration": iteration, "loss": sum(w[0] for w in window) / len(window),
                         "feat": sum(w[1] for w in window) / len(window)})

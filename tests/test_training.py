@@ -203,11 +203,41 @@ def test_resume_equals_an_uninterrupted_run(data_dirs, tmp_path, vgg_weights):
     assert meta["train_seconds"] == pytest.approx(sum(r["seconds"] for r in b["runs"]), abs=0.11)
 
 
-def test_time_limit_stops_cleanly_with_a_checkpoint(data_dirs, tmp_path, vgg_weights):
+def test_losses_read_back_only_when_logged_give_the_same_history(data_dirs, tmp_path, vgg_weights, monkeypatch):
+    # On a GPU the loop keeps the losses on the device until a log step (no host sync per step);
+    # forced here on the CPU, it must log exactly what reading every step logs.
+    from styleswap_ext import training
+
+    reads = []
+    real_read = training._read_losses
+    monkeypatch.setattr(training, "_read_losses", lambda pending, world: reads.append(len(pending)) or
+                        real_read(pending, world))
+    common = ("--iters", "5", "--val-every", "100", "--log-every", "2", "--seed", "3", "--swap", "reference")
+    every, deferred = tmp_path / "every.pth", tmp_path / "deferred.pth"
+    assert cli.main(_train_argv(data_dirs, every, vgg_weights, *common)) == 0
+    assert reads == [1, 1, 1, 1, 1, 0]
+    reads.clear()
+    monkeypatch.setattr(training, "_reads_every_step", lambda device: False)
+    assert cli.main(_train_argv(data_dirs, deferred, vgg_weights, *common)) == 0
+    assert reads == [2, 2, 1, 0]  # iterations 1-2, 3-4 and 5 (the last), then nothing left after the loop
+    a, b = (torch.load(p, weights_only=True)["history"] for p in (every, deferred))
+    assert [h["iteration"] for h in a if "loss" in h] == [h["iteration"] for h in b if "loss" in h] == [2, 4, 5]
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys() and all(x[k] == pytest.approx(y[k], rel=1e-5) for k in x)
+
+
+@pytest.mark.parametrize("deferred_reads", [False, True])
+def test_time_limit_stops_cleanly_with_a_checkpoint(data_dirs, tmp_path, vgg_weights, monkeypatch, deferred_reads):
+    from styleswap_ext import training
+
+    if deferred_reads:  # as on a GPU: the steps since the last log are read back after the loop
+        monkeypatch.setattr(training, "_reads_every_step", lambda device: False)
     out = tmp_path / "ck.pth"
-    assert cli.main(_train_argv(data_dirs, out, vgg_weights, "--iters", "1000", "--time-limit", "3")) == 0
+    assert cli.main(_train_argv(data_dirs, out, vgg_weights, "--iters", "1000", "--time-limit", "3",
+                                "--log-every", "1000")) == 0
     ck = torch.load(out, weights_only=True)
     assert 1 <= ck["iteration"] < 1000
+    assert [h["iteration"] for h in ck["history"] if "loss" in h] == [ck["iteration"]]
 
 
 def test_resume_keeps_the_split_of_the_checkpoint(data_dirs, tmp_path, vgg_weights):
