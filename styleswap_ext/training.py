@@ -364,6 +364,12 @@ def _read_losses(pending: List[torch.Tensor], world: int) -> List[Tuple[float, f
     return [(a, b) for a, b in values.tolist()]
 
 
+def _window_mean(iteration: int, window: List[Tuple[float, float]]) -> Dict[str, float]:
+    """The history entry of a log step: the mean (loss, feature loss) of the steps since the last."""
+    return {"iteration": iteration, "loss": sum(w[0] for w in window) / len(window),
+            "feat": sum(w[1] for w in window) / len(window)}
+
+
 @torch.no_grad()
 def validate(encoder, decoder, content: ImageBank, style: ImageBank, batch: int, tv_weight: float,
              device, swap=None) -> Dict[str, float]:
@@ -532,8 +538,7 @@ def train(args) -> dict:
             window += _read_losses(pending, world)
             pending, shown_loss = [], window[-1][0]
         if log_now:
-            history.append({"iteration": iteration, "loss": sum(w[0] for w in window) / len(window),
-                            "feat": sum(w[1] for w in window) / len(window)})
+            history.append(_window_mean(iteration, window))
             window = []
         if iteration % args.val_every == 0:
             tv0 = time.monotonic()
@@ -554,8 +559,7 @@ def train(args) -> dict:
     bar.close()
     window += _read_losses(pending, world)  # every rank stopped at the same iteration: collective is safe
     if window:
-        history.append({"iteration": iteration, "loss": sum(w[0] for w in window) / len(window),
-                        "feat": sum(w[1] for w in window) / len(window)})
+        history.append(_window_mean(iteration, window))
     last_val_it = next((h["iteration"] for h in reversed(history) if "val_loss" in h), None)
     if iteration > first and not stopped and last_val_it != iteration:
         run_validation()

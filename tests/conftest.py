@@ -22,6 +22,20 @@ def _isolated_env(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bench_script():
+    """Import benchmarks/NAME.py as a module (benchmarks/ is not a package): ``bench_script(NAME)``."""
+    import importlib.util
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def vgg_weights() -> Path:
     if not SHARED_VGG.is_file():
         pytest.skip(f"VGG-19 weight slice not found at {SHARED_VGG} (the shared/weights directory next to the repo)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,17 +12,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_e2e_cases_run_for_ours_and_the_reference(tmp_path, vgg_weights):
+def test_e2e_cases_run_for_ours_and_the_reference(tmp_path, vgg_weights, bench_script):
     from styleswap_ext.models import Decoder
 
-    e2e = _load("e2e")
+    e2e = bench_script("e2e")
     torch.manual_seed(0)
     torch.save(Decoder().state_dict(), tmp_path / "decoder.pth")
     contents, style = e2e._make_inputs(tmp_path, ["96"], 64)
@@ -59,8 +51,8 @@ def test_e2e_main_writes_json_per_size_impl_and_format(tmp_path, vgg_weights):
         ("ours", 64, "png", "ok"), ("ours", 64, "jpg", "ok")]
 
 
-def test_bench_gpu_dry_run(tmp_path):
-    bench = _load("bench_gpu")
+def test_bench_gpu_dry_run(tmp_path, bench_script):
+    bench = bench_script("bench_gpu")
     out = tmp_path / "bench.json"
     assert bench.main(["--dry-run", "--out", str(out), "--repeats", "1"]) == 0
     import json
@@ -70,10 +62,10 @@ def test_bench_gpu_dry_run(tmp_path):
     assert all(r["results"]["ours_bank"]["status"] == "ok" for r in records)
 
 
-def test_e2e_stages_splits_one_run(tmp_path, vgg_weights):
+def test_e2e_stages_splits_one_run(tmp_path, vgg_weights, bench_script):
     import json
 
-    stages = _load("e2e_stages")
+    stages = bench_script("e2e_stages")
     out = tmp_path / "stages.json"
     stages.main(["--device", "cpu", "--precision", "fp32", "--size", "96x64", "--style-size", "48",
                  "--formats", "jpg", "png", "--vgg-weights", str(vgg_weights), "--json", str(out)])
@@ -86,10 +78,10 @@ def test_e2e_stages_splits_one_run(tmp_path, vgg_weights):
         assert abs(r["total"] - sum(r[n] for n in names)) < 1e-3
 
 
-def test_bench_gpu_bars_per_kernel():
+def test_bench_gpu_bars_per_kernel(bench_script):
     """The issue's bars are checked for the default and each experimental kernel of the same run; a
     skipped conv reference is no bar at all (only one that ran out of memory counts as beaten)."""
-    bench = _load("bench_gpu")
+    bench = bench_script("bench_gpu")
 
     def ok(ms, peak=0.5):
         return {"status": "ok", "time_ms": ms, "peak_gib": peak}

@@ -52,16 +52,6 @@ def _train_argv(data_dirs, out, vgg, *extra):
             "-q", *extra]
 
 
-def _bench_script(name):
-    """benchmarks/NAME.py imported as a module (benchmarks/ is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _tiny_checkpoint(data_dirs, tmp_path, vgg):
     """A one-iteration train-decoder checkpoint with a half/half train/val split."""
     ck = tmp_path / "ck.pth"
@@ -334,11 +324,11 @@ def test_ddp_two_processes_gloo(data_dirs, tmp_path, vgg_weights):
 UST_DIR = REPO.parent / "shared" / "weights" / "ust_baseline"
 
 
-def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
+def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys, bench_script):
     if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
         pytest.skip(f"UST baseline weights not found in {UST_DIR} (the shared/weights directory next to the repo)")
     ck = _tiny_checkpoint(data_dirs, tmp_path, vgg_weights)
-    qr = _bench_script("quality_report")
+    qr = bench_script("quality_report")
     out = tmp_path / "q"
     c, s = data_dirs
     assert qr.main(["--decoder", str(ck), "--content-dir", str(c), "--style-dir", str(s), "--ust-dir", str(UST_DIR),
@@ -372,14 +362,14 @@ def test_quality_report_smoke(data_dirs, tmp_path, vgg_weights, capsys):
     assert "| **mean** |" in (quick / "quality.md").read_text()
 
 
-def test_decoder_capacity_probe_smoke(data_dirs, tmp_path, vgg_weights):
+def test_decoder_capacity_probe_smoke(data_dirs, tmp_path, vgg_weights, bench_script):
     """benchmarks/decoder_capacity.py (QUALITY.md's capacity probe): fitting one target lowers its
     objective, from a checkpoint and from a random decoder, and the JSON holds the curve and the
     optimisation-mode figures of the same target."""
     import json
 
     ck = _tiny_checkpoint(data_dirs, tmp_path, vgg_weights)
-    probe = _bench_script("decoder_capacity")
+    probe = bench_script("decoder_capacity")
     c, s = data_dirs
     common = ["--content-dir", str(c), "--style-dir", str(s), "--vgg-weights", str(vgg_weights), "--size", "32",
               "--iters", "12", "--every", "4", "--opt-iters", "2", "4", "--device", "cpu"]
@@ -394,11 +384,11 @@ def test_decoder_capacity_probe_smoke(data_dirs, tmp_path, vgg_weights):
     assert res["parameters"] > 2 * 555_075  # twice the width: about 3x the shipped decoder's 555,075 parameters
 
 
-def test_ust_baseline_reconstructs_a_photo(vgg_weights):
+def test_ust_baseline_reconstructs_a_photo(vgg_weights, bench_script):
     """The rebuilt third-party baseline must invert its encoder well (DESIGN.md: ~23-31 dB at 256 px)."""
     if not (UST_DIR / "vgg_normalised_conv3_1.pth").is_file():
         pytest.skip(f"UST baseline weights not found in {UST_DIR}")
-    qr = _bench_script("quality_report")
+    qr = bench_script("quality_report")
     enc, dec = qr.load_ust(UST_DIR, "cpu")
     x = qr.load(REPO / "styleswap_ext" / "assets" / "cat.jpg", 128, "cpu")
     with torch.no_grad():
