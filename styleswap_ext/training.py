@@ -391,195 +391,319 @@ def validate(encoder, decoder, content: ImageBank, style: ImageBank, batch: int,
 
 
 def train(args) -> dict:
-    """Run (or continue) training as the command line describes; returns the final checkpoint dict."""
-    import torch.distributed as dist
+    """Run (or continue) training as the command line describes; returns the final checkpoint dict.
+
+    The steps, each a function below: set up the device (and the process group under torchrun) ->
+    read the checkpoint to resume -> split the images into train/validation and load them -> build
+    the decoder and its optimiser -> the loop (a batch of crops and their swaps per iteration, with
+    logging, validation, checkpoints and the time limit) -> the last validation, checkpoint and
+    summary."""
     from tqdm.auto import tqdm
 
-    from .models import Decoder, load_encoder
+    from .models import load_encoder
 
     check_arguments(args)
-    start_time = time.monotonic()
-    world, rank, local_rank = _dist_env()
-    device = _resolve_device(args.device, world, local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
+    ctx = _set_up(args)
+    ckpt = _read_resume_checkpoint(args, ctx)
+    split = _image_split(args, ckpt)
+    banks = _image_banks(args, split)
+    swap = swap_function(args.swap, ctx.device)
+    encoder = load_encoder(args.vgg_weights, device=ctx.device, progress=not args.quiet and ctx.rank == 0)
+    state = _TrainState(args, ctx, ckpt, split)
+    _say(args, ctx.rank, f"styleswap train-decoder: {len(banks['content', 'train'])}+{len(banks['style', 'train'])} "
+                         f"train / {len(banks['content', 'val'])}+{len(banks['style', 'val'])} val images "
+                         f"(content+style), {2 * args.batch_size + args.batch_size ** 2} targets per rank and "
+                         f"iteration, world size {ctx.world}, {ctx.device}, from iteration {state.iteration}")
+
+    def run_validation():
+        return state.validate(encoder, banks["content", "val"], banks["style", "val"], swap)
+
+    first = state.iteration
+    bar = tqdm(total=args.iters, initial=state.iteration, desc="train-decoder", unit="it", file=sys.stderr,
+               disable=args.quiet or ctx.rank != 0, dynamic_ncols=True)
+    losses, clock = _LossLog(ctx), _StopClock(args, ctx)
+    last_val, stopped = None, False
+    state.decoder.train()
+    while state.iteration < args.iters:
+        t0 = time.monotonic()
+        loss, feat = state.step(encoder, banks["content", "train"], banks["style", "train"], swap)
+        losses.add(loss, feat)
+        clock.step_took(time.monotonic() - t0)
+        stop = clock.must_stop(state.iteration)
+        entry = losses.after_step(state.iteration)
+        if entry is not None:
+            state.history.append(entry)
+        if state.iteration % args.val_every == 0:
+            t0 = time.monotonic()
+            last_val = run_validation() or last_val
+            clock.validation_took(time.monotonic() - t0)
+        post = {"loss": f"{losses.shown:.4g}" if losses.shown is not None else "..."}
+        if last_val:
+            post["val"] = f"{last_val['val_loss']:.4g}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+        if stop and state.iteration < args.iters:
+            stopped = True
+            break
+        if state.iteration % args.save_every == 0 and state.iteration < args.iters:
+            t0 = time.monotonic()
+            state.checkpoint()
+            clock.save_took(time.monotonic() - t0)
+    bar.close()
+    entry = losses.flush(state.iteration)  # every rank stopped at the same iteration: collective is safe
+    if entry is not None:
+        state.history.append(entry)
+    last_val_it = next((h["iteration"] for h in reversed(state.history) if "val_loss" in h), None)
+    if state.iteration > first and not stopped and last_val_it != state.iteration:
+        run_validation()
+    final = state.checkpoint()
+    _finish(args, ctx, state, first, stopped, clock.step_seconds)
+    return final
+
+
+class _Context:
+    """Where a run executes: device, torchrun world, the checkpoint path, the start time."""
+
+    def __init__(self, args):
+        self.args, self.start_time = args, time.monotonic()
+        self.world, self.rank, local_rank = _dist_env()
+        self.device = _resolve_device(args.device, self.world, local_rank)
+        self.out = Path(args.out)
+
+
+def _set_up(args) -> _Context:
+    """The device and its precision, the process group under torchrun, and a writable --out."""
+    import torch.distributed as dist
+
+    ctx = _Context(args)
+    if ctx.world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if ctx.device.type == "cuda" else "gloo")
+    if ctx.device.type == "cuda":
         tf32 = args.precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cudnn.benchmark = True
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise TrainingError(f"output directory does not exist: {out.parent}")
+    if not ctx.out.parent.is_dir():
+        raise TrainingError(f"output directory does not exist: {ctx.out.parent}")
+    return ctx
 
-    ckpt = None
-    if args.resume and out.is_file():
-        try:
-            ckpt = torch.load(out, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise TrainingError(f"cannot read checkpoint {out} to resume: {e.__class__.__name__}: {e}") from e
-        missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-        if missing:
-            raise TrainingError(f"{out} is not a training checkpoint (missing {', '.join(missing)}); "
-                                "use another --out or drop --resume")
-    elif args.resume:
-        _say(args, rank, f"styleswap train-decoder: {out} does not exist yet, starting from scratch")
 
+def _read_resume_checkpoint(args, ctx: _Context) -> Optional[dict]:
+    """The checkpoint at --out when --resume is given and it exists (checked to be one), else None."""
+    out = ctx.out
+    if not args.resume:
+        return None
+    if not out.is_file():
+        _say(args, ctx.rank, f"styleswap train-decoder: {out} does not exist yet, starting from scratch")
+        return None
+    try:
+        ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TrainingError(f"cannot read checkpoint {out} to resume: {e.__class__.__name__}: {e}") from e
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise TrainingError(f"{out} is not a training checkpoint (missing {', '.join(missing)}); "
+                            "use another --out or drop --resume")
+    return ckpt
+
+
+def _image_split(args, ckpt: Optional[dict]) -> dict:
+    """The train/validation split: the checkpoint's (its training images must still be there), or a new one."""
     content_names, style_names = list_images(args.content_dir), list_images(args.style_dir)
-    if ckpt is not None:
-        split = ckpt["split"]
-        for kind, names in (("content", content_names), ("style", style_names)):
-            gone = sorted(set(split[kind]["train"]) - set(names))
-            if gone:
-                raise TrainingError(f"{len(gone)} {kind} training images of the checkpoint's split are missing "
-                                    f"from the {kind} directory (e.g. {gone[0]})")
-    else:
-        split = {"method": "sha1-of-file-name", "val_fraction": args.val_fraction,
-                 "content": split_names(content_names, args.val_fraction),
-                 "style": split_names(style_names, args.val_fraction)}
+    if ckpt is None:
+        return {"method": "sha1-of-file-name", "val_fraction": args.val_fraction,
+                "content": split_names(content_names, args.val_fraction),
+                "style": split_names(style_names, args.val_fraction)}
+    split = ckpt["split"]
+    for kind, names in (("content", content_names), ("style", style_names)):
+        gone = sorted(set(split[kind]["train"]) - set(names))
+        if gone:
+            raise TrainingError(f"{len(gone)} {kind} training images of the checkpoint's split are missing "
+                                f"from the {kind} directory (e.g. {gone[0]})")
+    return split
+
+
+def _image_banks(args, split: dict) -> Dict[Tuple[str, str], ImageBank]:
+    """The decoded images of each (content|style, train|val) part of the split that are on disk."""
     load_size = args.load_size if args.load_size is not None else 2 * args.image_size
     banks = {}
     for kind, directory in (("content", args.content_dir), ("style", args.style_dir)):
         for part in ("train", "val"):
             names = [n for n in split[kind][part] if (Path(directory) / n).is_file()]
             banks[kind, part] = ImageBank(directory, names, args.image_size, load_size)
+    return banks
 
-    swap = swap_function(args.swap, device)
-    encoder = load_encoder(args.vgg_weights, device=device, progress=not args.quiet and rank == 0)
-    instance_norm = (bool(ckpt["config"].get("instance_norm", True)) if ckpt is not None
-                     else not args.no_instance_norm)
-    if args.no_instance_norm and instance_norm:  # the architecture is the checkpoint's: never ignore the flag
-        raise TrainingError(f"{out} holds a decoder with instance normalisation; --no-instance-norm needs a new --out")
-    torch.manual_seed(args.seed)
-    decoder = Decoder(instance_norm=instance_norm).to(device)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=args.lr)
-    iteration, history, runs = 0, [], []
-    if ckpt is not None:
-        decoder.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr
-        iteration, history = int(ckpt["iteration"]), list(ckpt["history"])
-        runs = list(ckpt.get("runs", []))
-    this_run = {"first_iteration": iteration, "device": device_name(device), "world_size": world, "lr": args.lr,
-                "pixel_weight": args.pixel_weight, "image_size": args.image_size, "batch_size": args.batch_size}
-    model = decoder
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(decoder, device_ids=[device.index] if device.type == "cuda" else None)
+class _TrainState:
+    """The decoder, its optimiser and what the checkpoint records (iteration, history, runs)."""
 
-    def checkpoint() -> dict:
-        state = {
-            "state_dict": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-            "config": {"instance_norm": instance_norm},
-            "optimizer": optimizer.state_dict(),
-            "iteration": iteration,
-            "split": split,
-            "args": _plain_args(args),
-            "history": history,
-            "runs": runs + [{**this_run, "last_iteration": iteration,
-                             "seconds": round(time.monotonic() - start_time, 1)}],
-        }
-        if rank == 0:
-            _save_atomic(state, out)
-        return state
+    def __init__(self, args, ctx: _Context, ckpt: Optional[dict], split: dict):
+        from .models import Decoder
 
-    def run_validation():
-        if rank != 0:
-            return
-        decoder.eval()
-        v = validate(encoder, decoder, banks["content", "val"], banks["style", "val"], args.batch_size,
-                     args.tv_weight, device, swap)
-        decoder.train()
-        if v:
-            history.append({"iteration": iteration, **v})
-        return v
+        self.args, self.ctx, self.split = args, ctx, split
+        self.instance_norm = (bool(ckpt["config"].get("instance_norm", True)) if ckpt is not None
+                              else not args.no_instance_norm)
+        if args.no_instance_norm and self.instance_norm:  # the architecture is the checkpoint's: never ignore the flag
+            raise TrainingError(f"{ctx.out} holds a decoder with instance normalisation; "
+                                "--no-instance-norm needs a new --out")
+        torch.manual_seed(args.seed)
+        self.decoder = Decoder(instance_norm=self.instance_norm).to(ctx.device)
+        self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=args.lr)
+        self.iteration, self.history, self.runs = 0, [], []
+        if ckpt is not None:
+            self.decoder.load_state_dict(ckpt["state_dict"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = args.lr
+            self.iteration, self.history = int(ckpt["iteration"]), list(ckpt["history"])
+            self.runs = list(ckpt.get("runs", []))
+        self.this_run = {"first_iteration": self.iteration, "device": device_name(ctx.device),
+                         "world_size": ctx.world, "lr": args.lr, "pixel_weight": args.pixel_weight,
+                         "image_size": args.image_size, "batch_size": args.batch_size}
+        self.model = self.decoder
+        if ctx.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
 
-    _say(args, rank, f"styleswap train-decoder: {len(banks['content', 'train'])}+{len(banks['style', 'train'])} "
-                     f"train / {len(banks['content', 'val'])}+{len(banks['style', 'val'])} val images "
-                     f"(content+style), {2 * args.batch_size + args.batch_size ** 2} targets per rank and iteration, "
-                     f"world size {world}, {device}, from iteration {iteration}")
-    first = iteration
-    bar = tqdm(total=args.iters, initial=iteration, desc="train-decoder", unit="it", file=sys.stderr,
-               disable=args.quiet or rank != 0, dynamic_ncols=True)
-    decoder.train()
-    window, pending, shown_loss, last_val, stopped = [], [], None, None, False
-    step_times: List[float] = []
-    save_cost = val_cost = 0.0
-    B = args.batch_size
-    while iteration < args.iters:
-        t0 = time.monotonic()
-        g = iteration_generator(args.seed, rank, iteration)
-        c = banks["content", "train"].random_batch(B, g, device)
-        s = banks["style", "train"].random_batch(B, g, device)
+            self.model = DDP(self.decoder, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+    def step(self, encoder, content: ImageBank, style: ImageBank, swap) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on this iteration's crops and their swaps; (loss, feature loss) on the device."""
+        args, B = self.args, self.args.batch_size
+        g = iteration_generator(args.seed, self.ctx.rank, self.iteration)
+        c = content.random_batch(B, g, self.ctx.device)
+        s = style.random_batch(B, g, self.ctx.device)
         targets = make_targets(encoder, c, s, all_pairs=True, swap=swap)
-        optimizer.zero_grad(set_to_none=True)
-        loss, feat, _ = decoder_loss(encoder, model, targets, args.tv_weight,
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, feat, _ = decoder_loss(encoder, self.model, targets, args.tv_weight,
                                      images=torch.cat([c, s]), pixel_weight=args.pixel_weight)
         loss.backward()
-        optimizer.step()
-        iteration += 1
-        # The losses stay on the device until they are logged: reading them every step (.item())
-        # would make the host wait for the GPU each time instead of queueing the next step.
-        pending.append(torch.stack([loss.detach(), feat]))
-        step_times.append(time.monotonic() - t0)
+        self.optimizer.step()
+        self.iteration += 1
+        return loss.detach(), feat
+
+    def validate(self, encoder, content: ImageBank, style: ImageBank, swap) -> Optional[Dict[str, float]]:
+        """Rank 0: the validation losses, also appended to the history."""
+        if self.ctx.rank != 0:
+            return None
+        self.decoder.eval()
+        v = validate(encoder, self.decoder, content, style, self.args.batch_size, self.args.tv_weight,
+                     self.ctx.device, swap)
+        self.decoder.train()
+        if v:
+            self.history.append({"iteration": self.iteration, **v})
+        return v
+
+    def checkpoint(self) -> dict:
+        """The checkpoint dict; rank 0 also writes it (atomically) to --out."""
+        state = {
+            "state_dict": {k: v.detach().cpu() for k, v in self.decoder.state_dict().items()},
+            "config": {"instance_norm": self.instance_norm},
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "split": self.split,
+            "args": _plain_args(self.args),
+            "history": self.history,
+            "runs": self.runs + [{**self.this_run, "last_iteration": self.iteration,
+                                  "seconds": round(time.monotonic() - self.ctx.start_time, 1)}],
+        }
+        if self.ctx.rank == 0:
+            _save_atomic(state, self.ctx.out)
+        return state
+
+
+class _LossLog:
+    """Each step's losses, kept on the device until a log step (``--log-every``) reads them back
+    at once: reading every step (.item()) would make the host wait for the GPU each time instead
+    of queueing the next step. On the CPU every step is read (for the progress bar)."""
+
+    def __init__(self, ctx: _Context):
+        self.ctx = ctx
+        self.pending: List[torch.Tensor] = []
+        self.window: List[Tuple[float, float]] = []
+        self.shown: Optional[float] = None  # the loss the progress bar shows
+
+    def add(self, loss: torch.Tensor, feat: torch.Tensor) -> None:
+        self.pending.append(torch.stack([loss, feat]))
+
+    def after_step(self, iteration: int) -> Optional[Dict[str, float]]:
+        """The history entry when ``iteration`` is a log step, else None."""
+        args = self.ctx.args
+        log_now = iteration % args.log_every == 0 or iteration == args.iters
+        if log_now or _reads_every_step(self.ctx.device):
+            self.window += _read_losses(self.pending, self.ctx.world)
+            self.pending, self.shown = [], self.window[-1][0]
+        if not log_now:
+            return None
+        entry, self.window = _window_mean(iteration, self.window), []
+        return entry
+
+    def flush(self, iteration: int) -> Optional[Dict[str, float]]:
+        """The last entry after the loop (the steps since the last log step), if any."""
+        self.window += _read_losses(self.pending, self.ctx.world)
+        self.pending = []
+        if not self.window:
+            return None
+        entry, self.window = _window_mean(iteration, self.window), []
+        return entry
+
+
+class _StopClock:
+    """``--time-limit``: stop when the time left would not hold two more steps, a checkpoint, a
+    validation due at the next iteration and 2 s of margin. Rank 0's clock decides for every rank
+    (one small all-reduce per iteration), so all ranks stop at the same step."""
+
+    def __init__(self, args, ctx: _Context):
+        self.args, self.ctx = args, ctx
+        self.step_seconds: List[float] = []
+        self.save_cost = self.val_cost = 0.0
+
+    def step_took(self, seconds: float) -> None:
+        self.step_seconds.append(seconds)
+
+    def save_took(self, seconds: float) -> None:
+        self.save_cost = max(self.save_cost, seconds)
+
+    def validation_took(self, seconds: float) -> None:
+        self.val_cost = max(self.val_cost, seconds)
+
+    def must_stop(self, iteration: int) -> bool:
+        args, ctx = self.args, self.ctx
         stop = 0.0
-        if args.time_limit is not None and rank == 0:
-            per_step = sorted(step_times[-20:])[len(step_times[-20:]) // 2]
-            reserve = 2 * per_step + save_cost + (val_cost if iteration % args.val_every == 0 else 0) + 2.0
-            stop = float(time.monotonic() - start_time + reserve > args.time_limit)
-        if world > 1:  # rank 0's clock decides for every rank (one small all-reduce per iteration)
-            flag = torch.tensor([stop], device=device)
+        if args.time_limit is not None and ctx.rank == 0:
+            recent = sorted(self.step_seconds[-20:])
+            per_step = recent[len(recent) // 2]
+            reserve = 2 * per_step + self.save_cost + (self.val_cost if iteration % args.val_every == 0 else 0) + 2.0
+            stop = float(time.monotonic() - ctx.start_time + reserve > args.time_limit)
+        if ctx.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([stop], device=ctx.device)
             dist.all_reduce(flag)
             stop = flag.item()
-        log_now = iteration % args.log_every == 0 or iteration == args.iters
-        if log_now or _reads_every_step(device):
-            window += _read_losses(pending, world)
-            pending, shown_loss = [], window[-1][0]
-        if log_now:
-            history.append(_window_mean(iteration, window))
-            window = []
-        if iteration % args.val_every == 0:
-            tv0 = time.monotonic()
-            last_val = run_validation() or last_val
-            val_cost = max(val_cost, time.monotonic() - tv0)
-        post = {"loss": f"{shown_loss:.4g}" if shown_loss is not None else "..."}
-        if last_val:
-            post["val"] = f"{last_val['val_loss']:.4g}"
-        bar.set_postfix(post, refresh=False)
-        bar.update(1)
-        if stop > 0 and iteration < args.iters:
-            stopped = True
-            break
-        if iteration % args.save_every == 0 and iteration < args.iters:
-            ts0 = time.monotonic()
-            checkpoint()
-            save_cost = max(save_cost, time.monotonic() - ts0)
-    bar.close()
-    window += _read_losses(pending, world)  # every rank stopped at the same iteration: collective is safe
-    if window:
-        history.append(_window_mean(iteration, window))
-    last_val_it = next((h["iteration"] for h in reversed(history) if "val_loss" in h), None)
-    if iteration > first and not stopped and last_val_it != iteration:
-        run_validation()
-    state = checkpoint()
-    if world > 1:
-        sys.stderr.write(f"[rank {rank}/{world}] iterations {first}..{iteration} params_sha256={param_digest(decoder)}\n")
+        return stop > 0
+
+
+def _finish(args, ctx: _Context, state: _TrainState, first: int, stopped: bool, step_seconds: List[float]) -> None:
+    """Close the process group (after a parameter digest per rank) and print the run's summary."""
+    if ctx.world > 1:
+        import torch.distributed as dist
+
+        sys.stderr.write(f"[rank {ctx.rank}/{ctx.world}] iterations {first}..{state.iteration} "
+                         f"params_sha256={param_digest(state.decoder)}\n")
         sys.stderr.flush()
         dist.barrier()
         dist.destroy_process_group()
-    elapsed = time.monotonic() - start_time
-    done = iteration - first
-    rate = done / sum(step_times) if step_times else 0.0
-    last = next((h for h in reversed(history) if "loss" in h), None)
-    lv = next((h for h in reversed(history) if "val_loss" in h), None)
+    elapsed = time.monotonic() - ctx.start_time
+    done = state.iteration - first
+    rate = done / sum(step_seconds) if step_seconds else 0.0
+    last = next((h for h in reversed(state.history) if "loss" in h), None)
+    lv = next((h for h in reversed(state.history) if "val_loss" in h), None)
     summary = f"train loss {last['loss']:.4g}" if last else "no iterations run"
     if lv:
         summary += f", val loss {lv['val_loss']:.4g} (at {lv['iteration']})"
-    _say(args, rank, f"styleswap train-decoder: {'stopped before the time limit at' if stopped else 'reached'} "
-                     f"iteration {iteration} ({done} this run, {rate:.2f} it/s, {elapsed:.0f} s); {summary}; wrote {out}")
-    return state
+    _say(args, ctx.rank, f"styleswap train-decoder: {'stopped before the time limit at' if stopped else 'reached'} "
+                         f"iteration {state.iteration} ({done} this run, {rate:.2f} it/s, {elapsed:.0f} s); "
+                         f"{summary}; wrote {ctx.out}")
 
 
 def export_weights(checkpoint, destination) -> Path:
