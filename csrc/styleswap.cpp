@@ -156,7 +156,9 @@ void apply_bank_weights(at::Tensor& inv_norm, const StyleBank& bank, std::option
     const int64_t end = t + 1 < bank.entries.size() ? bank.entries[t + 1].first : bank.num_patches;
     return inv_norm.narrow(1, bank.entries[t].first, end - bank.entries[t].first);
   };
-  for (size_t t = 0; t < bank.entries.size(); ++t) {
+  // one reduction and one host read for the whole bank; the style is looked up only when one fails
+  const bool fits = inv_norm.narrow(1, 0, bank.num_patches).min().item<double>() >= 1.0 / max_norm;
+  for (size_t t = 0; t < bank.entries.size() && !fits; ++t) {
     const double smallest_inv = rows(t).min().item<double>();
     TORCH_CHECK_VALUE(smallest_inv >= 1.0 / max_norm, "prepare_bank: styles[", t, "] has a patch of norm ",
                       smallest_inv > 0 ? 1.0 / smallest_inv : std::numeric_limits<double>::infinity(),

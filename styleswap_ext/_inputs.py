@@ -56,6 +56,17 @@ def real_list(name: str, values) -> list:
     return [float(v) for v in values]
 
 
+def check_weight_ratios(name: str, weights) -> None:
+    """Weights are divided by the largest before they reach a float32 bank (csrc/styleswap.cpp,
+    apply_bank_weights); a positive one whose ratio is 0 in float32 would act as 0: ValueError
+    naming it here, by the caller's own index (the kernel sees only the styles kept)."""
+    largest = max(weights, default=0.0)
+    for i, w in enumerate(weights):
+        if w > 0 and torch.tensor(w / largest, dtype=torch.float32).item() == 0:
+            raise ValueError(f"{name}[{i}] ({w:g}) is too small next to the largest weight ({largest:g}): "
+                             "only their ratio counts, and it is 0 in float32; give 0 to leave that style out")
+
+
 def check_geometry(patch_size, stride) -> tuple:
     """patch_size >= 1 and 1 <= stride <= patch_size (a larger stride leaves gaps no patch covers)."""
     k = _check_int("patch_size", patch_size)

@@ -380,6 +380,12 @@ def _check_common(args) -> None:
             raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
         if not any(w > 0 for w in args.style_weights):
             raise UsageError("--style-weights must not all be 0")
+        from ._inputs import check_weight_ratios
+
+        try:
+            check_weight_ratios("--style-weights", args.style_weights)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
 
 def _run_video(args) -> int:

@@ -57,7 +57,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import image_io, tiling
-from ._inputs import real_list
+from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .patch_bank import PatchBank
 
@@ -290,6 +290,7 @@ def _check_styles(style, style_weights) -> Tuple[list, Optional[List[float]]]:
             raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
         if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
             raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+        check_weight_ratios("style_weights", style_weights)
     return styles_in, style_weights
 
 

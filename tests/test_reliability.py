@@ -84,6 +84,14 @@ def test_a_style_too_large_for_float32_is_refused(scale):
     assert torch.isfinite(ss.style_swap(c.double(), s.double() * 1e38)).all()  # float64 has the room
 
 
+def test_a_zero_ratio_through_the_cli_names_the_users_index(capsys, image_files):
+    content, style = image_files
+    code, err = run(capsys, ["stylize", content, style, style, style, "-o", "out.png", "--style-weights", "0", "1",
+                             "1e-46", "--vgg-weights", MISSING_WEIGHTS, *FAST])
+    assert code == 2
+    one_error_line(err, "--style-weights[2] (1e-46) is too small")
+
+
 def test_huge_style_weights_through_the_cli(capsys, image_files, vgg_weights, tmp_path):
     content, style = image_files
     other = tmp_path / "other.png"
@@ -275,6 +283,7 @@ def test_decompression_bomb_warning_is_one_line_or_silent(capsys, image_files, v
     (dict(alpha="0.5"), TypeError, r"^alpha must be a number"),
     (dict(style_weights=["x"]), TypeError, r"^style_weights\[0\] must be a number, got str"),
     (dict(style_weights=1.0), TypeError, r"^style_weights must be a sequence"),
+    (dict(style=["a", "b", "c"], style_weights=[0, 1, 1e-46]), ValueError, r"^style_weights\[2\] \(1e-46\) is too small"),
 ])
 def test_stylize_errors_name_the_argument(encoder, content_pil, style_pil, kwargs, exc, match):
     kw = dict(content=content_pil, style=style_pil, method="optimize", iters=1, encoder=encoder, progress=False)
