@@ -119,7 +119,7 @@ def _reading(p: Path):
         yield
     except Image.DecompressionBombError as e:
         raise ImageLoadError(
-            f"image file {p} is larger than Pillow's safety limit against decompression bombs ({e}); "
+            f"image file {p} is larger than Pillow's safety limit against decompression bombs ({str(e).rstrip('.')}); "
             f"if you trust it, set {PIXEL_LIMIT_ENV} to a larger pixel count (0 = no limit)") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"not an image file (or an unsupported format): {p}") from None
