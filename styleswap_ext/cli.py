@@ -95,8 +95,8 @@ def _tile_size(text):
     except ValueError:
         value = -1
     if value != 0 and value < lo:
-        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or an integer >= {lo} (4 times the encoder's "
-                                         f"{lo // 4} px halo: smaller tiles are mostly halo), got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or an integer >= {lo} (8 times the encoder's "
+                                         f"{lo // 8} px halo: smaller tiles are mostly halo), got {text!r}")
     return value
 
 
@@ -142,7 +142,7 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     r.add_argument("--tile-size", type=_tile_size, default=None, metavar="PX",
                    help="encode/decode images larger than PX px per side on overlapping tiles (bounded memory, "
                         "same result); default 1024 on the CPU, 2048/4096 on GPUs by memory; 0 = never tile; "
-                        "at least 48 (4 times the encoder's halo)")
+                        "at least 96 (8 times the encoder's halo)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
 

@@ -304,7 +304,7 @@ def test_patch_bank_weights_name_the_argument():
         PatchBank([s, s], weights=["x", 1])
 
 
-@pytest.mark.parametrize("value, ok", [("0", True), ("48", True), ("1024", True), ("1", False), ("47", False),
+@pytest.mark.parametrize("value, ok", [("0", True), ("96", True), ("1024", True), ("1", False), ("95", False),
                                        ("-1", False), ("big", False)])
 def test_tile_size_minimum_is_tied_to_the_halo(capsys, value, ok):
     parser = cli.build_parser()
@@ -315,11 +315,11 @@ def test_tile_size_minimum_is_tied_to_the_halo(capsys, value, ok):
     with pytest.raises(SystemExit) as info:
         parser.parse_args(argv)
     assert info.value.code == 2
-    one_error_line(capsys.readouterr().err, "--tile-size", ">= 48", "halo")
+    one_error_line(capsys.readouterr().err, "--tile-size", ">= 96", "halo")
 
 
-def test_the_minimum_is_four_encoder_halos():
+def test_the_minimum_is_eight_encoder_halos():
     from styleswap_ext import tiling
     from styleswap_ext.models import VGGEncoder
 
-    assert tiling.min_tile_size(VGGEncoder()) == 4 * tiling.encoder_halo(VGGEncoder()) == 48
+    assert tiling.min_tile_size(VGGEncoder()) == 8 * tiling.encoder_halo(VGGEncoder()) == 96
