@@ -37,6 +37,10 @@ def one_error_line(err, *needles):
         assert needle in lines[0], lines[0]
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not (torch.cuda.is_available() and ss.CUDA_BUILT), reason="needs a CUDA GPU and a CUDA build"))]
+
+
 def _features(seed, shape):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(shape, generator=g)  # non-negative, like relu3_1 features: every score > 0
@@ -45,11 +49,12 @@ def _features(seed, shape):
 # --- 1. style weights: only their ratios matter -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("huge", [1e37, 1e38, 1e39])
-def test_huge_weights_are_their_ratios(huge, dtype):
-    s1, s2 = _features(1, (1, 8, 10, 10)).to(dtype), _features(2, (1, 8, 10, 10)).to(dtype)
-    c = _features(3, (1, 8, 9, 9)).to(dtype)
+def test_huge_weights_are_their_ratios(huge, dtype, device):
+    s1, s2 = _features(1, (1, 8, 10, 10)).to(device, dtype), _features(2, (1, 8, 10, 10)).to(device, dtype)
+    c = _features(3, (1, 8, 9, 9)).to(device, dtype)
     idx = PatchBank([s1, s2], weights=[huge, 1.0]).match(c)
     assert torch.equal(idx, PatchBank([s1, s2], weights=[1.0, 1.0 / huge]).match(c))
     # every score is positive, so a weight 1e37+ times smaller never wins: the result is style 1 alone
@@ -64,17 +69,20 @@ def test_huge_style_weights_in_the_pipeline():
     torch.testing.assert_close(swap_features(cf, [s1, s2], [1e38, 1.0]), swap_features(cf, [s1]))
 
 
-def test_a_weight_ratio_that_is_zero_in_float32_is_refused():
-    s1, s2, c = _features(1, (1, 8, 10, 10)), _features(2, (1, 8, 10, 10)), _features(3, (1, 8, 9, 9))
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_weight_ratio_that_is_zero_in_float32_is_refused(device):
+    s1, s2, c = (_features(i, shape).to(device) for i, shape in
+                 ((1, (1, 8, 10, 10)), (2, (1, 8, 10, 10)), (3, (1, 8, 9, 9))))
     with pytest.raises(ValueError, match=r"weights\[1\] \(1e-46\) is too small next to the largest"):
         PatchBank([s1, s2], weights=[1.0, 1e-46])
     # float64 banks keep the ratio
     PatchBank([s1.double(), s2.double()], weights=[1.0, 1e-46]).match(c.double())
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("scale", [1e20, 1e30, 1e38])
-def test_a_style_too_large_for_float32_is_refused(scale):
-    s, c = _features(1, (1, 8, 10, 10)), _features(3, (1, 8, 9, 9))
+def test_a_style_too_large_for_float32_is_refused(scale, device):
+    s, c = _features(1, (1, 8, 10, 10)).to(device), _features(3, (1, 8, 9, 9)).to(device)
     for call in (lambda: ss.style_swap(c, s * scale), lambda: ss.match_patches(c, s * scale),
                  lambda: PatchBank(s * scale)):
         with pytest.raises(ValueError, match=r"styles\[0\] has a patch of norm .* too large for float32"):
