@@ -44,7 +44,8 @@ def _check_floating(name: str, t) -> None:
 
 
 def real_list(name: str, values) -> list:
-    """A sequence of real numbers (Python, NumPy or one-element tensors) -> floats; TypeError naming ``name[i]`` otherwise."""
+    """A sequence of real numbers (Python, NumPy or one-element tensors) -> floats; a TypeError
+    naming ``name[i]`` otherwise."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
     values = list(values)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import styleswap_ext as ss
-from styleswap_ext import PatchBank, cli, image_io, models, pipeline
+from styleswap_ext import PatchBank, cli, image_io, models
 from styleswap_ext.pipeline import stylize, swap_features
 
 FAST = ["--method", "optimize", "--iters", "2", "-q"]
@@ -213,7 +213,7 @@ def test_save_image_refuses_them_too(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# --- 5. messages ---------------------------------------------------------------------------------------------------------
+# --- 5. messages ---------------------------------------------------------------------------------------------------
 
 
 def test_unwritable_output_folder_is_named_before_any_work(capsys, image_files, tmp_path, monkeypatch):
@@ -291,7 +291,8 @@ def test_decompression_bomb_warning_is_one_line_or_silent(capsys, image_files, v
     (dict(alpha="0.5"), TypeError, r"^alpha must be a number"),
     (dict(style_weights=["x"]), TypeError, r"^style_weights\[0\] must be a number, got str"),
     (dict(style_weights=1.0), TypeError, r"^style_weights must be a sequence"),
-    (dict(style=["a", "b", "c"], style_weights=[0, 1, 1e-46]), ValueError, r"^style_weights\[2\] \(1e-46\) is too small"),
+    (dict(style=["a", "b", "c"], style_weights=[0, 1, 1e-46]), ValueError,
+     r"^style_weights\[2\] \(1e-46\) is too small"),
 ])
 def test_stylize_errors_name_the_argument(encoder, content_pil, style_pil, kwargs, exc, match):
     kw = dict(content=content_pil, style=style_pil, method="optimize", iters=1, encoder=encoder, progress=False)
