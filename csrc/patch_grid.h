@@ -62,7 +62,8 @@ int64_t check_prepare_args(at::TensorList styles, int64_t k, int64_t s, std::opt
 // bank); all on the content's device.
 void check_match_bank_args(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
                            int64_t num_patches, int64_t k, int64_t s, at::ScalarType bank_dtype);
-// Multiplies each style's inv_norm entries (B, R) by its weight: weighted scores w_t * <c, p> / ||p||.
+// Multiplies each style's inv_norm entries (B, R) by its weight / the largest weight: weighted scores
+// (w_t / w_max) * <c, p> / ||p||. Refuses styles whose patch norms would overflow the matching (see styleswap.cpp).
 void apply_bank_weights(at::Tensor& inv_norm, const StyleBank& bank, std::optional<at::ArrayRef<double>> weights);
 void check_swap_args(const char* op, const at::Tensor& content_or_indices, bool is_indices, at::TensorList styles,
                      int64_t k, int64_t s);

@@ -2,7 +2,8 @@
 //
 //   prepare_bank         styles [ (1|N, C, Hs, Ws) ... ] (+ optional weight per style) -> the normalised style
 //                        patch bank: patches (B, R, Dp) and inv_norm (B, R), B = 1 (shared) or N; row j < n_s
-//                        is patch j (C*k*k values, zero padded to Dp), inv_norm[j] = weight / (||patch|| + 1e-8).
+//                        is patch j (C*k*k values, zero padded to Dp), inv_norm[j] = (weight / largest weight) /
+//                        (||patch|| + 1e-8).
 //                        The padding (R >= n_s, Dp >= C*k*k) and dtype are the backend's (see its kernel).
 //   match_bank           content (N,C,H,W), a prepared bank -> indices (N, H', W') int64
 //   match_patches        content, styles -> indices: prepare_bank then match_bank, in each backend (not a
@@ -20,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -134,11 +136,43 @@ void check_match_bank_args(const at::Tensor& content, const at::Tensor& patches,
                    inv_norm.scalar_type());
 }
 
+// Both backends call this right after building the bank, so the two rules below hold on every device.
+//
+// Overflow: every score is <c, p> * inv_norm and every swapped value a mean of style patch values, computed in
+// float32 (float64 for a float64 bank). A style patch of norm above sqrt(max) of that type (about 1.8e19 in
+// float32) leaves no room for the content's half of the product: the scores overflow to inf, every position takes
+// the same patch, and the averaged output can itself overflow. inv_norm = 1 / (||p|| + eps) tells the norms, so
+// such a style is refused here with its index, instead of giving a wrong picture.
+//
+// Weights only matter relative to each other, so each is divided by the largest (in double) before it touches
+// inv_norm: [1e38, 1] gives the same bank as [1, 1e-38], and no product overflows. A ratio that rounds to 0 in
+// inv_norm's dtype (below ~1.4e-45 in float32) would silently act as a weight of 0, so it is refused.
 void apply_bank_weights(at::Tensor& inv_norm, const StyleBank& bank, std::optional<at::ArrayRef<double>> weights) {
-  if (!weights.has_value()) return;
-  for (size_t t = 0; t < bank.entries.size(); ++t) {
+  const bool is_double = inv_norm.scalar_type() == at::kDouble;
+  const double max_norm = std::sqrt(is_double ? std::numeric_limits<double>::max()
+                                              : static_cast<double>(std::numeric_limits<float>::max()));
+  const char* type_name = is_double ? "float64" : "float32";
+  auto rows = [&](size_t t) {
     const int64_t end = t + 1 < bank.entries.size() ? bank.entries[t + 1].first : bank.num_patches;
-    inv_norm.narrow(1, bank.entries[t].first, end - bank.entries[t].first).mul_((*weights)[t]);
+    return inv_norm.narrow(1, bank.entries[t].first, end - bank.entries[t].first);
+  };
+  // one reduction and one host read for the whole bank; the style is looked up only when one fails
+  const bool fits = inv_norm.narrow(1, 0, bank.num_patches).min().item<double>() >= 1.0 / max_norm;
+  for (size_t t = 0; t < bank.entries.size() && !fits; ++t) {
+    const double smallest_inv = rows(t).min().item<double>();
+    TORCH_CHECK_VALUE(smallest_inv >= 1.0 / max_norm, "prepare_bank: styles[", t, "] has a patch of norm ",
+                      smallest_inv > 0 ? 1.0 / smallest_inv : std::numeric_limits<double>::infinity(),
+                      ", too large for ", type_name, " matching (at most ", max_norm,
+                      ": the scores and the swapped values would overflow); scale the style down");
+  }
+  if (!weights.has_value()) return;
+  const double largest = *std::max_element(weights->begin(), weights->end());
+  for (size_t t = 0; t < bank.entries.size(); ++t) {
+    const double ratio = (*weights)[t] / largest;
+    TORCH_CHECK_VALUE(is_double || static_cast<float>(ratio) > 0.0f, "prepare_bank: weights[", t, "] (",
+                      (*weights)[t], ") is too small next to the largest weight (", largest,
+                      "): the ratio ", ratio, " is 0 in float32; leave that style out instead");
+    rows(t).mul_(ratio);
   }
 }
 

@@ -10,6 +10,7 @@ reference).
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Sequence, Union
 
 import torch
@@ -40,6 +41,31 @@ def _check_floating(name: str, t) -> None:
         raise TypeError(f"{name} must be a floating-point tensor (float32/float64/bfloat16/float16), got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(t.shape)}")
+
+
+def real_list(name: str, values) -> list:
+    """A sequence of real numbers (Python, NumPy or one-element tensors) -> floats; a TypeError
+    naming ``name[i]`` otherwise."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}")
+    values = list(values)
+    for i, v in enumerate(values):
+        if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype != torch.bool:
+            v = values[i] = v.item()  # a 0-d tensor, e.g. from iterating over a tensor of weights
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name}[{i}] must be a number, got {type(v).__name__} {v!r}")
+    return [float(v) for v in values]
+
+
+def check_weight_ratios(name: str, weights) -> None:
+    """Weights are divided by the largest before they reach a float32 bank (csrc/styleswap.cpp,
+    apply_bank_weights); a positive one whose ratio is 0 in float32 would act as 0: ValueError
+    naming it here, by the caller's own index (the kernel sees only the styles kept)."""
+    largest = max(weights, default=0.0)
+    for i, w in enumerate(weights):
+        if w > 0 and torch.tensor(w / largest, dtype=torch.float32).item() == 0:
+            raise ValueError(f"{name}[{i}] ({w:g}) is too small next to the largest weight ({largest:g}): "
+                             "only their ratio counts, and it is 0 in float32; give 0 to leave that style out")
 
 
 def check_geometry(patch_size, stride) -> tuple:

@@ -17,6 +17,7 @@ written atomically, so a failed run leaves no output file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -83,6 +84,22 @@ def _float_in(lo, hi=None, lo_open=False):
     return parse
 
 
+def _tile_size(text):
+    """--tile-size: 0 (never tile) or at least tiling.min_tile_size (smaller tiles are mostly halo)."""
+    from .models import VGGEncoder
+    from .tiling import min_tile_size
+
+    lo = min_tile_size(VGGEncoder())  # the architecture's halo; no weights needed
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value != 0 and value < lo:
+        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or an integer >= {lo} (8 times the encoder's "
+                                         f"{lo // 8} px halo: smaller tiles are mostly halo), got {text!r}")
+    return value
+
+
 def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     from .pipeline import INITS, PRECISIONS, TV_WEIGHT
 
@@ -122,9 +139,10 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="VGG-19 weights (torchvision checkpoint or its conv1_1-conv3_1 slice); default: "
                         "$STYLESWAP_VGG19_WEIGHTS, the cache, else download")
     r.add_argument("--decoder-weights", metavar="PATH", help="trained decoder weights (default: the installed ones)")
-    r.add_argument("--tile-size", type=_int_at_least(0), default=None, metavar="PX",
+    r.add_argument("--tile-size", type=_tile_size, default=None, metavar="PX",
                    help="encode/decode images larger than PX px per side on overlapping tiles (bounded memory, "
-                        "same result); default 1024 on the CPU, 2048/4096 on GPUs by memory; 0 = never tile")
+                        "same result); default 1024 on the CPU, 2048/4096 on GPUs by memory; 0 = never tile; "
+                        "at least 96 (8 times the encoder's halo)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
 
@@ -197,10 +215,30 @@ def _output_for(content: Path, out_dir: Path) -> Path:
     from PIL import Image
 
     ext = content.suffix.lower()
+    from .image_io import writes_rgb
+
     fmt = Image.registered_extensions().get(ext)
-    if fmt is None or fmt not in Image.SAVE:
+    if fmt is None or fmt not in Image.SAVE or not writes_rgb(fmt):
         ext = ".png"
     return out_dir / f"{content.stem}_stylized{ext}"
+
+
+def _check_outputs(jobs, inputs, out_dir=None) -> None:
+    """Before any work (styleswap_ext/_outputs.py): no output is an input, no two inputs share an
+    output name, and the output folder takes new files."""
+    from . import _outputs
+
+    try:
+        _outputs.check_distinct_outputs(jobs)
+        for _, dst in jobs:
+            _outputs.check_not_an_input(dst, inputs)
+        if out_dir is not None:
+            _outputs.check_writable_dir(_outputs.nearest_existing_dir(out_dir))
+        else:
+            for _, dst in jobs:
+                _outputs.check_writable_dir(dst.parent, dst)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _check_output_file(path: Path) -> None:
@@ -214,6 +252,12 @@ def _check_output_file(path: Path) -> None:
         raise UsageError(f"output {str(path)!r} is a directory; give a file name such as out.png")
     if not path.parent.is_dir():
         raise UsageError(f"output directory does not exist: {str(path.parent)!r}")
+    from ._outputs import check_writable_dir
+
+    try:
+        check_writable_dir(path.parent, path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _load_styles_and_models(args):
@@ -252,6 +296,8 @@ def _run_stylize(args) -> int:
             _check_output_file(out)
             jobs = [(content, out)]
         image_io.probe_image(content)  # fail fast on a missing or non-image file, before any model is loaded
+    _check_outputs(jobs, [src for src, _ in jobs] + [Path(s) for s in args.styles],
+                   out if content.is_dir() else None)
 
     many = len(jobs) > 1
     w = distributed.world()
@@ -334,6 +380,12 @@ def _check_common(args) -> None:
             raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
         if not any(w > 0 for w in args.style_weights):
             raise UsageError("--style-weights must not all be 0")
+        from ._inputs import check_weight_ratios
+
+        try:
+            check_weight_ratios("--style-weights", args.style_weights)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
 
 def _run_video(args) -> int:
@@ -364,6 +416,9 @@ def _run_video(args) -> int:
 
             if args.codec not in av.codecs_available:
                 raise UsageError(f"--codec {args.codec!r} is not available in this FFmpeg build")
+    # frames keep their names, so a frames directory written into itself would replace its inputs
+    _check_outputs([(p, out / p.name) for p in files] if frames_dir else [(src, out)],
+                   (files if frames_dir else [src]) + [Path(s) for s in args.styles], out if frames_dir else None)
     w = distributed.world()
     if frames_dir and w.distributed:
         files = distributed.shard(files, w)
@@ -464,6 +519,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    warnings_shown = contextlib.ExitStack()
+    warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
     try:
         if args.command == "demo":
             return _run_demo(args)
@@ -483,6 +540,27 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         _say_error(_describe(e))
         return 1
+    finally:
+        warnings_shown.close()
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(quiet: bool):
+    """Python warnings raised during a run (e.g. Pillow's DecompressionBombWarning for a very large
+    image, possibly from the background loader thread) as one ``styleswap: warning:`` line each,
+    none with -q; the previous warning settings come back afterwards."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        sys.stderr.write(f"{PROG}: warning: {text}\n")
+        sys.stderr.flush()
+
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,16 +13,22 @@ Loading (:func:`load_image`) always gives an 8-bit RGB PIL image:
   0-255; CMYK/YCbCr/HSV/Lab are converted by PIL.
 
 Every failure (missing file, directory, unreadable, not an image, truncated or corrupt data) raises
-:class:`ImageLoadError` (a ``ValueError``) with a one-line message naming the file.
+:class:`ImageLoadError` (a ``ValueError``) with a one-line message naming the file. An image larger
+than Pillow's safety limit against decompression bombs (``Image.MAX_IMAGE_PIXELS``, ~179 million
+pixels for the error, ~89 million for its warning) is reported as such; set the environment variable
+``STYLESWAP_MAX_IMAGE_PIXELS`` to a pixel count (0 = no limit) to open a trusted larger image.
 
 Saving (:func:`save_image`) is atomic: the image is written to a temporary file in the target
 directory and moved over the target with ``os.replace``; on any error the temporary file is
 removed, so no partial or corrupt output is ever left behind. The format comes from the file's
-extension (any format PIL can write: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff, ...).
+extension (any format PIL can write an RGB image in: .png, .jpg/.jpeg, .webp, .bmp, .tif/.tiff, ...;
+:func:`output_format` refuses the others, e.g. .xbm or .palm, before any work).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +60,21 @@ PathLike = Union[str, os.PathLike]
 
 class ImageLoadError(ValueError):
     """An input image is missing, unreadable, not an image, or corrupt."""
+
+
+PIXEL_LIMIT_ENV = "STYLESWAP_MAX_IMAGE_PIXELS"
+
+
+def _apply_pixel_limit() -> None:
+    """``STYLESWAP_MAX_IMAGE_PIXELS`` (if set) as Pillow's decompression-bomb limit; 0 = no limit."""
+    text = os.environ.get(PIXEL_LIMIT_ENV)
+    if text is None:
+        return
+    try:
+        limit = int(text)
+    except ValueError:
+        raise ValueError(f"{PIXEL_LIMIT_ENV} must be a whole number of pixels (0 = no limit), got {text!r}") from None
+    Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -93,8 +114,13 @@ def _reading(p: Path):
         raise ImageLoadError(f"image file not found: {p}")
     if p.is_dir():
         raise ImageLoadError(f"expected an image file but got a directory: {p}")
+    _apply_pixel_limit()
     try:
         yield
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(
+            f"image file {p} is larger than Pillow's safety limit against decompression bombs ({str(e).rstrip('.')}); "
+            f"if you trust it, set {PIXEL_LIMIT_ENV} to a larger pixel count (0 = no limit)") from None
     except UnidentifiedImageError:
         raise ImageLoadError(f"not an image file (or an unsupported format): {p}") from None
     except PermissionError:
@@ -132,7 +158,21 @@ def output_format(path: PathLike) -> str:
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(f"cannot write images with extension {ext!r} (output {str(path)!r}): use e.g. .png or .jpg")
+    if not writes_rgb(fmt):
+        raise ValueError(f"cannot write an RGB image as {fmt} (output {str(path)!r}): use e.g. .png or .jpg")
     return fmt
+
+
+@functools.lru_cache(maxsize=None)
+def writes_rgb(fmt: str) -> bool:
+    """Whether Pillow can save an 8-bit RGB image in format ``fmt``: a trial save of a tiny image to
+    memory (some formats take only 1-bit or palette images, e.g. XBM, MSP, Palm; some have no
+    writer installed, e.g. BUFR, GRIB, HDF5), so that an output is refused before the work."""
+    try:
+        Image.new("RGB", (8, 8)).save(io.BytesIO(), format=fmt)
+    except Exception:  # noqa: BLE001 (any failure means: cannot write this format)
+        return False
+    return True
 
 
 def is_image_path(path: PathLike) -> bool:

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
-from ._inputs import StyleArg, check_geometry, covering_grid, prepare, prepare_styles
+from ._inputs import StyleArg, check_geometry, covering_grid, prepare, prepare_styles, real_list
 
 # With progress=True, contents of more patches than this are matched in row slabs (~2 % each) so
 # that a bar can move; smaller ones take one call.
@@ -47,7 +47,9 @@ class PatchBank:
     Args:
         style: ``(C, Hs, Ws)``, ``(1 | N, C, Hs, Ws)`` or a list of such tensors (one bank).
         patch_size, stride: as for :func:`styleswap_ext.style_swap`.
-        weights: optional, one finite weight > 0 per style tensor (scales its scores).
+        weights: optional, one finite weight > 0 per style tensor (scales its scores). Only their
+            ratios matter: each is divided by the largest before it reaches the float32 bank, so
+            ``[1e38, 1]`` is ``[1, 1e-38]``; a ratio that is 0 in float32 (< ~1.4e-45) is an error.
     """
 
     def __init__(self, style: StyleArg, patch_size: int = 3, stride: int = 1,
@@ -65,7 +67,7 @@ class PatchBank:
     def _check_weights(weights, n: int) -> Optional[List[float]]:
         if weights is None:
             return None
-        weights = [float(w) for w in weights]
+        weights = real_list("weights", weights)
         if len(weights) != n:
             raise ValueError(f"got {len(weights)} weights for {n} style tensors")
         if any(not (math.isfinite(w) and w > 0) for w in weights):

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -56,6 +57,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import image_io, tiling
+from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .patch_bank import PatchBank
 
@@ -77,7 +79,12 @@ def resolve_device(device) -> torch.device:
     """None / "auto" -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):  # e.g. 'gpu'; 'meta' has no data to make a picture of
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N', 'auto' or None, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but CUDA is not available (torch.cuda.is_available() is False)")
     return dev
@@ -118,7 +125,7 @@ def _as_image_tensor(x: ImageLike, name: str, uint8: bool = False) -> Tuple[torc
     return (image_io.pil_to_uint8(img) if uint8 else image_io.pil_to_tensor(img)).unsqueeze(0), False
 
 
-def _resize_longest(t: torch.Tensor, size: Optional[int], name: str) -> torch.Tensor:
+def _resize_longest(t: torch.Tensor, size: Optional[int], name: str) -> torch.Tensor:  # name: of the size
     if size is None:
         return t
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -133,15 +140,16 @@ def _resize_longest(t: torch.Tensor, size: Optional[int], name: str) -> torch.Te
 
 def _load_as_tensor(x: ImageLike, size: Optional[int], name: str, uint8: bool = False) -> Tuple[torch.Tensor, bool]:
     """PIL/path inputs are resized in PIL (Lanczos), tensors with antialiased bicubic; ``uint8`` as
-    for :func:`_as_image_tensor`."""
+    for :func:`_as_image_tensor`. ``name``: the image's argument (``"content"``, ``"style"``); its
+    size is ``name + "_size"``."""
     if isinstance(size, bool) or (size is not None and (not isinstance(size, int) or size < 1)):
-        raise ValueError(f"{name} must be a positive int (longest side in px) or None, got {size!r}")
+        raise ValueError(f"{name}_size must be a positive int (longest side in px) or None, got {size!r}")
     if isinstance(x, (str, os.PathLike, Image.Image)) and size is not None:
         img = image_io.load_image(x) if not isinstance(x, Image.Image) else image_io.to_rgb(x)
         img = image_io.resize_longest(img, size)
         return (image_io.pil_to_uint8(img) if uint8 else image_io.pil_to_tensor(img)).unsqueeze(0), False
     t, was_tensor = _as_image_tensor(x, name, uint8)
-    return _resize_longest(t, size, name), was_tensor
+    return _resize_longest(t, size, f"{name}_size"), was_tensor
 
 
 def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
@@ -277,11 +285,12 @@ def _check_styles(style, style_weights) -> Tuple[list, Optional[List[float]]]:
     if not styles_in:
         raise ValueError("style is an empty list: give at least one style image")
     if style_weights is not None:
-        style_weights = [float(w) for w in style_weights]
+        style_weights = real_list("style_weights", style_weights)
         if len(style_weights) != len(styles_in):
             raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
         if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
             raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
+        check_weight_ratios("style_weights", style_weights)
     return styles_in, style_weights
 
 
@@ -311,7 +320,7 @@ class StyleBank:
         self.device = resolve_device(device)
         self.patch_size, self.stride, self.precision = patch_size, stride, precision
         self.style_weights = style_weights
-        style_ts = [_load_as_tensor(s, style_size, "style_size")[0] for s in styles_in]
+        style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
         feats = []
         with _precision(precision):
@@ -342,7 +351,10 @@ class StyleBank:
 
 
 def _check_number(name, value, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (lo <= value <= hi):
+    """A real number in [lo, hi] (Python or NumPy: ``numbers.Real``, bool excluded) -> float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [{lo}, {hi}], got {type(value).__name__}")
+    if not (lo <= value <= hi):
         raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
     return float(value)
 
@@ -384,12 +396,14 @@ def stylize(
             image; the paper's objective, see the module docstring).
         patch_size, stride: of the swap (paper: 3 and 1); ``stride <= patch_size``.
         content_size, style_size: longest side in px after resizing (None keeps the size).
-        alpha: in [0, 1]; target features = alpha·swapped + (1 − alpha)·content features.
+        alpha: a real number in [0, 1] (a Python or NumPy scalar); target features =
+            alpha·swapped + (1 − alpha)·content features.
         preserve_color: keep the content's colours (luminance-only transfer, see module docstring).
         iters: Adam iterations for ``method="optimize"`` (authors: 100).
-        device: ``"cpu"``, ``"cuda"``, ``"auto"``/None (CUDA when available).
+        device: ``"cpu"``, ``"cuda"`` / ``"cuda:N"``, ``"auto"``/None (CUDA when available); other
+            device types (``"meta"``, ``"gpu"``, ...) are a ValueError.
         style_weights: one non-negative weight per style (None = equal): multiplies that style's
-            matching scores.
+            matching scores. Only their ratios matter (see :class:`~styleswap_ext.PatchBank`).
         init: start of the optimisation: ``"content"`` (authors' default), ``"random"`` or
             ``"decoder"`` (the decoder's output).
         lr: Adam learning rate on the [0, 1] image (authors: 0.05).
@@ -448,9 +462,9 @@ def stylize(
 
     # inputs first, so that a bad file fails before any model is loaded
     # an image content stays uint8 until it is on the device (4x fewer bytes to copy, no CPU pass)
-    content_t, content_was_tensor = _load_as_tensor(content, content_size, "content_size", uint8=True)
+    content_t, content_was_tensor = _load_as_tensor(content, content_size, "content", uint8=True)
     out_device = content_t.device
-    style_ts = [_load_as_tensor(s, style_size, "style_size")[0] for s in styles_in]
+    style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
     for i, s in enumerate(style_ts):
         if s.shape[0] != 1:
             raise ValueError(f"style {i} must be one image, got a batch of {s.shape[0]}")
