@@ -109,6 +109,8 @@ std::unique_ptr<TileReducer> make_aten_reducer() { return std::make_unique<AtenR
 at::Tensor match_bank_tiled(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
                             int64_t n_s, int64_t k, int64_t s, Tiles tiles, TileReducer* reducer,
                             int64_t* row_tiles) {
+  // Indices are piecewise constant: no autograd through the GEMMs (inputs that require grad included).
+  const at::NoGradGuard no_grad;
   const auto bank_dtype = patches.scalar_type();
   const int64_t N = content_in.size(0), C = content_in.size(1), H = content_in.size(2), W = content_in.size(3);
   const int64_t D = C * k * k, R = patches.size(1);

@@ -260,6 +260,17 @@ def test_reduced_precision_float32_scores(dtype, tol, layout, seed):
     same_or_near_tie(idx, match_bank(content, cpu_patches, cpu_inv, n_s, k, s), content, styles, k, s, tol, weights)
 
 
+def test_inputs_that_require_grad():
+    g = torch.Generator().manual_seed(9)
+    content = torch.randn(1, 3, 9, 8, generator=g).requires_grad_()
+    style = torch.randn(1, 3, 7, 7, generator=g).requires_grad_()
+    patches, inv = prepare_bank([style.detach()], 3, 1)
+    args = (patches.requires_grad_(), inv.requires_grad_(), 25, 3, 1, 4, 6)
+    idx = tiled(content, *args)
+    assert not idx.requires_grad
+    assert torch.equal(idx, tiled(content.detach(), patches.detach(), inv.detach(), 25, 3, 1, 4, 6))
+
+
 def test_default_tiles_from_environment(monkeypatch):
     g = torch.Generator().manual_seed(8)
     content = torch.randn(1, 3, 12, 11, generator=g, dtype=torch.float64)

@@ -7,11 +7,15 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
 namespace styleswap {
+namespace tiled {
+class TileReducer;  // ../match_tiled.h
+}
 namespace cuda_ops {
 
 // Style tensors per bank that swap_gather / swap_gather_backward take (their kernel-argument table).
@@ -35,8 +39,14 @@ std::tuple<at::Tensor, at::Tensor> build_bank(const std::vector<at::Tensor>& sty
 at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
                       int64_t k, int64_t s);
 
-// Launches of each match kernel so far in this process, by name ("wmma", "wgmma", "tma", "float64").
+// Launches of each match kernel so far in this process, by name ("wmma", "wgmma", "tma", "float64",
+// "cublas", "cublas_fused": the last two count row tiles of the tiled driver).
 std::map<std::string, int64_t> match_kernel_launches();
+void count_tiled_launches(bool fused, int64_t row_tiles);
+
+// The tiled driver's fused reduce (match_reduce.cu): float32 score tiles read once, folded into
+// per-row packed keys on the current stream; `options` = the device of the tensors it will see.
+std::unique_ptr<tiled::TileReducer> make_fused_reducer(const at::TensorOptions& options);
 
 // swap_gather / swap_gather_backward on contiguous styles (<= MAX_STYLES) and contiguous indices
 // that are all in [0, n_s).
