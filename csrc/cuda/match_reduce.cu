@@ -1,7 +1,8 @@
 // The fused reduce of the tiled match driver (csrc/match_tiled.h) on CUDA, STYLESWAP_MATCH_KERNEL=
 // cublas_fused: one kernel per float32 score tile (written by cuBLAS) that reads it ONCE, scales each
 // column by its inverse norm and folds the tile into a running per-row packed 64-bit key, replacing
-// the ATen reduce's four passes (scale, NaN -> -inf, max, merge).
+// the ATen reduce's passes (scale, NaN -> -inf, max, merge). Only the kernels and their launchers
+// are here; the reducer object that owns the keys is host-compiled (FusedReducer, ops_cuda.cpp).
 //
 // One warp per content row: lanes walk the row's columns in ascending order (float4 loads where the
 // tile's row stride and pointers allow), keep (max, lowest column) with a strict '>' (NaN and -inf
@@ -15,9 +16,7 @@
 #include <c10/cuda/CUDAException.h>
 
 #include <cstdint>
-#include <memory>
 
-#include "../match_tiled.h"
 #include "cuda_common.cuh"
 #include "match_tile.cuh"
 #include "ops_cuda.h"
@@ -88,57 +87,32 @@ __global__ void keys_to_indices_kernel(const unsigned long long* __restrict__ ke
   out[i] = key == 0ull ? 0 : static_cast<int64_t>(0xFFFFFFFFull - (key & 0xFFFFFFFFull));
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-class FusedReducer final : public tiled::TileReducer {
- public:
-  explicit FusedReducer(const at::TensorOptions& options) : options_(options.dtype(at::kLong)) {}
-
-  void begin(int64_t rows) override {
-    if (!keys_.defined() || keys_.numel() < rows) keys_ = at::empty({rows}, options_);
-    rows_ = rows;
-    keys_.narrow(0, 0, rows).zero_();  // below every real key
-  }
-
-  void fold(const at::Tensor& scores, const at::Tensor& inv, int64_t j0) override {
-    // The driver hands float32 tiles (m, nt) with unit column stride and a contiguous inv (match_tiled.cpp).
-    TORCH_INTERNAL_ASSERT(scores.scalar_type() == at::kFloat && scores.stride(1) == 1 && inv.is_contiguous());
-    const int64_t m = scores.size(0), nt = scores.size(1), ld = scores.stride(0);
-    if (m == 0 || nt == 0) return;
-    const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-    const float* sp = scores.data_ptr<float>();
-    const float* ip = inv.data_ptr<float>();
-    auto* kp = reinterpret_cast<unsigned long long*>(keys_.data_ptr<int64_t>());
-    const unsigned int blocks = blocks_for(m, REDUCE_THREADS / 32);
-    if (ld % 4 == 0 && aligned16(sp) && aligned16(ip)) {
-      fold_scores_kernel<true><<<blocks, REDUCE_THREADS, 0, stream>>>(sp, ld, m, nt, ip, j0, kp);
-    } else {
-      fold_scores_kernel<false><<<blocks, REDUCE_THREADS, 0, stream>>>(sp, ld, m, nt, ip, j0, kp);
-    }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-
-  void finish(at::Tensor indices) override {
-    const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-    at::Tensor out = indices.is_contiguous() ? indices : at::empty_like(indices, at::MemoryFormat::Contiguous);
-    keys_to_indices_kernel<<<blocks_for(rows_, 256), 256, 0, stream>>>(
-        reinterpret_cast<const unsigned long long*>(keys_.data_ptr<int64_t>()), rows_, out.data_ptr<int64_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    if (!out.is_same(indices)) indices.copy_(out);
-  }
-
- private:
-  at::TensorOptions options_;
-  at::Tensor keys_;
-  int64_t rows_ = 0;
-};
-
 }  // namespace
 
 namespace cuda_ops {
 
-std::unique_ptr<tiled::TileReducer> make_fused_reducer(const at::TensorOptions& options) {
-  return std::make_unique<FusedReducer>(options);
+void fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
+                     int64_t* keys) {
+  if (rows <= 0 || nt <= 0) return;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  auto* kp = reinterpret_cast<unsigned long long*>(keys);
+  const unsigned int blocks = blocks_for(rows, REDUCE_THREADS / 32);
+  const bool vec = ld % 4 == 0 && reinterpret_cast<uintptr_t>(scores) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(inv) % 16 == 0;
+  if (vec) {
+    fold_scores_kernel<true><<<blocks, REDUCE_THREADS, 0, stream>>>(scores, ld, rows, nt, inv, j0, kp);
+  } else {
+    fold_scores_kernel<false><<<blocks, REDUCE_THREADS, 0, stream>>>(scores, ld, rows, nt, inv, j0, kp);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void keys_to_indices(const int64_t* keys, int64_t n, int64_t* out) {
+  if (n <= 0) return;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  keys_to_indices_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(reinterpret_cast<const unsigned long long*>(keys), n,
+                                                                  out);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace cuda_ops

@@ -1,4 +1,4 @@
-// The CUDA kernels of the five ops: their entry points, compiled by the host compiler. Every check
+// The CUDA kernels of the ops: their entry points, compiled by the host compiler. Every check
 // of the arguments and of the inputs (shapes, dtypes, NaN/Inf, index range, bank layout) runs and
 // raises here, before any nvcc-compiled host code is on the stack; only then are the drivers of
 // match_cuda.cu / gather_cuda.cu (ops_cuda.h) called. Why (benchmarks/CUDA_NOTES.md): on an H200
@@ -77,12 +77,45 @@ std::tuple<at::Tensor, at::Tensor> prepare_bank_cuda(at::TensorList styles_in, i
   return {patches, inv_norm};
 }
 
+// The fused reduce (match_reduce.cu) as the tiled driver's reducer: per row tile, one packed key per
+// row, zeroed, folded by one kernel per score tile, unpacked at the end. Host-compiled on purpose (the
+// allocations may throw; see the top of this file).
+class FusedReducer final : public tiled::TileReducer {
+ public:
+  explicit FusedReducer(const at::TensorOptions& options) : options_(options.dtype(at::kLong)) {}
+
+  void begin(int64_t rows) override {
+    if (!keys_.defined() || keys_.numel() < rows) keys_ = at::empty({rows}, options_);
+    rows_ = rows;
+    keys_.narrow(0, 0, rows).zero_();  // below every real key
+  }
+
+  void fold(const at::Tensor& scores, const at::Tensor& inv, int64_t j0) override {
+    // The driver hands float32 tiles (m, nt) with unit column stride and a contiguous inv.
+    TORCH_INTERNAL_ASSERT(scores.scalar_type() == at::kFloat && scores.stride(1) == 1 && inv.is_contiguous() &&
+                          scores.size(0) == rows_);
+    cuda_ops::fold_score_tile(scores.data_ptr<float>(), scores.stride(0), scores.size(0), scores.size(1),
+                              inv.data_ptr<float>(), j0, keys_.data_ptr<int64_t>());
+  }
+
+  void finish(at::Tensor indices) override {
+    at::Tensor out = indices.is_contiguous() ? indices : at::empty({rows_}, options_);
+    cuda_ops::keys_to_indices(keys_.data_ptr<int64_t>(), rows_, out.data_ptr<int64_t>());
+    if (!out.is_same(indices)) indices.copy_(out);
+  }
+
+ private:
+  at::TensorOptions options_;
+  at::Tensor keys_;
+  int64_t rows_ = 0;
+};
+
 // The tiled driver (../match_tiled.h: cuBLAS GEMMs on bounded tiles) with the fused reduce kernel, or
 // with the ATen reduce; float64 scores always take the ATen reduce (the kernel reads float32).
 at::Tensor match_tiled_cuda(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
                             int64_t n_s, int64_t k, int64_t s, tiled::Tiles tiles, bool fused) {
   fused = fused && patches.scalar_type() != at::kDouble;
-  std::unique_ptr<tiled::TileReducer> reducer = fused ? cuda_ops::make_fused_reducer(content.options()) : nullptr;
+  std::unique_ptr<tiled::TileReducer> reducer = fused ? std::make_unique<FusedReducer>(content.options()) : nullptr;
   int64_t row_tiles = 0;
   at::Tensor indices = tiled::match_bank_tiled(content, patches, inv_norm, n_s, k, s, tiles, reducer.get(), &row_tiles);
   cuda_ops::count_tiled_launches(fused, row_tiles);

@@ -7,15 +7,11 @@
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
 namespace styleswap {
-namespace tiled {
-class TileReducer;  // ../match_tiled.h
-}
 namespace cuda_ops {
 
 // Style tensors per bank that swap_gather / swap_gather_backward take (their kernel-argument table).
@@ -44,9 +40,12 @@ at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, cons
 std::map<std::string, int64_t> match_kernel_launches();
 void count_tiled_launches(bool fused, int64_t row_tiles);
 
-// The tiled driver's fused reduce (match_reduce.cu): float32 score tiles read once, folded into
-// per-row packed keys on the current stream; `options` = the device of the tensors it will see.
-std::unique_ptr<tiled::TileReducer> make_fused_reducer(const at::TensorOptions& options);
+// The tiled driver's fused reduce (match_reduce.cu), on the current stream: folds a float32 score
+// tile (rows x nt, row stride ld; inv = nt inverse norms of columns j0..) into `rows` packed keys
+// (zeroed before the first tile), read once; then keys_to_indices unpacks n keys (key 0 -> index 0).
+void fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
+                     int64_t* keys);
+void keys_to_indices(const int64_t* keys, int64_t n, int64_t* out);
 
 // swap_gather / swap_gather_backward on contiguous styles (<= MAX_STYLES) and contiguous indices
 // that are all in [0, n_s).
