@@ -3,7 +3,8 @@
 (``STYLESWAP_MATCH_KERNEL=cublas|cublas_fused``, tests/test_cuda.py); here CI checks its logic.
 
 Against an independent float64 computation of the scores (F.unfold of each style, norms + 1e-8,
-weights) and against the CPU op ``match_bank`` on the same bank: random shapes with tiles that force
+weights), the reference (a hypothesis property test in float64) and the CPU op ``match_bank`` on the
+same bank: random shapes with tiles that force
 many ragged row and column tiles, exact ties, zero-norm style patches, banks of several weighted
 styles, per-sample styles, non-contiguous inputs, the padded CUDA bank layout (padding must never
 win), NaN / -inf scores, float64, bfloat16 / float16 (scores compared by value, DESIGN.md §3).
@@ -16,6 +17,8 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import styleswap_ext  # noqa: F401  (registers the ops)
 from styleswap_ext import reference
@@ -123,6 +126,44 @@ def test_random_shapes_equal_reference_and_cpu_op(dtype, tol, seed):
     for other in (match_bank(content, patches, inv, n_s, k, s), tiled(content, patches, inv, n_s, k, s, n_c, n_s),
                   tiled(content, patches, inv, n_s, k, s, 1, 1)):
         same_or_near_tie(idx, other, content, styles, k, s, tol, weights)
+
+
+@st.composite
+def tiled_cases(draw):
+    """A float64 case (shapes, batch, shared / per-sample styles, weights, ReLU-like features with many
+    near-ties) and a tile shape from 1 x 1 up to past the whole problem."""
+    k = draw(st.integers(1, 5))
+    s = draw(st.integers(1, min(3, k)))
+    n, c = draw(st.integers(1, 2)), draw(st.sampled_from([1, 3, 8, 17]))
+    h, w = draw(st.integers(k, k + 12)), draw(st.integers(k, k + 12))
+    sizes = draw(st.lists(st.tuples(st.integers(k, k + 9), st.integers(k, k + 9), st.sampled_from([1, n])),
+                          min_size=1, max_size=3))
+    weighted, relu, seed = draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    act = torch.relu if relu else (lambda x: x)
+    content = act(torch.randn(n, c, h, w, generator=g, dtype=torch.float64))
+    styles = [act(torch.randn(b, c, hs, ws, generator=g, dtype=torch.float64)) for hs, ws, b in sizes]
+    weights = [draw(st.sampled_from([0.25, 1.0, 3.0])) for _ in styles] if weighted else None
+    n_c = grid(h, k, s) * grid(w, k, s)
+    n_s = sum(((hs - k) // s + 1) * ((ws - k) // s + 1) for hs, ws, _ in sizes)
+    tiles = (draw(st.integers(1, n_c + 2)), draw(st.integers(1, n_s + 2)))
+    return content, styles, k, s, weights, tiles
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(tiled_cases())
+def test_property_equals_reference(case):
+    """Property test (float64): the driver's pick is the reference's best score on every case, the
+    reference's own index wherever its winner is clear, and the CPU op's pick but for near-ties."""
+    content, styles, k, s, weights, (tr, tc) = case
+    patches, inv = prepare_bank(styles, k, s, weights)
+    n_s = inv.shape[1]
+    idx = tiled(content, patches, inv, n_s, k, s, tr, tc)
+    check_scores(idx, content, styles, k, s, 1e-12, weights, exact_where_clear=True)
+    if weights is None:
+        ref = reference.match_patches(content, styles, k, s)
+        same_or_near_tie(idx, ref, content, styles, k, s, 1e-12)
+    same_or_near_tie(idx, match_bank(content, patches, inv, n_s, k, s), content, styles, k, s, 1e-12, weights)
 
 
 def test_many_ragged_tiles_equal_one_tile():
