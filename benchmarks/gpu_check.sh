@@ -8,12 +8,22 @@
 #   STEPS="e2e train" BUDGET_S=200 bash benchmarks/gpu_check.sh   # a second call on the warm machine
 #   E2E_SIZES="4096 3840x2160" E2E_REFERENCE=0 ...   # only the bar cases, no conv-reference pipeline
 #   E2E_FORMATS=jpg SANITIZE_DEFAULT=0 ...           # JPEG output only; sanitise only the experimental kernels
+#   PRESET=tiled bash benchmarks/gpu_check.sh        # issue 25's call (docs/gpu_session.md): build, tests, the
+#                                                    # four match paths, the bench at 512/1024/4096x1024 px, sanitize
+#
+# PRESET=tiled only sets defaults (each can still be overridden): STEPS="build tests kernels bench
+# sanitize", EXP_KERNELS="cublas cublas_fused tma wgmma" (the tiled cuBLAS driver with the ATen and
+# the fused reduce, then the hand-written Hopper kernels), the CUDA suite per path without the tests
+# that do not depend on the match path (PATH_TESTS_K), bench cases 128:128,256:256,1024:256 in TF32
+# and bf16 with the conv reference only at 512 and 1024 px TF32 (CONV_AT), a tile sweep of the fused
+# path at 1024 px (TILE_SWEEP), no "highest" case, SANITIZE_DEFAULT=0, BUDGET_S=440.
 #
 # Steps (STEPS, in this order of value): build tests kernels bench e2e stages sanitize profile train quality.
 # "profile": Nsight Compute on one launch per mode of each match kernel (benchmarks/profile_match.py)
 # and the SASS instruction mix of the built extension (cuobjdump), for CUDA_NOTES' "what limits it".
-# "kernels" tests the experimental match kernels EXP_KERNELS (default "wgmma tma",
-# STYLESWAP_MATCH_KERNEL values; csrc/cuda/match_wgmma.cu) and times those that pass; only those
+# "kernels" tests the other match paths EXP_KERNELS (default "cublas cublas_fused wgmma tma",
+# STYLESWAP_MATCH_KERNEL values: the tiled cuBLAS driver of csrc/match_tiled.cpp with the ATen or the
+# fused reduce, the Hopper kernels of csrc/cuda/match_wgmma.cu) and times those that pass; only those
 # (OK_KERNELS) run in e2e, stages and sanitize, so a kernel that hangs or fails costs one capped test.
 # Each has its own cap, clipped to what is left of the budget; a failing step does not stop later
 # ones, and a step that gets too little time is skipped and listed at the end ("not run: ..."), so
@@ -29,13 +39,20 @@
 # one exists, the decoder checkpoint to resume from.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
+if [ "${PRESET:-}" = tiled ]; then
+  : "${STEPS:=build tests kernels bench sanitize}" "${EXP_KERNELS:=cublas cublas_fused tma wgmma}" "${BUDGET_S:=440}"
+  : "${TEST_FILES:=test_cuda}" "${BENCH_CASES:=128:128,256:256,1024:256}" "${CONV_AT=128:128:tf32,256:256:tf32}"
+  : "${HIGHEST_CASE=}" "${BENCH_SKIP:=tiles,bank}" "${TILE_SWEEP:=4096,2048 8192,1024 2048,4096 8192,2048}"
+  : "${SANITIZE_DEFAULT:=0}"
+  : "${PATH_TESTS_K:=not experimental and not gather_equals and not backward_equals and not compile}"
+fi
 OUT=${OUT:-$PWD/gpu_out}
 RUN=${RUN_DIR:-$PWD/gpu_run}
 CARRY=${CARRY:-.carry}
 mkdir -p "$OUT" "$RUN"
 CARRY=$(cd "$CARRY" 2>/dev/null && pwd || echo "$PWD/$CARRY")  # absolute: the children run elsewhere
 STEPS=${STEPS:-"build tests kernels bench e2e stages sanitize profile train quality"}
-EXP_KERNELS=${EXP_KERNELS:-"wgmma tma"}
+EXP_KERNELS=${EXP_KERNELS:-"cublas cublas_fused wgmma tma"}
 # Without the kernels step: wgmma, whose tests passed on the H200 (2026-11-27).
 OK_KERNELS=${OK_KERNELS:-wgmma}
 PY=${PYTHON:-python3}
@@ -86,7 +103,7 @@ pack
 
 if want tests 30; then
   # One process per file: a crash in one (2026-11-27: a SIGSEGV in test_cuda.py) must not hide the other.
-  for t in test_cuda test_patch_bank; do
+  for t in ${TEST_FILES:-test_cuda test_patch_bank}; do
     timeout $(limit 75) $PY -m pytest tests/$t.py -q -rs -p no:cacheprovider -k "not experimental" > "$RUN/tests_$t.log" 2>&1
     stamp "tests $t rc=$? : $(tail -1 "$RUN/tests_$t.log" | cut -c1-200)"
     grep -E "^(FAILED|ERROR)|^  File .*tests/.* in test_" "$RUN/tests_$t.log" | head -20 | tee -a "$RUN/summary.txt"
@@ -95,21 +112,27 @@ if want tests 30; then
 fi
 
 if want kernels 30; then
-  # The experimental Hopper kernels, before the figures that use them: is the sm_90a code there, do
-  # a kernel's own tests pass (short cap: a pipeline that deadlocks shows up here as a timeout),
-  # does the whole CUDA suite pass with it, how fast is it next to the bare GEMM?
+  # The other match paths (STYLESWAP_MATCH_KERNEL): the tiled cuBLAS driver (cublas, cublas_fused) and the
+  # experimental Hopper kernels, before the figures that use them: is the sm_90a code there, do a
+  # path's own tests pass (short cap: a pipeline that deadlocks shows up here as a timeout), does the
+  # CUDA suite pass with it (each in its own process), how fast is it next to the bare GEMM (here only
+  # when the bench step is not asked for; otherwise the bench step times them)?
   $PY -c "from styleswap_ext import _C; print('wgmma_available', _C.wgmma_available(0))" 2>&1 | tee -a "$RUN/summary.txt"
   OK_KERNELS=""
+  # Leave the bench step its time (KERNELS_RESERVE s, when it is asked for): a path not tested for
+  # lack of time is not timed either, but the default and the GEMM floor still are.
+  reserve=0; has bench && reserve=${KERNELS_RESERVE:-120}
   for kernel in $EXP_KERNELS; do
-    if [ "$(left)" -lt 30 ]; then NOT_RUN="$NOT_RUN kernels-$kernel"; stamp "kernel $kernel not tested: out of time"; continue; fi
-    timeout $(limit 45) $PY -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider -k "experimental and $kernel" \
+    if [ "$(left)" -lt $(( 30 + reserve )) ]; then NOT_RUN="$NOT_RUN kernels-$kernel"; stamp "kernel $kernel not tested: out of time"; continue; fi
+    # ("not KERNEL_fused": -k matches substrings, and cublas's own tests are not cublas_fused's)
+    timeout $(limit 45) $PY -m pytest tests/test_cuda.py -q -rs -p no:cacheprovider -k "experimental and $kernel and not ${kernel}_fused" \
       > "$RUN/tests_own_$kernel.log" 2>&1
     rc=$?
     stamp "tests experimental $kernel rc=$rc : $(tail -1 "$RUN/tests_own_$kernel.log" | cut -c1-200)"
     grep -E "^(FAILED|ERROR)|Error" "$RUN/tests_own_$kernel.log" | head -10 | tee -a "$RUN/summary.txt"
     [ $rc -eq 0 ] || continue
-    STYLESWAP_MATCH_KERNEL=$kernel timeout $(limit 100) $PY -m pytest tests/test_cuda.py tests/test_patch_bank.py -q -rs \
-      -p no:cacheprovider -k "not experimental" > "$RUN/tests_$kernel.log" 2>&1
+    STYLESWAP_MATCH_KERNEL=$kernel timeout $(limit $(( $(left) - reserve < 100 ? $(left) - reserve : 100 ))) $PY -m pytest $(for f in ${TEST_FILES:-test_cuda test_patch_bank}; do echo tests/$f.py; done) \
+      -q -rs -p no:cacheprovider -k "${PATH_TESTS_K:-not experimental}" > "$RUN/tests_$kernel.log" 2>&1
     stamp "tests (STYLESWAP_MATCH_KERNEL=$kernel) rc=$? : $(tail -1 "$RUN/tests_$kernel.log" | cut -c1-200)"
     grep -E "^(FAILED|ERROR)" "$RUN/tests_$kernel.log" | head -10 | tee -a "$RUN/summary.txt"
     # A crash of the suite that is not this kernel's (the default kernel's tests step shows it too)
@@ -118,7 +141,7 @@ if want kernels 30; then
   done
   OK_KERNELS=$(echo $OK_KERNELS)
   stamp "experimental kernels that passed: ${OK_KERNELS:-none}"
-  if [ -n "$OK_KERNELS" ] && [ "$(left)" -ge 40 ]; then
+  if [ -n "$OK_KERNELS" ] && ! has bench && [ "$(left)" -ge 40 ]; then
     timeout $(limit 100) $PY benchmarks/bench_gpu.py --kernels "$(echo $OK_KERNELS | tr ' ' ,)" --skip conv,tiles,bank,agree \
       --highest-case "" --cases 128:128,256:256,1024:256 --out "$RUN/bench_kernels.json" > "$RUN/bench_kernels.log" 2> "$RUN/bench_kernels.err"
     stamp "bench kernels rc=$?"
@@ -127,7 +150,15 @@ if want kernels 30; then
 fi
 
 if want bench 60; then
-  timeout $(limit 160) $PY benchmarks/bench_gpu.py --out "$RUN/bench.json" ${BENCH_ARGS:-} > "$RUN/bench.log" 2> "$RUN/bench.err"
+  bench_args=(--out "$RUN/bench.json")
+  [ -n "${BENCH_CASES:-}" ] && bench_args+=(--cases "$BENCH_CASES")
+  [ -n "${BENCH_SKIP:-}" ] && bench_args+=(--skip "$BENCH_SKIP")
+  [ -n "${CONV_AT+set}" ] && bench_args+=(--conv-at "$CONV_AT")
+  [ -n "${HIGHEST_CASE+set}" ] && bench_args+=(--highest-case "$HIGHEST_CASE")
+  [ -n "${TILE_SWEEP:-}" ] && bench_args+=(--tile-sweep "$TILE_SWEEP")
+  # the match paths that passed the kernels step (or OK_KERNELS as given), beside the default
+  [ -n "$OK_KERNELS" ] && bench_args+=(--kernels "$(echo $OK_KERNELS | tr ' ' ,)")
+  timeout $(limit 160) $PY benchmarks/bench_gpu.py "${bench_args[@]}" ${BENCH_ARGS:-} > "$RUN/bench.log" 2> "$RUN/bench.err"
   rc=$?
   stamp "bench rc=$rc"
   if [ $rc -ne 0 ] && [ -s "$RUN/bench.json" ]; then  # cut short: report what was measured

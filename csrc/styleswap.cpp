@@ -226,6 +226,11 @@ TORCH_LIBRARY(styleswap, m) {
       "swap_gather_backward(Tensor grad, Tensor indices, Tensor[] styles, int patch_size, int stride) "
       "-> Tensor[]");
   m.def("style_swap(Tensor content, Tensor[] styles, int patch_size, int stride) -> Tensor");
+  // Private: the tiled match driver (match_tiled.h) on any bank, for tests and benchmarks; tiles 0 =
+  // default, fused = the CUDA fused reduce kernel.
+  m.def(
+      "_match_bank_tiled(Tensor content, Tensor patches, Tensor inv_norm, int num_patches, int patch_size, "
+      "int stride, int tile_rows=0, int tile_cols=0, bool fused=False) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {

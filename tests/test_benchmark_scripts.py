@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -62,6 +63,26 @@ def test_bench_gpu_dry_run(tmp_path, bench_script):
     assert all(r["results"]["ours_bank"]["status"] == "ok" for r in records)
 
 
+def test_bench_gpu_dry_run_tiled_paths(tmp_path, bench_script):
+    """The issue-25 options: the tiled paths as --kernels, a tile sweep, the conv reference at one case."""
+    import json
+
+    bench = bench_script("bench_gpu")
+    out = tmp_path / "bench.json"
+    assert bench.main(["--dry-run", "--out", str(out), "--repeats", "1", "--modes", "tf32", "--highest-case", "",
+                       "--skip", "tiles,bank,agree", "--kernels", "cublas,cublas_fused", "--tile-sweep", "64,32 8,8",
+                       "--conv-at", "9:8:tf32"]) == 0
+    records = json.loads(out.read_text())["records"]
+    # (a dry run always adds its "highest" case)
+    assert [(r["mode"], r["results"]["conv"]["status"]) for r in records] == [
+        ("tf32", "ok"), ("tf32", "skipped"), ("highest", "skipped")]
+    for r in records:
+        assert r["results"]["ours_cublas"]["status"] == r["results"]["ours_cublas_fused"]["status"] == "ok"
+    assert {k for k in records[0]["results"] if "@" in k} == {"ours_cublas_fused@64,32", "ours_cublas_fused@8,8"}
+    with pytest.raises(SystemExit, match="tile-sweep"):
+        bench.main(["--dry-run", "--tile-sweep", "64x32"])
+
+
 def test_e2e_stages_splits_one_run(tmp_path, vgg_weights, bench_script):
     import json
 
@@ -88,15 +109,21 @@ def test_bench_gpu_bars_per_kernel(bench_script):
 
     rec = {"mode": "tf32", "content_map": 256, "style_map": 256, "content_px": 1024, "style_px": 1024,
            "results": {"conv": {"status": "skipped"}, "peer": ok(70.0), "gemm": ok(56.0),
-                       "ours": ok(210.0), "ours_tma": ok(65.0, 1.2)}}
+                       "ours": ok(210.0), "ours_tma": ok(65.0, 1.2), "ours_cublas_fused": ok(60.0)}}
     bars = {(b["case"], b["bar"]): b["pass"] for b in bench.evaluate_bars([rec])}
     assert bars == {
         ("1024x1024 tf32", "ours faster than peer"): False,
         ("1024x1024 tf32", "ours <= 1.25x gemm"): False,
         ("1024x1024 tf32", "<= 1 GiB peak extra"): True,
+        ("1024x1024 tf32", "#25 <= 1.15x gemm"): False,
+        ("1024x1024 tf32 cublas_fused", "ours faster than peer"): True,
+        ("1024x1024 tf32 cublas_fused", "ours <= 1.25x gemm"): True,
+        ("1024x1024 tf32 cublas_fused", "<= 1 GiB peak extra"): True,
+        ("1024x1024 tf32 cublas_fused", "#25 <= 1.15x gemm"): True,  # issue 25's stricter TF32 bar
         ("1024x1024 tf32 tma", "ours faster than peer"): True,
         ("1024x1024 tf32 tma", "ours <= 1.25x gemm"): True,
         ("1024x1024 tf32 tma", "<= 1 GiB peak extra"): False,
+        ("1024x1024 tf32 tma", "#25 <= 1.15x gemm"): False,  # 1.16x
     }
     rec["results"]["conv"] = {"status": "OOM"}
     assert bench.evaluate_bars([rec])[2] == {"case": "1024x1024 tf32", "bar": ">= 2.5x faster than conv",

@@ -396,3 +396,68 @@ def test_experimental_hopper_kernel(kernel, mode, precision, monkeypatch):
             # wgmma truncates the operands, WMMA rounds them, so with c = 1, k = 1, where every score is
             # a near-tie, most picks differ; both are within the tolerance checked above.)
             assert (wg == wmma).float().mean().item() > 0.97, (c, k, s)
+
+
+TILED_MODES = dict(MODES, float64=(torch.float64, "highest", 1e-12))
+
+
+@pytest.mark.parametrize("path", ["cublas", "cublas_fused"])
+@pytest.mark.parametrize("mode", list(TILED_MODES))
+def test_experimental_tiled_path(path, mode, precision, monkeypatch):
+    """STYLESWAP_MATCH_KERNEL=cublas|cublas_fused: the tiled driver (csrc/match_tiled.cpp, cuBLAS GEMMs)
+    with the ATen reduce or the fused reduce kernel (csrc/cuda/match_reduce.cu; float64 always takes
+    the ATen reduce). It ran (launch counts), its scores are within the mode's tolerance and exact
+    where the best is clear; through the private op, small tiles (many ragged row and column tiles)
+    stay within the tolerance and the two reduces give bit-identical picks on the same tiles; padded
+    bank rows never win; exact ties go to the lowest index across column tiles; extra memory stays
+    O(tile). benchmarks/gpu_check.sh also reruns this whole module with the variable set."""
+    from styleswap_ext import _C
+
+    dtype, prec, tol = TILED_MODES[mode]
+    precision(prec)
+    counted = "cublas" if dtype == torch.float64 else path
+    g = torch.Generator().manual_seed(31)
+    for c, k, s, hc, hs in [(17, 3, 1, 30, 19), (64, 3, 1, 24, 21), (1, 1, 1, 40, 33), (8, 5, 2, 37, 26)]:
+        content = torch.randn(2, c, hc, hc + 3, generator=g).to(dtype)
+        styles = [torch.randn(1, c, hs, hs + 1, generator=g).to(dtype), torch.randn(2, c, hs - 2, hs, generator=g).to(dtype)]
+        dc, ds = content.to(DEV), [st.to(DEV) for st in styles]
+        monkeypatch.setenv("STYLESWAP_MATCH_KERNEL", path)
+        before = _C.match_kernel_launches()
+        idx = torch.ops.styleswap.match_patches(dc, ds, k, s)
+        after = _C.match_kernel_launches()
+        assert after[counted] > before[counted] and after["wmma"] == before["wmma"], (path, before, after)
+        _check_scores(idx, content, styles, k, s, tol, exact_where_clear=True)
+        patches, inv = torch.ops.styleswap.prepare_bank(ds, k, s)
+        n_s = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+        small = [torch.ops.styleswap._match_bank_tiled(dc, patches, inv, n_s, k, s, 37, 45, fused) for fused in (False, True)]
+        assert torch.equal(small[0], small[1])
+        _check_scores(small[1], content, styles, k, s, tol, exact_where_clear=True)
+
+    # Every real score negative: a padded bank row (score exactly 0) would win if it were read.
+    style = (torch.rand(1, 8, 12, 15, generator=g) + 0.1).to(dtype)
+    content = (-(torch.rand(1, 8, 11, 9, generator=g) + 0.1)).to(dtype)
+    idx = torch.ops.styleswap.match_patches(content.to(DEV), [style.to(DEV)], 3, 1)
+    assert int(idx.max()) < 130
+    _check_scores(idx, content, [style], 3, 1, tol)
+
+    # Exact ties across column tiles: twin patches 9 columns apart, tiles of 5 bank rows.
+    half = torch.randn(1, 16, 10, 9, generator=g)
+    tw = torch.cat([half, half], dim=3).to(dtype).to(DEV)
+    patches, inv = torch.ops.styleswap.prepare_bank([tw], 3, 1)
+    ct = tw[:, :, 2:7, 9:16].contiguous()
+    for fused in (False, True):
+        got = torch.ops.styleswap._match_bank_tiled(ct, patches, inv, 8 * 16, 3, 1, 4, 5, fused).cpu()[0]
+        assert torch.equal(got, torch.tensor([[(2 + i) * 16 + j for j in range(5)] for i in range(3)])), got
+
+    if mode == "tf32":
+        # O(tile) memory: 16,129 x 16,129 patches would be 1 GiB of float32 scores.
+        c = torch.randn(1, 64, 129, 129, device=DEV)
+        st = torch.randn(1, 64, 129, 129, device=DEV)
+        patches, inv = torch.ops.styleswap.prepare_bank([st], 3, 1)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        torch.ops.styleswap.match_bank(c, patches, inv, 127 * 127, 3, 1)
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - base
+        assert extra < 160 * 2**20, f"{extra / 2**20:.0f} MiB extra"

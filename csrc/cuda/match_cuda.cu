@@ -92,8 +92,8 @@ std::optional<match_detail::WgmmaKernel> wgmma_kernel() {
 
 // Launches of each match kernel since the process started (one per content chunk), for tests
 // that must know which kernel ran: an experimental kernel falls back to WMMA quietly.
-enum class Launched { Wmma, Wgmma, Tma, Float64 };
-constexpr const char* LAUNCHED_NAMES[] = {"wmma", "wgmma", "tma", "float64"};  // in enum order
+enum class Launched { Wmma, Wgmma, Tma, Float64, Cublas, CublasFused };
+constexpr const char* LAUNCHED_NAMES[] = {"wmma", "wgmma", "tma", "float64", "cublas", "cublas_fused"};  // enum order
 std::array<std::atomic<int64_t>, std::size(LAUNCHED_NAMES)> launch_counts{};
 void count_launch(Launched k) { launch_counts[static_cast<int>(k)].fetch_add(1, std::memory_order_relaxed); }
 
@@ -336,6 +336,11 @@ at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, cons
       TORCH_INTERNAL_ASSERT(false, "match_bank: dtype ", content.scalar_type(), " was not rejected by ops_cuda.cpp");
   }
   return indices;
+}
+
+void count_tiled_launches(bool fused, int64_t row_tiles) {
+  launch_counts[static_cast<int>(fused ? Launched::CublasFused : Launched::Cublas)].fetch_add(
+      row_tiles, std::memory_order_relaxed);
 }
 
 std::map<std::string, int64_t> match_kernel_launches() {

@@ -1,4 +1,4 @@
-// The CUDA kernels of the five ops: their entry points, compiled by the host compiler. Every check
+// The CUDA kernels of the ops: their entry points, compiled by the host compiler. Every check
 // of the arguments and of the inputs (shapes, dtypes, NaN/Inf, index range, bank layout) runs and
 // raises here, before any nvcc-compiled host code is on the stack; only then are the drivers of
 // match_cuda.cu / gather_cuda.cu (ops_cuda.h) called. Why (benchmarks/CUDA_NOTES.md): on an H200
@@ -10,11 +10,14 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "../match_tiled.h"
 #include "../patch_grid.h"
 #include "ops_cuda.h"
 
@@ -74,6 +77,71 @@ std::tuple<at::Tensor, at::Tensor> prepare_bank_cuda(at::TensorList styles_in, i
   return {patches, inv_norm};
 }
 
+// The fused reduce (match_reduce.cu) as the tiled driver's reducer: per row tile, one packed key per
+// row, zeroed, folded by one kernel per score tile, unpacked at the end. Host-compiled on purpose (the
+// allocations may throw; see the top of this file).
+class FusedReducer final : public tiled::TileReducer {
+ public:
+  explicit FusedReducer(const at::TensorOptions& options) : options_(options.dtype(at::kLong)) {}
+
+  void begin(int64_t rows) override {
+    if (!keys_.defined() || keys_.numel() < rows) keys_ = at::empty({rows}, options_);
+    rows_ = rows;
+    keys_.narrow(0, 0, rows).zero_();  // below every real key
+  }
+
+  void fold(const at::Tensor& scores, const at::Tensor& inv, int64_t j0) override {
+    // The driver hands float32 tiles (m, nt) with unit column stride and a contiguous inv.
+    TORCH_INTERNAL_ASSERT(scores.scalar_type() == at::kFloat && scores.stride(1) == 1 && inv.is_contiguous() &&
+                          scores.size(0) == rows_);
+    cuda_ops::fold_score_tile(scores.data_ptr<float>(), scores.stride(0), scores.size(0), scores.size(1),
+                              inv.data_ptr<float>(), j0, keys_.data_ptr<int64_t>());
+  }
+
+  void finish(at::Tensor indices) override {
+    at::Tensor out = indices.is_contiguous() ? indices : at::empty({rows_}, options_);
+    cuda_ops::keys_to_indices(keys_.data_ptr<int64_t>(), rows_, out.data_ptr<int64_t>());
+    if (!out.is_same(indices)) indices.copy_(out);
+  }
+
+ private:
+  at::TensorOptions options_;
+  at::Tensor keys_;
+  int64_t rows_ = 0;
+};
+
+// The tiled driver (../match_tiled.h: cuBLAS GEMMs on bounded tiles) with the fused reduce kernel, or
+// with the ATen reduce; float64 scores always take the ATen reduce (the kernel reads float32).
+at::Tensor match_tiled_cuda(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
+                            int64_t n_s, int64_t k, int64_t s, tiled::Tiles tiles, bool fused) {
+  fused = fused && patches.scalar_type() != at::kDouble;
+  std::unique_ptr<tiled::TileReducer> reducer = fused ? std::make_unique<FusedReducer>(content.options()) : nullptr;
+  int64_t row_tiles = 0;
+  at::Tensor indices = tiled::match_bank_tiled(content, patches, inv_norm, n_s, k, s, tiles, reducer.get(), &row_tiles);
+  cuda_ops::count_tiled_launches(fused, row_tiles);
+  return indices;
+}
+
+// Match paths: 0 = the kernels of match_cuda.cu (WMMA, or wgmma/tma when asked for; float64: chunked
+// DGEMM), 1 = the tiled driver with the ATen reduce, 2 = with the fused reduce kernel.
+// The path used when STYLESWAP_MATCH_KERNEL names none, one line per precision: the GPU run of
+// docs/gpu_session.md sets these to the fastest path whose tests pass (unchanged until then).
+constexpr int DEFAULT_PATH_FLOAT32 = 0;  // TF32 and "highest"
+constexpr int DEFAULT_PATH_REDUCED = 0;  // bfloat16, float16
+constexpr int DEFAULT_PATH_FLOAT64 = 0;
+
+// STYLESWAP_MATCH_KERNEL=cublas | cublas_fused selects the tiled driver, wmma | wgmma | tma the
+// kernels of match_cuda.cu; unset (or another value) = the default above. Read per call.
+int match_path(at::ScalarType dtype) {
+  if (const char* v = std::getenv("STYLESWAP_MATCH_KERNEL")) {
+    const std::string name(v);
+    if (name == "cublas") return 1;
+    if (name == "cublas_fused") return 2;
+    if (name == "wmma" || name == "wgmma" || name == "tma") return 0;
+  }
+  return dtype == at::kDouble ? DEFAULT_PATH_FLOAT64 : dtype == at::kFloat ? DEFAULT_PATH_FLOAT32 : DEFAULT_PATH_REDUCED;
+}
+
 at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
                            int64_t n_s, int64_t k, int64_t s) {
   const auto dtype = content_in.scalar_type();
@@ -95,6 +163,9 @@ at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patch
   const c10::cuda::CUDAGuard guard(content_in.device());
   const at::Tensor content = content_in.contiguous();
   check_finite({content}, "match_patches: content", /*indexed=*/false);
+  if (const int path = match_path(content.scalar_type())) {
+    return match_tiled_cuda(content, patches, inv_norm, n_s, k, s, tiled::default_tiles(content.device()), path == 2);
+  }
   return cuda_ops::match_bank(content, patches, inv_norm, n_s, k, s);
 }
 
@@ -131,9 +202,21 @@ std::vector<at::Tensor> swap_gather_backward_cuda(const at::Tensor& grad_in, con
   return cuda_ops::swap_gather_backward(grad, indices, styles, k, s);
 }
 
+// The private op (styleswap.cpp): the tiled driver on any bank of the accepted dtypes.
+at::Tensor match_bank_tiled_cuda(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
+                                 int64_t n_s, int64_t k, int64_t s, int64_t tile_rows, int64_t tile_cols, bool fused) {
+  tiled::check_tiled_args(content, patches, inv_norm, n_s, k, s, tile_rows, tile_cols);
+  check_cuda_dtype("_match_bank_tiled", content.scalar_type());
+  TORCH_CHECK_VALUE(n_s < (int64_t{1} << 31), "_match_bank_tiled: at most 2^31 - 1 style patches are supported");
+  const c10::cuda::CUDAGuard guard(content.device());
+  return match_tiled_cuda(content, patches, inv_norm, n_s, k, s,
+                          tiled::resolve_tiles(content.device(), tile_rows, tile_cols), fused);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(styleswap, CUDA, m) {
+  m.impl("_match_bank_tiled", &match_bank_tiled_cuda);
   m.impl("prepare_bank", &prepare_bank_cuda);
   m.impl("match_bank", &match_bank_cuda);
   m.impl("match_patches", &match_patches_cuda);

@@ -35,8 +35,17 @@ std::tuple<at::Tensor, at::Tensor> build_bank(const std::vector<at::Tensor>& sty
 at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
                       int64_t k, int64_t s);
 
-// Launches of each match kernel so far in this process, by name ("wmma", "wgmma", "tma", "float64").
+// Launches of each match kernel so far in this process, by name ("wmma", "wgmma", "tma", "float64",
+// "cublas", "cublas_fused": the last two count row tiles of the tiled driver).
 std::map<std::string, int64_t> match_kernel_launches();
+void count_tiled_launches(bool fused, int64_t row_tiles);
+
+// The tiled driver's fused reduce (match_reduce.cu), on the current stream: folds a float32 score
+// tile (rows x nt, row stride ld; inv = nt inverse norms of columns j0..) into `rows` packed keys
+// (zeroed before the first tile), read once; then keys_to_indices unpacks n keys (key 0 -> index 0).
+void fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
+                     int64_t* keys);
+void keys_to_indices(const int64_t* keys, int64_t n, int64_t* out);
 
 // swap_gather / swap_gather_backward on contiguous styles (<= MAX_STYLES) and contiguous indices
 // that are all in [0, n_s).
