@@ -56,15 +56,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import image_io, tiling
+from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .patch_bank import PatchBank
 
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
            "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
 
-METHODS = ("decoder", "optimize")
-INITS = ("content", "random", "decoder")
-PRECISIONS = ("fp32", "tf32", "bf16")
 NORM_EPS = 1e-8  # the authors' epsilon in ||patch|| + eps
 
 ImageLike = Union[str, os.PathLike, Image.Image, torch.Tensor]
@@ -203,9 +201,6 @@ def swap_features(content_features: torch.Tensor, style_features: List[torch.Ten
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Sum of squared differences between vertical and horizontal neighbours (the authors' TV)."""
     return (image[..., 1:, :] - image[..., :-1, :]).pow(2).sum() + (image[..., :, 1:] - image[..., :, :-1]).pow(2).sum()
-
-
-TV_WEIGHT = 1e-5  # on a [0, 1] image; see the module docstring
 
 
 def objective(encoder: VGGEncoder, image: torch.Tensor, target: torch.Tensor, tv_weight: float = TV_WEIGHT,
