@@ -84,7 +84,7 @@ def _float_in(lo, hi=None, lo_open=False):
 
 
 def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
-    from .pipeline import INITS, PRECISIONS, TV_WEIGHT
+    from ._choices import INITS, PRECISIONS, TV_WEIGHT  # not .pipeline: that imports torch
 
     g = p.add_argument_group("style swap")
     g.add_argument("--method", choices=("decoder", "optimize"), default=None if demo else "decoder",
@@ -128,8 +128,13 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
+    """The whole command line. ``train_options=False`` leaves out the options of ``train-decoder``,
+    whose module imports torch (``main`` builds them only when that command is asked for)."""
+    from . import __version__
+
     parser = _Parser(prog=PROG, description="Fast patch-based style transfer by style swap (Chen & Schmidt 2016).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -164,13 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file (default styleswap-demo.png)")
     _add_run_options(d, demo=True)
 
-    from .training import add_arguments as _add_train_arguments
-
     t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
                        description="Train the decoder on random crops of content and style images and their "
                                    "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
                                    "DistributedDataParallel. See docs/training.md.")
-    _add_train_arguments(t, _int_at_least, _float_in)
+    if train_options:
+        from .training import add_arguments as _add_train_arguments
+
+        _add_train_arguments(t, _int_at_least, _float_in)
     return parser
 
 
@@ -231,11 +237,11 @@ def _load_styles_and_models(args):
 
 
 def _run_stylize(args) -> int:
+    _check_common(args)  # before the imports below, which load torch
     from . import distributed, image_io, pipeline
     from .image_io import ImageLoadError, is_image_path
     from .overlap import BackgroundSaver, Prefetcher
 
-    _check_common(args)
     content = Path(args.content)
     out = Path(args.output)
     if content.is_dir():
@@ -326,6 +332,22 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None):
     )
 
 
+def _is_image_name(path: Path) -> bool:
+    from PIL import Image
+
+    return path.suffix.lower() in Image.registered_extensions()
+
+
+def _check_names_a_directory(out: Path, why: str) -> None:
+    """An output that is to be a directory (and will be created) must not be named like a file:
+    ``-o notadir.png`` would otherwise become a directory of that name."""
+    from .video import is_video_path
+
+    if not out.exists() and (_is_image_name(out) or is_video_path(out)):
+        raise UsageError(f"{why}, so -o must be a directory, but {str(out)!r} names a file; "
+                         "give a directory name such as styled_frames/")
+
+
 def _check_common(args) -> None:
     if args.stride > args.patch_size:
         raise UsageError(f"--stride ({args.stride}) must not exceed --patch-size ({args.patch_size})")
@@ -337,15 +359,16 @@ def _check_common(args) -> None:
 
 
 def _run_video(args) -> int:
+    _check_common(args)  # before the imports below, which load torch
     from . import distributed, pipeline, video
     from .image_io import ImageLoadError, is_image_path
 
-    _check_common(args)
     src, out = Path(args.input), Path(args.output)
     frames_dir = src.is_dir()
     if frames_dir:
         if out.exists() and not out.is_dir():
             raise UsageError(f"IN is a directory of frames, so -o must be a directory too, but {str(out)!r} is a file")
+        _check_names_a_directory(out, "IN is a directory of frames")
         files = sorted(p for p in src.iterdir() if is_image_path(p))
         if not files:
             raise ImageLoadError(f"no image files in directory: {src}")
@@ -356,6 +379,9 @@ def _run_video(args) -> int:
             raise UsageError(f"output {str(out)!r} is a directory; give a video file name such as out.mp4")
         if not out.suffix:
             raise UsageError(f"output {str(out)!r} has no extension: use e.g. .mp4, .mkv or .webm")
+        if _is_image_name(out) and not video.is_video_path(out):
+            raise UsageError(f"IN is a video file, so -o must be a video file too, but {str(out)!r} names an "
+                             "image: use e.g. .mp4, .mkv or .webm (a directory of frames gives a directory)")
         if not out.parent.is_dir():
             raise UsageError(f"output directory does not exist: {str(out.parent)!r}")
         video.require_av()
@@ -459,7 +485,10 @@ def _describe(exc: BaseException, where=None) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``styleswap`` console script; returns the exit code."""
-    parser = build_parser()
+    # Parse and check the arguments before anything imports torch (~2 s): --help and usage errors
+    # answer at once (tests/test_cli_startup.py).
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(train_options="train-decoder" in words)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
