@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import image_io, tiling
+from . import image_io, memory_plan, tiling
 from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .patch_bank import PatchBank
@@ -306,6 +306,8 @@ class StyleBank:
         self.device = resolve_device(device)
         self.patch_size, self.stride, self.precision = patch_size, stride, precision
         self.style_weights = style_weights
+        memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
+                                 patch_size=patch_size, stride=stride, precision=precision)
         style_ts = [_load_as_tensor(s, style_size, "style_size")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
         feats = []
@@ -440,6 +442,9 @@ def stylize(
         tile_size = tiling.default_tile_size(dev)
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 0:
         raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
+    # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
+    memory_plan.check_inputs(dev, content, content_size, styles_in, style_size, tile_size=tile_size, method=method,
+                             patch_size=patch_size, stride=stride, precision=precision, init=init)
 
     # inputs first, so that a bad file fails before any model is loaded
     # an image content stays uint8 until it is on the device (4x fewer bytes to copy, no CPU pass)
