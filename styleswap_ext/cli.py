@@ -169,6 +169,18 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
                    help="output file (default styleswap-demo.png)")
     _add_run_options(d, demo=True)
 
+    w = sub.add_parser("weights", help="put the VGG-19 weights into the cache, or show where they come from",
+                       description="The VGG-19 encoder's weights: 'install PATH' checks a file (torchvision's "
+                                   "vgg19-dcbb9e9d.pth or its conv1_1-conv3_1 slice: the layers and their sha256) "
+                                   "and puts it into the cache, where every later run finds it offline; "
+                                   "'status' shows where a run would take them from.")
+    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
+    wsub.required = True
+    wi = wsub.add_parser("install", help="check a weights file and put it into the cache")
+    wi.add_argument("path", metavar="PATH", help="torchvision's vgg19-dcbb9e9d.pth, or its conv1_1-conv3_1 slice")
+    wi.add_argument("-q", "--quiet", action="store_true", help="no message")
+    wsub.add_parser("status", help="where the weights come from, and the cache's state")
+
     t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
                        description="Train the decoder on random crops of content and style images and their "
                                    "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
@@ -448,6 +460,22 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _run_weights(args) -> int:
+    from . import models
+
+    if args.weights_command == "install":
+        target = models.install_vgg_weights(args.path)
+        _info(args, f"installed the VGG-19 weights (conv1_1-conv3_1, sha256 checked) in {target}")
+        return 0
+    st = models.vgg_weights_status()
+    cache_state = {None: "absent", True: "present, sha256 checked", False: "present but NOT the expected weights"}
+    print(f"cache: {st['cache']} ({cache_state[st['cache_ok']]})")
+    where = {"env": f"${models.ENV_VGG_WEIGHTS} = {st['path']}", "cache": "the cache",
+             "download": f"a download of {st['path']} (548 MB; needs the internet)"}[st["source"]]
+    print(f"a run without --vgg-weights takes them from {where}")
+    return 0
+
+
 def _run_train(args) -> int:
     from .training import check_arguments, train
 
@@ -498,6 +526,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run_demo(args)
         if args.command == "train-decoder":
             return _run_train(args)
+        if args.command == "weights":
+            return _run_weights(args)
         if args.command == "video":
             return _run_video(args)
         return _run_stylize(args)
