@@ -26,8 +26,8 @@ $(VENV)/.deps: requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -r requirements-dev.txt
 	touch $@
 
-# Rebuilt whenever a C++/CUDA source or setup.py changes.
-$(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
+# Rebuilt whenever a C++/CUDA source, setup.py or pyproject.toml changes.
+$(VENV)/.built: $(VENV)/.deps setup.py pyproject.toml $(shell find csrc -type f)
 	$(BIN)/pip install --no-build-isolation -e .
 	touch $@
 
