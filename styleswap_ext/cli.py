@@ -244,7 +244,7 @@ def _load_styles_and_models(args):
     decoder = None
     if args.method == "decoder" or args.init == "decoder":
         decoder = load_decoder(args.decoder_weights)
-    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    encoder = load_encoder(args.vgg_weights, progress=args.progress)
     return styles, encoder, decoder
 
 
@@ -301,7 +301,7 @@ def _run_stylize(args) -> int:
             return 0
         bank = _style_bank(args, styles, encoder, device)
         bar = tqdm(contents, total=len(jobs), desc="images", unit="img", file=sys.stderr,
-                   disable=args.quiet or not many, dynamic_ncols=True)
+                   disable=not args.progress or not many, dynamic_ncols=True)
         for (src, dst), loaded in bar:
             try:
                 result = _stylize_one(args, loaded.result(), bank, encoder, decoder)
@@ -330,7 +330,7 @@ def _style_bank(args, styles, encoder, device):
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
-                              precision=args.precision, tile_size=args.tile_size, progress=not args.quiet)
+                              precision=args.precision, tile_size=args.tile_size, progress=args.progress)
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None):
@@ -340,7 +340,7 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None):
         content, bank, method=args.method, content_size=args.content_size, alpha=args.alpha,
         preserve_color=args.preserve_color, iters=args.iters, init=args.init, lr=args.lr,
         tv_weight=args.tv_weight, encoder=encoder, decoder=decoder,
-        progress=(not args.quiet) if progress is None else progress, tile_size=args.tile_size,
+        progress=args.progress if progress is None else progress, tile_size=args.tile_size,
     )
 
 
@@ -416,11 +416,11 @@ def _run_video(args) -> int:
         return _stylize_one(args, t, bank, encoder, decoder, progress=False)
 
     if frames_dir:
-        n = video.stylize_frames_dir(src, out, frame_fn, progress=not args.quiet, files=files)
+        n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)
         _info(args, f"wrote {n} frames to {out}")
         return 0
     info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,
-                               max_frames=args.max_frames, progress=not args.quiet)
+                               max_frames=args.max_frames, progress=args.progress)
     audio = f", {info['audio_streams']} audio stream(s) copied" if info["audio_streams"] else ""
     _info(args, f"wrote {out} ({info['frames']} frames, {info['size'][0]}x{info['size'][1]}, "
                 f"{info['fps']:.3g} fps, {info['codec']}{audio})")
@@ -448,12 +448,12 @@ def _run_demo(args) -> int:
         why = "" if args.method else "no trained decoder is installed, so "
         _info(args, f"styleswap demo: {why}using --method optimize "
                     f"({args.iters} iterations, lr {DEMO_LR}, at {size} px on {device.type})")
-    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    encoder = load_encoder(args.vgg_weights, progress=args.progress)
     start = time.perf_counter()
     result = pipeline.stylize(
         DEMO_CONTENT, DEMO_STYLE, method=method, content_size=size, style_size=args.style_size,
         iters=args.iters, lr=DEMO_LR, device=device, precision=args.precision, encoder=encoder,
-        decoder=decoder, progress=not args.quiet,
+        decoder=decoder, progress=args.progress,
     )
     save_image(result, out)
     _info(args, f"wrote {out} ({result.width}x{result.height} px) in {time.perf_counter() - start:.1f} s")
@@ -521,6 +521,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
+    args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
     try:
         if args.command == "demo":
             return _run_demo(args)
