@@ -15,9 +15,9 @@ terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipelin
 
 The per-pixel working-memory figures were measured on the CPU (peak RSS above the loaded models,
 fp32, ``benchmarks``-style runs at 512 and 1024 px: encoder 780, decoder 770-940, one optimisation
-step 1,690-2,640 bytes per image px; the larger of each is used). Whole runs of ``styleswap
-stylize`` are within 25 % of the estimate (docs/high_resolution.md, "Memory"). ``STYLESWAP_NO_MEMORY_CHECK=1``
-skips the check.
+step 1,690-2,640 bytes per image px; the larger of each, rounded up, is used). The estimate of a
+whole ``stylize`` came out 9-26 % above its measured peak (docs/high_resolution.md, "Memory").
+``STYLESWAP_NO_MEMORY_CHECK=1`` skips the check.
 """
 
 from __future__ import annotations

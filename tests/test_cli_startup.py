@@ -35,6 +35,7 @@ def _run(*argv):
     (["--version"], 0),
     (["stylize", "--help"], 0),
     (["video", "--help"], 0),
+    (["weights", "--help"], 0),
     (["stylize", "a.jpg"], 2),                                          # argparse: missing -o
     (["stylize", "a.jpg", "b.jpg", "-o", "x.png", "--stride", "4"], 2),  # checked after parsing
     (["stylize", "a.jpg", "b.jpg", "-o", "x.png", "--style-weights", "1", "2"], 2),
