@@ -276,6 +276,13 @@ def _run_stylize(args) -> int:
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
+    if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
+        from . import memory_plan, tiling
+
+        memory_plan.check_inputs(device, jobs[0][0], args.content_size, args.styles, args.style_size,
+                                 tile_size=tiling.default_tile_size(device) if args.tile_size is None else args.tile_size,
+                                 method=args.method, patch_size=args.patch_size, stride=args.stride,
+                                 precision=args.precision, init=args.init)
     from tqdm.auto import tqdm
 
     failures = 0
