@@ -26,12 +26,18 @@ $(VENV)/.deps: requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -r requirements-dev.txt
 	touch $@
 
-# Rebuilt whenever a C++/CUDA source or setup.py changes.
-$(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
+# Rebuilt whenever a C++/CUDA source, setup.py or pyproject.toml changes.
+$(VENV)/.built: $(VENV)/.deps setup.py pyproject.toml $(shell find csrc -type f)
 	$(BIN)/pip install --no-build-isolation -e .
 	touch $@
 
+# The VGG-19 weights found above (or given in STYLESWAP_VGG19_WEIGHTS) also go into the user's
+# weights cache (hash checked), so that `styleswap` in the activated .venv finds them later, offline.
+# A file that fails the check is reported and left out ("-": setup goes on).
 setup: $(VENV)/.built
+ifneq ($(STYLESWAP_VGG19_WEIGHTS),)
+	-$(BIN)/styleswap weights install "$(STYLESWAP_VGG19_WEIGHTS)"
+endif
 
 demo: setup
 	$(BIN)/styleswap demo

@@ -1,4 +1,4 @@
-"""Build of styleswap_ext and its compiled operator library styleswap_ext._C.
+"""Build of the compiled operator library styleswap_ext._C (the package metadata is in pyproject.toml).
 
 The CPU kernels are always built. The CUDA kernels (csrc/cuda/*.cu) are built when torch is a
 CUDA build, a CUDA toolkit is found (CUDA_HOME / nvcc) and either a GPU is visible or
@@ -10,7 +10,7 @@ import glob
 import os
 
 import torch
-from setuptools import find_packages, setup
+from setuptools import setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -76,18 +76,9 @@ def _extension():
     )
 
 
+# Everything else (name, version, dependencies, the `styleswap` script, package data) is in
+# pyproject.toml.
 setup(
-    name="styleswap",
-    version="0.1.0",
-    description="Fast exact patch-based style swap (Chen & Schmidt 2016) as a PyTorch C++/CUDA extension",
-    packages=find_packages(include=["styleswap_ext", "styleswap_ext.*"]),
-    package_data={"styleswap_ext": ["assets/*", "weights/*"]},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy", "pillow", "tqdm"],
-    # `styleswap video` on video files reads/writes them through PyAV (its wheels ship FFmpeg);
-    # directories of frames need nothing extra.
-    extras_require={"video": ["av"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    entry_points={"console_scripts": ["styleswap=styleswap_ext.cli:main"]},
 )

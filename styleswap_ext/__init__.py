@@ -8,11 +8,38 @@ Operator API (features in, features out):
 * :class:`PatchBank` -- the normalised style patch bank, prepared once and reused for many
   contents (video frames, collections): ``PatchBank(style).swap(content)``;
 * :mod:`styleswap_ext.reference` -- the paper's conv2d/argmax/conv_transpose2d formulation.
+
+The names below are loaded on first use (PEP 562), so ``import styleswap_ext`` alone, and with it
+``styleswap --help`` or ``styleswap_ext.__version__``, does not pay for importing torch and the
+compiled library (about 2 s). The first use of any of them (``styleswap_ext.style_swap``,
+``from styleswap_ext import PatchBank``, ...) or ``import styleswap_ext.ops`` registers the
+``styleswap::`` ops with torch.
 """
 
-from .module import StyleSwap
-from .ops import CUDA_BUILT, match_patches, style_swap
-from .patch_bank import PatchBank
-from .pipeline import stylize  # image-level API: encoder, swap, decoder or optimisation
+import importlib
+
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it from here
+
+# public name -> submodule that defines it
+_LAZY = {
+    "StyleSwap": "module",
+    "CUDA_BUILT": "ops",
+    "match_patches": "ops",
+    "style_swap": "ops",
+    "PatchBank": "patch_bank",
+    "stylize": "pipeline",  # image-level API: encoder, swap, decoder or optimisation
+}
 
 __all__ = ["StyleSwap", "PatchBank", "match_patches", "style_swap", "stylize", "CUDA_BUILT"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups do not come back here
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

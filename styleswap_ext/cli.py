@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from ._choices import MIN_TILE_SIZE
+
 PROG = "styleswap"
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_CONTENT = ASSETS / "cat.jpg"
@@ -86,10 +88,7 @@ def _float_in(lo, hi=None, lo_open=False):
 
 def _tile_size(text):
     """--tile-size: 0 (never tile) or at least tiling.min_tile_size (smaller tiles are mostly halo)."""
-    from .models import VGGEncoder
-    from .tiling import min_tile_size
-
-    lo = min_tile_size(VGGEncoder())  # the architecture's halo; no weights needed
+    lo = MIN_TILE_SIZE  # = tiling.min_tile_size(VGGEncoder()), as a constant: parsing must not import torch
     try:
         value = int(text)
     except ValueError:
@@ -101,7 +100,7 @@ def _tile_size(text):
 
 
 def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
-    from .pipeline import INITS, PRECISIONS, TV_WEIGHT
+    from ._choices import INITS, PRECISIONS, TV_WEIGHT  # not .pipeline: that imports torch
 
     g = p.add_argument_group("style swap")
     g.add_argument("--method", choices=("decoder", "optimize"), default=None if demo else "decoder",
@@ -146,8 +145,13 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
+    """The whole command line. ``train_options=False`` leaves out the options of ``train-decoder``,
+    whose module imports torch (``main`` builds them only when that command is asked for)."""
+    from . import __version__
+
     parser = _Parser(prog=PROG, description="Fast patch-based style transfer by style swap (Chen & Schmidt 2016).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -182,13 +186,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file (default styleswap-demo.png)")
     _add_run_options(d, demo=True)
 
-    from .training import add_arguments as _add_train_arguments
+    w = sub.add_parser("weights", help="put the VGG-19 weights into the cache, or show where they come from",
+                       description="The VGG-19 encoder's weights: 'install PATH' checks a file (torchvision's "
+                                   "vgg19-dcbb9e9d.pth or its conv1_1-conv3_1 slice: the layers and their sha256) "
+                                   "and puts it into the cache, where every later run finds it offline; "
+                                   "'status' shows where a run would take them from.")
+    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
+    wsub.required = True
+    wi = wsub.add_parser("install", help="check a weights file and put it into the cache")
+    wi.add_argument("path", metavar="PATH", help="torchvision's vgg19-dcbb9e9d.pth, or its conv1_1-conv3_1 slice")
+    wi.add_argument("-q", "--quiet", action="store_true", help="no message")
+    wsub.add_parser("status", help="where the weights come from, and the cache's state")
 
     t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
                        description="Train the decoder on random crops of content and style images and their "
                                    "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
                                    "DistributedDataParallel. See docs/training.md.")
-    _add_train_arguments(t, _int_at_least, _float_in)
+    if train_options:
+        from .training import add_arguments as _add_train_arguments
+
+        _add_train_arguments(t, _int_at_least, _float_in)
     return parser
 
 
@@ -270,16 +287,16 @@ def _load_styles_and_models(args):
     decoder = None
     if args.method == "decoder" or args.init == "decoder":
         decoder = load_decoder(args.decoder_weights)
-    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    encoder = load_encoder(args.vgg_weights, progress=args.progress)
     return styles, encoder, decoder
 
 
 def _run_stylize(args) -> int:
+    _check_common(args)  # before the imports below, which load torch
     from . import distributed, image_io, pipeline
     from .image_io import ImageLoadError, is_image_path
     from .overlap import BackgroundSaver, Prefetcher
 
-    _check_common(args)
     content = Path(args.content)
     out = Path(args.output)
     if content.is_dir():
@@ -304,6 +321,13 @@ def _run_stylize(args) -> int:
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
+    if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
+        from . import memory_plan, tiling
+
+        memory_plan.check_inputs(device, jobs[0][0], args.content_size, args.styles, args.style_size,
+                                 tile_size=tiling.default_tile_size(device) if args.tile_size is None else args.tile_size,
+                                 method=args.method, patch_size=args.patch_size, stride=args.stride,
+                                 precision=args.precision, init=args.init)
     from tqdm.auto import tqdm
 
     failures = 0
@@ -329,7 +353,7 @@ def _run_stylize(args) -> int:
             return 0
         bank = _style_bank(args, styles, encoder, device)
         bar = tqdm(contents, total=len(jobs), desc="images", unit="img", file=sys.stderr,
-                   disable=args.quiet or not many, dynamic_ncols=True)
+                   disable=not args.progress or not many, dynamic_ncols=True)
         for (src, dst), loaded in bar:
             try:
                 result = _stylize_one(args, loaded.result(), bank, encoder, decoder)
@@ -358,7 +382,7 @@ def _style_bank(args, styles, encoder, device):
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
-                              precision=args.precision, tile_size=args.tile_size, progress=not args.quiet)
+                              precision=args.precision, tile_size=args.tile_size, progress=args.progress)
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None):
@@ -368,8 +392,24 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None):
         content, bank, method=args.method, content_size=args.content_size, alpha=args.alpha,
         preserve_color=args.preserve_color, iters=args.iters, init=args.init, lr=args.lr,
         tv_weight=args.tv_weight, encoder=encoder, decoder=decoder,
-        progress=(not args.quiet) if progress is None else progress, tile_size=args.tile_size,
+        progress=args.progress if progress is None else progress, tile_size=args.tile_size,
     )
+
+
+def _is_image_name(path: Path) -> bool:
+    from PIL import Image
+
+    return path.suffix.lower() in Image.registered_extensions()
+
+
+def _check_names_a_directory(out: Path, why: str) -> None:
+    """An output that is to be a directory (and will be created) must not be named like a file:
+    ``-o notadir.png`` would otherwise become a directory of that name."""
+    from .video import is_video_path
+
+    if not out.exists() and (_is_image_name(out) or is_video_path(out)):
+        raise UsageError(f"{why}, so -o must be a directory, but {str(out)!r} names a file; "
+                         "give a directory name such as styled_frames/")
 
 
 def _check_common(args) -> None:
@@ -389,15 +429,16 @@ def _check_common(args) -> None:
 
 
 def _run_video(args) -> int:
+    _check_common(args)  # before the imports below, which load torch
     from . import distributed, pipeline, video
     from .image_io import ImageLoadError, is_image_path
 
-    _check_common(args)
     src, out = Path(args.input), Path(args.output)
     frames_dir = src.is_dir()
     if frames_dir:
         if out.exists() and not out.is_dir():
             raise UsageError(f"IN is a directory of frames, so -o must be a directory too, but {str(out)!r} is a file")
+        _check_names_a_directory(out, "IN is a directory of frames")
         files = sorted(p for p in src.iterdir() if is_image_path(p))
         if not files:
             raise ImageLoadError(f"no image files in directory: {src}")
@@ -408,6 +449,9 @@ def _run_video(args) -> int:
             raise UsageError(f"output {str(out)!r} is a directory; give a video file name such as out.mp4")
         if not out.suffix:
             raise UsageError(f"output {str(out)!r} has no extension: use e.g. .mp4, .mkv or .webm")
+        if _is_image_name(out) and not video.is_video_path(out):
+            raise UsageError(f"IN is a video file, so -o must be a video file too, but {str(out)!r} names an "
+                             "image: use e.g. .mp4, .mkv or .webm (a directory of frames gives a directory)")
         if not out.parent.is_dir():
             raise UsageError(f"output directory does not exist: {str(out.parent)!r}")
         video.require_av()
@@ -433,11 +477,11 @@ def _run_video(args) -> int:
         return _stylize_one(args, t, bank, encoder, decoder, progress=False)
 
     if frames_dir:
-        n = video.stylize_frames_dir(src, out, frame_fn, progress=not args.quiet, files=files)
+        n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)
         _info(args, f"wrote {n} frames to {out}")
         return 0
     info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,
-                               max_frames=args.max_frames, progress=not args.quiet)
+                               max_frames=args.max_frames, progress=args.progress)
     audio = f", {info['audio_streams']} audio stream(s) copied" if info["audio_streams"] else ""
     _info(args, f"wrote {out} ({info['frames']} frames, {info['size'][0]}x{info['size'][1]}, "
                 f"{info['fps']:.3g} fps, {info['codec']}{audio})")
@@ -465,15 +509,31 @@ def _run_demo(args) -> int:
         why = "" if args.method else "no trained decoder is installed, so "
         _info(args, f"styleswap demo: {why}using --method optimize "
                     f"({args.iters} iterations, lr {DEMO_LR}, at {size} px on {device.type})")
-    encoder = load_encoder(args.vgg_weights, progress=not args.quiet)
+    encoder = load_encoder(args.vgg_weights, progress=args.progress)
     start = time.perf_counter()
     result = pipeline.stylize(
         DEMO_CONTENT, DEMO_STYLE, method=method, content_size=size, style_size=args.style_size,
         iters=args.iters, lr=DEMO_LR, device=device, precision=args.precision, encoder=encoder,
-        decoder=decoder, progress=not args.quiet,
+        decoder=decoder, progress=args.progress,
     )
     save_image(result, out)
     _info(args, f"wrote {out} ({result.width}x{result.height} px) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _run_weights(args) -> int:
+    from . import models
+
+    if args.weights_command == "install":
+        target = models.install_vgg_weights(args.path)
+        _info(args, f"installed the VGG-19 weights (conv1_1-conv3_1, sha256 checked) in {target}")
+        return 0
+    st = models.vgg_weights_status()
+    cache_state = {None: "absent", True: "present, sha256 checked", False: "present but NOT the expected weights"}
+    print(f"cache: {st['cache']} ({cache_state[st['cache_ok']]})")
+    where = {"env": f"${models.ENV_VGG_WEIGHTS} = {st['path']}", "cache": "the cache",
+             "download": f"a download of {st['path']} (548 MB; needs the internet)"}[st["source"]]
+    print(f"a run without --vgg-weights takes them from {where}")
     return 0
 
 
@@ -514,18 +574,25 @@ def _describe(exc: BaseException, where=None) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``styleswap`` console script; returns the exit code."""
-    parser = build_parser()
+    # Parse and check the arguments before anything imports torch (~2 s): --help and usage errors
+    # answer at once (tests/test_cli_startup.py).
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(train_options="train-decoder" in words)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     warnings_shown = contextlib.ExitStack()
     warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
+    # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
+    args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
     try:
         if args.command == "demo":
             return _run_demo(args)
         if args.command == "train-decoder":
             return _run_train(args)
+        if args.command == "weights":
+            return _run_weights(args)
         if args.command == "video":
             return _run_video(args)
         return _run_stylize(args)

@@ -68,9 +68,15 @@ __all__ = [
     "ENV_VGG_WEIGHTS",
     "cache_dir",
     "packaged_decoder_path",
+    "install_vgg_weights",
+    "vgg_weights_status",
+    "VGG19_SLICE_SHA256",
 ]
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+# sha256 of torchvision's conv1_1...conv3_1 (in that file), taken over the tensors rather than a file, so
+# that the full checkpoint and any slice of it give the same digest (see vgg_slice_digest).
+VGG19_SLICE_SHA256 = "9424b015b11ea22aa96ea9ed5d44c5466fab9c9cd2658c95844dd827fa65d27a"
 ENV_VGG_WEIGHTS = "STYLESWAP_VGG19_WEIGHTS"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -265,6 +271,57 @@ def _download_vgg(layer: str, progress: bool) -> dict:
     except OSError:
         pass
     return sliced
+
+
+def vgg_slice_digest(sliced: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the keys ``<index>.weight/bias`` in layer order, each key's name and then its
+    float32 values: the identity of the weights, whatever file they came from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(sliced, key=lambda k: (int(k.split(".")[0]), k)):
+        h.update(key.encode())
+        h.update(sliced[key].detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def install_vgg_weights(path) -> Path:
+    """Put the VGG-19 weights of ``path`` (torchvision's full checkpoint or its conv1_1-conv3_1
+    slice) into the cache, where :func:`load_encoder` finds them offline. Checks that the file has
+    the layers up to relu3_1 and that they are torchvision's ImageNet weights
+    (:data:`VGG19_SLICE_SHA256`). Returns the cached file."""
+    sliced = _slice_vgg(_read_state_dict(path, "VGG-19 weights"), "relu3_1", str(path))
+    digest = vgg_slice_digest(sliced)
+    if digest != VGG19_SLICE_SHA256:
+        raise RuntimeError(f"{path} does not hold torchvision's VGG-19 ImageNet weights (vgg19-dcbb9e9d.pth): "
+                           f"the sha256 of its conv1_1-conv3_1 is {digest[:16]}..., expected "
+                           f"{VGG19_SLICE_SHA256[:16]}... (other weights can still be used with --vgg-weights)")
+    target = _cache_file("relu3_1")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        torch.save(sliced, tmp)
+    return target
+
+
+def vgg_weights_status() -> dict:
+    """Where :func:`load_encoder` (without ``weights``) would take the VGG-19 weights from now:
+    ``{"source": "env" | "cache" | "download", "path": ..., "cache": <cache file>, "cache_ok": bool|None}``
+    (``cache_ok``: whether the cached file, if there is one, has the expected digest)."""
+    cache = _cache_file("relu3_1")
+    cache_ok = None
+    if cache.is_file():
+        try:
+            cache_ok = vgg_slice_digest(_slice_vgg(_read_state_dict(cache, "cached VGG-19 weights"), "relu3_1",
+                                                   str(cache))) == VGG19_SLICE_SHA256
+        except RuntimeError:
+            cache_ok = False
+    if os.environ.get(ENV_VGG_WEIGHTS):
+        source, path = "env", os.environ[ENV_VGG_WEIGHTS]
+    elif cache.is_file():
+        source, path = "cache", str(cache)
+    else:
+        source, path = "download", VGG19_URL
+    return {"source": source, "path": path, "cache": str(cache), "cache_ok": cache_ok}
 
 
 def load_encoder(

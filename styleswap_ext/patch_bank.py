@@ -30,9 +30,12 @@ from tqdm.auto import tqdm
 from . import ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
 from ._inputs import StyleArg, check_geometry, covering_grid, prepare, prepare_styles, real_list
 
-# With progress=True, contents of more patches than this are matched in row slabs (~2 % each) so
-# that a bar can move; smaller ones take one call.
+# With progress=True, contents of more patches than this, or matches of more content x style patch
+# pairs than PROGRESS_MIN_PAIRS (the work: ~2 s on a 2-core CPU; a 512 px photo against a 1024 px
+# style is 16x that), are matched in row slabs (~2 % each) so that a bar can move; smaller ones take
+# one call.
 PROGRESS_MIN_PATCHES = 1 << 16
+PROGRESS_MIN_PAIRS = 1 << 26
 PROGRESS_MIN_SLAB = 8192  # patches per slab at least (keeps every thread / SM busy)
 
 
@@ -108,7 +111,8 @@ class PatchBank:
         def call(c):
             return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s)
 
-        if not progress or content.shape[0] * grid_h * grid_w <= PROGRESS_MIN_PATCHES or grid_h < 2:
+        n_c = content.shape[0] * grid_h * grid_w
+        if not progress or (n_c <= PROGRESS_MIN_PATCHES and n_c * self.num_patches <= PROGRESS_MIN_PAIRS) or grid_h < 2:
             return call(content)
         # Slab of grid rows [i0, i1) = content rows [i0*s, (i1-1)*s + k); the last slab runs to the
         # bottom edge, so its covering grid takes the same replicate-padded extra row as the whole.

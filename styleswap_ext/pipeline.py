@@ -56,7 +56,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import image_io, tiling
+from . import image_io, memory_plan, tiling
+from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .patch_bank import PatchBank
@@ -64,9 +65,6 @@ from .patch_bank import PatchBank
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
            "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
 
-METHODS = ("decoder", "optimize")
-INITS = ("content", "random", "decoder")
-PRECISIONS = ("fp32", "tf32", "bf16")
 NORM_EPS = 1e-8  # the authors' epsilon in ||patch|| + eps
 
 ImageLike = Union[str, os.PathLike, Image.Image, torch.Tensor]
@@ -213,9 +211,6 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return (image[..., 1:, :] - image[..., :-1, :]).pow(2).sum() + (image[..., :, 1:] - image[..., :, :-1]).pow(2).sum()
 
 
-TV_WEIGHT = 1e-5  # on a [0, 1] image; see the module docstring
-
-
 def objective(encoder: VGGEncoder, image: torch.Tensor, target: torch.Tensor, tv_weight: float = TV_WEIGHT,
               feature_norm: Optional[float] = None) -> Tuple[torch.Tensor, float]:
     """The optimisation objective at ``image`` (see the module docstring for the scaling).
@@ -320,6 +315,8 @@ class StyleBank:
         self.device = resolve_device(device)
         self.patch_size, self.stride, self.precision = patch_size, stride, precision
         self.style_weights = style_weights
+        memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
+                                 patch_size=patch_size, stride=stride, precision=precision)
         style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
         feats = []
@@ -459,6 +456,9 @@ def stylize(
         tile_size = tiling.default_tile_size(dev)
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 0:
         raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
+    # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
+    memory_plan.check_inputs(dev, content, content_size, styles_in, style_size, tile_size=tile_size, method=method,
+                             patch_size=patch_size, stride=stride, precision=precision, init=init)
 
     # inputs first, so that a bad file fails before any model is loaded
     # an image content stays uint8 until it is on the device (4x fewer bytes to copy, no CPU pass)

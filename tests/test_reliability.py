@@ -331,4 +331,6 @@ def test_the_minimum_is_eight_encoder_halos():
     from styleswap_ext import tiling
     from styleswap_ext.models import VGGEncoder
 
-    assert tiling.min_tile_size(VGGEncoder()) == 8 * tiling.encoder_halo(VGGEncoder()) == 96
+    from styleswap_ext._choices import MIN_TILE_SIZE  # the CLI's constant (its parser imports no torch)
+
+    assert tiling.min_tile_size(VGGEncoder()) == 8 * tiling.encoder_halo(VGGEncoder()) == MIN_TILE_SIZE == 96

@@ -1,0 +1,9 @@
+"""The pipeline's option values, in a module without torch: the command line builds its parser
+from them before anything heavy is imported (``styleswap --help`` in a fraction of a second).
+:mod:`styleswap_ext.pipeline` re-exports them."""
+
+METHODS = ("decoder", "optimize")
+INITS = ("content", "random", "decoder")
+PRECISIONS = ("fp32", "tf32", "bf16")
+TV_WEIGHT = 1e-5  # on a [0, 1] image; see styleswap_ext.pipeline's docstring
+MIN_TILE_SIZE = 96  # --tile-size minimum: tiling.min_tile_size(VGGEncoder()), 8 encoder halos (a test ties them)

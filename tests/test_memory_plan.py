@@ -1,0 +1,120 @@
+"""The memory plan: a stylisation that cannot fit is refused before it allocates, with the figures
+and the options that would fit; plans that fit run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from styleswap_ext import memory_plan, pipeline
+from styleswap_ext.memory_plan import MemoryPlanError, estimate
+
+ROOT = Path(__file__).resolve().parents[1]
+GiB = 2**30
+
+
+def test_cli_refuses_an_impossible_content_size_at_once(tmp_path, image_files, vgg_weights):
+    """The issue's case: --content-size 100000 used to fill 21 GB in two minutes and be killed (137)."""
+    content, style = image_files
+    out = tmp_path / "out.png"
+    env = dict(os.environ, STYLESWAP_VGG19_WEIGHTS=str(vgg_weights), PYTHONPATH=str(ROOT))
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "styleswap_ext", "stylize", str(content), str(style),
+                           "--content-size", "100000", "-o", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    took = time.monotonic() - start
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("styleswap: error: "), proc.stderr
+    assert "GiB of memory on cpu" in lines[0] and "available" in lines[0] and "--content-size" in lines[0]
+    assert took < 60, took  # checked before the models load: ~4 s on a loaded 2-core machine
+    assert not out.exists()
+
+
+def _plan(c, s=(512, 512), **kw):
+    return estimate((c, c), [(s, s)], **kw)
+
+
+def test_estimate_grows_with_the_sizes_and_tiles_bound_the_passes():
+    small, big = _plan((512, 512)), _plan((2048, 2048))
+    assert big.total > 10 * small.total
+    assert _plan((512, 512), (1024, 1024)).total > small.total
+    # the content's encoder/decoder pass is bounded by the tile, not by the image
+    untiled, tiled = _plan((4096, 4096), tile_size=0), _plan((4096, 4096), tile_size=1024)
+    assert tiled.passes["decoding"] < untiled.passes["decoding"] / 10
+    assert tiled.held == untiled.held
+    # the optimisation is not tiled and costs more than a decoder pass
+    assert _plan((1024, 1024), method="optimize").total > _plan((1024, 1024)).total
+
+
+def test_estimate_counts_the_patch_bank():
+    """n_s style patches of 256·k² floats: a 1024 px square style at k = 3 has 254² of them."""
+    plan = estimate(None, [((1024, 1024), (1024, 1024))])
+    assert plan.held["style 1 patch bank"] == 254 * 254 * (256 * 9 * 4 + 4)
+
+
+@pytest.fixture
+def one_gib(monkeypatch):
+    monkeypatch.setattr(memory_plan, "available_bytes", lambda device: GiB)
+
+
+def test_refusal_names_both_figures_and_options_that_fit(one_gib):
+    with pytest.raises(MemoryPlanError) as info:
+        memory_plan.check("cpu", (3000, 4000), None, [(800, 600)], None, tile_size=1024)
+    msg = str(info.value)
+    assert "1.0 GiB is available" in msg and "would need about" in msg
+    size = int(msg.split("--content-size ")[1].split(",")[0].split()[0])
+    assert 16 < size < 4000
+    # the suggested size fits, with the 20 % kept spare
+    assert memory_plan.check("cpu", (3000, 4000), size, [(800, 600)], None, tile_size=1024).total <= 0.8 * GiB
+
+
+def test_refusal_suggests_the_style_size_when_the_style_is_the_problem(one_gib):
+    with pytest.raises(MemoryPlanError, match=r"--style-size \d+"):
+        memory_plan.check("cpu", (300, 400), None, [(6000, 6000)], None, tile_size=1024)
+
+
+def test_plans_that_fit_are_not_refused(one_gib):
+    assert memory_plan.check("cpu", (384, 512), None, [(512, 512)], None, tile_size=1024).total < GiB / 2
+
+
+def test_unknown_availability_refuses_nothing(monkeypatch):
+    monkeypatch.setattr(memory_plan, "available_bytes", lambda device: None)
+    memory_plan.check("cpu", (10**5, 10**5), None, [(10**5, 10**5)], None, tile_size=0)
+
+
+def test_the_check_can_be_switched_off(one_gib, monkeypatch):
+    monkeypatch.setenv("STYLESWAP_NO_MEMORY_CHECK", "1")
+    memory_plan.check("cpu", (10**5, 10**5), None, [(512, 512)], None, tile_size=0)
+
+
+def test_available_bytes_on_this_machine():
+    avail = memory_plan.available_bytes("cpu")
+    assert avail is not None and 0 < avail < 2**50
+
+
+def test_stylize_refuses_before_resizing(one_gib, monkeypatch, content_pil, style_pil):
+    """Python API: the check runs before the content is resized (which alone would take GiBs)."""
+    def no_resize(*a, **k):
+        raise AssertionError("resized before the memory check")
+
+    monkeypatch.setattr(pipeline.image_io, "resize_longest", no_resize)
+    with pytest.raises(MemoryPlanError, match="--content-size"):
+        pipeline.stylize(content_pil, style_pil, content_size=50000, device="cpu",
+                         encoder=torch.nn.Identity(), decoder=torch.nn.Identity())
+    with pytest.raises(MemoryPlanError, match="--style-size"):
+        pipeline.StyleBank([style_pil], encoder=None, style_size=50000, device="cpu")
+
+
+def test_image_hw_reads_headers_and_shapes(image_files, content_pil):
+    content, _ = image_files
+    assert memory_plan.image_hw(content) == (content_pil.height, content_pil.width)
+    assert memory_plan.image_hw(content_pil) == (content_pil.height, content_pil.width)
+    assert memory_plan.image_hw(torch.zeros(2, 3, 20, 30)) == (20, 30)
+    assert memory_plan.image_hw(Path("/nonexistent.png")) is None

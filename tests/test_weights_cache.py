@@ -1,0 +1,70 @@
+"""`styleswap weights install PATH` / models.install_vgg_weights: the VGG-19 weights go into the
+cache (layers and sha256 checked), where every later run finds them offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from styleswap_ext import cli, models
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("tried to download the VGG-19 weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+
+
+def test_install_the_slice_then_load_offline(vgg_weights, vgg_state_dict, no_download):
+    target = models.install_vgg_weights(vgg_weights)
+    assert target == models.cache_dir() / "vgg19_conv1_1-conv3_1_torchvision.pth" and target.is_file()
+    enc = models.load_encoder()  # no argument, no environment variable: the cache
+    for key, value in vgg_state_dict.items():
+        torch.testing.assert_close(enc.features.state_dict()[key], value, rtol=0, atol=0)
+    assert models.vgg_weights_status() == {"source": "cache", "path": str(target), "cache": str(target),
+                                           "cache_ok": True}
+
+
+def test_install_a_full_torchvision_checkpoint(tmp_path, vgg_state_dict, no_download):
+    """torchvision's layout (features.N.*, deeper layers, classifier) is sliced to conv1_1-conv3_1."""
+    full = {f"features.{k}": v for k, v in vgg_state_dict.items()}
+    full["features.12.weight"] = torch.randn(256, 256, 3, 3)
+    full["classifier.0.weight"] = torch.randn(8, 8)
+    path = tmp_path / "vgg19-dcbb9e9d.pth"
+    torch.save(full, path)
+    target = models.install_vgg_weights(path)
+    assert sorted(torch.load(target, weights_only=True)) == sorted(vgg_state_dict)
+
+
+def test_other_weights_are_refused_and_nothing_is_cached(tmp_path, vgg_state_dict):
+    changed = {k: v.clone() for k, v in vgg_state_dict.items()}
+    changed["10.bias"][0] += 1e-3
+    path = tmp_path / "not_vgg.pth"
+    torch.save(changed, path)
+    with pytest.raises(RuntimeError, match="sha256"):
+        models.install_vgg_weights(path)
+    assert not list(models.cache_dir().glob("*"))
+    partial = {k: v for k, v in vgg_state_dict.items() if not k.startswith("10.")}
+    torch.save(partial, path)
+    with pytest.raises(RuntimeError, match="do not contain the layers"):
+        models.install_vgg_weights(path)
+    assert models.vgg_weights_status()["source"] == "download"
+
+
+def test_cli_weights_install_and_status(vgg_weights, capsys):
+    assert cli.main(["weights", "status"]) == 0
+    assert "(absent)" in capsys.readouterr().out
+    assert cli.main(["weights", "install", str(vgg_weights)]) == 0
+    assert "sha256 checked" in capsys.readouterr().err
+    assert cli.main(["weights", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "present, sha256 checked" in out and "from the cache" in out
+
+
+def test_cli_weights_install_errors(tmp_path, capsys):
+    assert cli.main(["weights", "install", str(tmp_path / "missing.pth")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("styleswap: error: ") and "missing.pth" in err
+    assert cli.main(["weights"]) == 2
