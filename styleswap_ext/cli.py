@@ -302,6 +302,7 @@ def _run_stylize(args) -> int:
     if content.is_dir():
         if out.exists() and not out.is_dir():
             raise UsageError(f"CONTENT is a directory, so -o must be a directory too, but {str(out)!r} is a file")
+        _check_names_a_directory(out, "CONTENT is a directory")
         inputs = sorted(p for p in content.iterdir() if is_image_path(p))
         if not inputs:
             raise ImageLoadError(f"no image files in directory: {content}")
