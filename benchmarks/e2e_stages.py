@@ -73,7 +73,9 @@ def main(argv=None):
     ap.add_argument("--precision", default="tf32", choices=pipeline.PRECISIONS)
     ap.add_argument("--size", default="4096", help="content N (square) or WxH")
     ap.add_argument("--style-size", type=int, default=1024)
-    ap.add_argument("--kernels", nargs="+", default=["default"], help="'default' and/or the experimental CUDA match kernels 'wgmma', 'tma' (STYLESWAP_MATCH_KERNEL)")
+    ap.add_argument("--kernels", nargs="+", default=["default"],
+                    help="'default' and/or the other CUDA match paths 'cublas', 'cublas_fused', 'wmma', 'wgmma', "
+                         "'tma' (STYLESWAP_MATCH_KERNEL)")
     ap.add_argument("--formats", nargs="+", default=["jpg"])
     ap.add_argument("--vgg-weights", default=None)
     ap.add_argument("--json", default=None)
