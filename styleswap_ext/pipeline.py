@@ -45,6 +45,7 @@ no brush strokes; 0 gives the strongest strokes with some pixel-level noise; the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import numbers
 import os
@@ -428,6 +429,65 @@ def stylize(
         styleswap_ext.image_io.ImageLoadError: an input file cannot be read as an image.
         ValueError / TypeError: bad argument values.
     """
+    settings = _checked_settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
+                                 stride=stride, iters=iters, style=style, style_weights=style_weights,
+                                 style_size=style_size, device=device, tile_size=tile_size)
+    # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
+    memory_plan.check_inputs(settings.device, content, content_size, settings.styles, style_size,
+                             tile_size=settings.tile_size, method=method, patch_size=settings.patch_size,
+                             stride=settings.stride, precision=settings.precision, init=init)
+    # inputs first, so that a bad file fails before any model is loaded
+    content_t, content_was_tensor, style_ts = _load_inputs(content, content_size, settings.styles, style_size)
+    encoder, decoder = _models_on(settings.device, method, init, encoder, decoder, vgg_weights, decoder_weights)
+    bank = settings.bank
+    if bank is None:
+        bank = StyleBank(style_ts, encoder, style_weights=settings.style_weights, patch_size=settings.patch_size,
+                         stride=settings.stride, device=settings.device, precision=settings.precision,
+                         tile_size=settings.tile_size, progress=progress)
+    results, histories = [], []
+    with _precision(settings.precision):
+        for n in range(content_t.shape[0]):
+            c = _content_image(content_t[n:n + 1], settings.device, encoder.downsampling, settings.patch_size)
+            with torch.no_grad():
+                target = bank.swap(tiling.encode(encoder, c, settings.tile_size, progress), settings.alpha, progress)
+            out, hist = _invert(target, c, method, init, encoder, decoder, settings.tile_size, iters, lr, tv_weight,
+                                progress)
+            if hist is not None:
+                histories.append(hist)
+            out = out.float().clamp(0, 1)
+            if preserve_color:
+                out = preserve_colors(out, c)
+            # a picture is made on the device (tensor_to_pil: uint8 there, a quarter of the bytes to copy)
+            results.append(out.to(content_t.device) if content_was_tensor else out)
+    result = _as_result(results, content, content_was_tensor)
+    return (result, histories) if return_history else result
+
+
+# The steps of stylize: check the settings -> load the inputs -> load the models -> (the style bank) ->
+# per content image: crop, encode and swap, invert (decoder or optimisation), finish.
+
+
+@dataclasses.dataclass
+class _Settings:
+    """stylize's checked settings; ``bank`` is the StyleBank given as ``style`` (its geometry and
+    precision win), else None and ``styles`` / ``style_weights`` are the checked style inputs."""
+
+    method: str
+    init: str
+    precision: str
+    alpha: float
+    patch_size: int
+    stride: int
+    bank: Optional["StyleBank"]
+    styles: list
+    style_weights: Optional[List[float]]
+    device: torch.device
+    tile_size: int
+
+
+def _checked_settings(*, method, init, precision, alpha, patch_size, stride, iters, style, style_weights,
+                      style_size, device, tile_size) -> _Settings:
+    """Every argument check that needs no file or model, so a bad call fails at once."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if init not in INITS:
@@ -456,19 +516,24 @@ def stylize(
         tile_size = tiling.default_tile_size(dev)
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 0:
         raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
-    # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
-    memory_plan.check_inputs(dev, content, content_size, styles_in, style_size, tile_size=tile_size, method=method,
-                             patch_size=patch_size, stride=stride, precision=precision, init=init)
+    return _Settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
+                     stride=stride, bank=bank, styles=styles_in, style_weights=style_weights, device=dev,
+                     tile_size=tile_size)
 
-    # inputs first, so that a bad file fails before any model is loaded
-    # an image content stays uint8 until it is on the device (4x fewer bytes to copy, no CPU pass)
+
+def _load_inputs(content, content_size, styles, style_size) -> Tuple[torch.Tensor, bool, List[torch.Tensor]]:
+    """The content as a batch (an image stays uint8 until it is on the device: 4x fewer bytes to
+    copy, no CPU pass), whether it was given as a tensor, and each style as one image."""
     content_t, content_was_tensor = _load_as_tensor(content, content_size, "content", uint8=True)
-    out_device = content_t.device
-    style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
+    style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles]
     for i, s in enumerate(style_ts):
         if s.shape[0] != 1:
             raise ValueError(f"style {i} must be one image, got a batch of {s.shape[0]}")
+    return content_t, content_was_tensor, style_ts
 
+
+def _models_on(dev, method, init, encoder, decoder, vgg_weights, decoder_weights):
+    """The encoder, and the decoder when the method needs one, loaded if not given, in eval mode on ``dev``."""
     if decoder is None and (method == "decoder" or (method == "optimize" and init == "decoder")):
         decoder = load_decoder(decoder_weights)  # raises NoTrainedDecoderError when none is installed
     if encoder is None:
@@ -476,47 +541,40 @@ def stylize(
     encoder = encoder.to(dev).eval()
     if decoder is not None:
         decoder = decoder.to(dev).eval()
-    step = encoder.downsampling
-    min_side = step * patch_size
+    return encoder, decoder
 
-    results, histories = [], []
-    if bank is None:
-        bank = StyleBank(style_ts, encoder, style_weights=style_weights, patch_size=patch_size, stride=stride,
-                         device=dev, precision=precision, tile_size=tile_size, progress=progress)
-    with _precision(precision):
-        for n in range(content_t.shape[0]):
-            c = content_t[n:n + 1].to(dev)
-            if c.dtype == torch.uint8:
-                c = image_io.uint8_to_float(c)
-            h, w = (c.shape[-2] // step) * step, (c.shape[-1] // step) * step
-            if min(h, w) < min_side:
-                raise ValueError(f"content image is too small ({c.shape[-1]}x{c.shape[-2]} px): "
-                                 f"needs at least {min_side} px per side for patch_size {patch_size}")
-            c = c[..., :h, :w]
-            with torch.no_grad():
-                cf = tiling.encode(encoder, c, tile_size, progress)
-                target = bank.swap(cf, alpha, progress)
-            if method == "decoder":
-                out = tiling.decode(decoder, target, tile_size, progress)
-            else:
-                if init == "content":
-                    x0 = c
-                elif init == "random":
-                    x0 = torch.rand_like(c)
-                else:
-                    x0 = tiling.decode(decoder, target, tile_size, progress)
-                out, hist = optimize_image(encoder, target, x0, iters, lr, tv_weight, progress)
-                histories.append(hist)
-            out = out.float().clamp(0, 1)
-            if preserve_color:
-                out = preserve_colors(out, c)
-            # a picture is made on the device (tensor_to_pil: uint8 there, a quarter of the bytes to copy)
-            results.append(out.to(out_device) if content_was_tensor else out)
 
-    if content_was_tensor:
-        result = torch.cat(results)
-        if isinstance(content, torch.Tensor) and content.dim() == 3:
-            result = result[0]
+def _content_image(c: torch.Tensor, dev, step: int, patch_size: int) -> torch.Tensor:
+    """One content image on ``dev`` as float in [0, 1], cropped to a multiple of the encoder's step."""
+    c = c.to(dev)
+    if c.dtype == torch.uint8:
+        c = image_io.uint8_to_float(c)
+    h, w = (c.shape[-2] // step) * step, (c.shape[-1] // step) * step
+    if min(h, w) < step * patch_size:
+        raise ValueError(f"content image is too small ({c.shape[-1]}x{c.shape[-2]} px): "
+                         f"needs at least {step * patch_size} px per side for patch_size {patch_size}")
+    return c[..., :h, :w]
+
+
+def _invert(target, c, method, init, encoder, decoder, tile_size, iters, lr, tv_weight, progress):
+    """The image whose features are ``target``: one decoder pass, or the optimisation from ``init``;
+    ``(image, objective history or None)``."""
+    if method == "decoder":
+        return tiling.decode(decoder, target, tile_size, progress), None
+    if init == "content":
+        x0 = c
+    elif init == "random":
+        x0 = torch.rand_like(c)
     else:
-        result = image_io.tensor_to_pil(results[0])
-    return (result, histories) if return_history else result
+        x0 = tiling.decode(decoder, target, tile_size, progress)
+    return optimize_image(encoder, target, x0, iters, lr, tv_weight, progress)
+
+
+def _as_result(results: List[torch.Tensor], content, content_was_tensor: bool):
+    """A tensor shaped like the content tensor given, or a PIL image for an image input."""
+    if not content_was_tensor:
+        return image_io.tensor_to_pil(results[0])
+    result = torch.cat(results)
+    if isinstance(content, torch.Tensor) and content.dim() == 3:
+        result = result[0]
+    return result
