@@ -13,10 +13,13 @@ The names below are loaded on first use (PEP 562), so ``import styleswap_ext`` a
 ``styleswap --help`` or ``styleswap_ext.__version__``, does not pay for importing torch and the
 compiled library (about 2 s). The first use of any of them (``styleswap_ext.style_swap``,
 ``from styleswap_ext import PatchBank``, ...) or ``import styleswap_ext.ops`` registers the
-``styleswap::`` ops with torch.
+``styleswap::`` ops with torch. Where torch is already imported (``import torch`` first, the usual
+case in a PyTorch program), ``import styleswap_ext`` registers them at once, as torchvision does, so
+``torch.ops.styleswap.*`` is there without touching a name first.
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"  # the one place: pyproject.toml reads it from here
 
@@ -43,3 +46,7 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
+
+
+if "torch" in sys.modules:  # torch's import cost is paid already: register the ops now
+    importlib.import_module(".ops", __name__)

@@ -71,3 +71,15 @@ def test_public_names_load_on_first_use():
             "print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+@pytest.mark.parametrize("torch_first", [True, False])
+def test_ops_register_on_import_when_torch_is_there(torch_first):
+    """A PyTorch program (torch imported first) gets torch.ops.styleswap.* from a bare
+    ``import styleswap_ext``, as with torchvision; without torch the import stays light."""
+    code = ("import torch\nimport styleswap_ext\n" if torch_first else "import styleswap_ext\nimport torch\n") + \
+        "print(hasattr(torch.ops.styleswap, 'match_patches'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(torch_first)
