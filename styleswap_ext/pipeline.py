@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from . import image_io, tiling
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
+from .ops import check_search
 from .patch_bank import PatchBank
 
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
@@ -163,7 +164,7 @@ def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tens
 
 
 def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
-                stride: int, precision: str) -> PatchBank:
+                stride: int, precision: str, search: str = "exact") -> PatchBank:
     """The normalised patch bank of encoded styles: bf16 under ``precision="bf16"``; a style of weight
     0 is left out; unequal weights scale each style's scores (equal ones change nothing)."""
     feats = [f.bfloat16() if precision == "bf16" else f for f in style_features]
@@ -173,7 +174,7 @@ def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequ
         feats = [f for f, _ in kept]
         if len({w for _, w in kept}) > 1:
             weights = [w for _, w in kept]
-    return PatchBank(feats, patch_size, stride, weights)
+    return PatchBank(feats, patch_size, stride, weights, search=search)
 
 
 def _blend(swapped: torch.Tensor, content_features: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -303,7 +304,10 @@ class StyleBank:
 
     def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
                  style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
-                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False):
+                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False,
+                 search: str = "exact"):
+        check_search(search)  # "exact" | "approximate" (styleswap_ext.match_patches), before any encoding
+        self.search = search
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         _check_geometry(patch_size, stride)
@@ -324,7 +328,7 @@ class StyleBank:
                 f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
                 feats.append(f.bfloat16() if precision == "bf16" else f)
         self.features: List[torch.Tensor] = feats
-        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision)
+        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, search)
 
     def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False) -> torch.Tensor:
         """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`);
@@ -372,6 +376,7 @@ def stylize(
     progress: bool = True,
     return_history: bool = False,
     tile_size: Optional[int] = None,
+    search: str = "exact",
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
@@ -406,6 +411,8 @@ def stylize(
             rounding, bounded memory). None = :func:`styleswap_ext.tiling.default_tile_size` for the
             device (1024 on the CPU); 0 = never tile. The optimisation's own encoder passes
             (with gradients) are not tiled.
+        search: ``"exact"`` or ``"approximate"`` patch search (see :func:`styleswap_ext.match_patches`;
+            much faster for large images, docs/approximate_search.md). A :class:`StyleBank` keeps its own.
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -425,6 +432,7 @@ def stylize(
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     alpha = _check_number("alpha", alpha, 0.0, 1.0)
     _check_geometry(patch_size, stride)
+    check_search(search)
     if method == "optimize" and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
     bank = style if isinstance(style, StyleBank) else None
@@ -436,6 +444,8 @@ def stylize(
                 raise ValueError(f"patch_size/stride ({patch_size}, {stride}) differ from the StyleBank's "
                                  f"({bank.patch_size}, {bank.stride})")
             patch_size, stride = bank.patch_size, bank.stride
+        if search not in ("exact", bank.search):
+            raise ValueError(f"search {search!r} differs from the StyleBank's ({bank.search!r})")
         precision = bank.precision
         styles_in = []
     else:
@@ -468,7 +478,7 @@ def stylize(
     results, histories = [], []
     if bank is None:
         bank = StyleBank(style_ts, encoder, style_weights=style_weights, patch_size=patch_size, stride=stride,
-                         device=dev, precision=precision, tile_size=tile_size, progress=progress)
+                         device=dev, precision=precision, tile_size=tile_size, progress=progress, search=search)
     with _precision(precision):
         for n in range(content_t.shape[0]):
             c = content_t[n:n + 1].to(dev)
