@@ -28,8 +28,8 @@
 namespace styleswap {
 namespace {
 
-constexpr int64_t CHUNK = 16384;    // content patches per chunk (~150 MB of rows at D = 2304)
-constexpr int64_t ROW_TILE = 512;   // gathered content rows per GEMM
+constexpr int64_t CHUNK = 65536;    // content patches per chunk (~600 MB of rows at D = 2304; not tuned)
+constexpr int64_t ROW_TILE = 1024;  // gathered content rows per GEMM
 constexpr int64_t COL_TILE = 1024;  // style rows per GEMM (a cluster larger than this takes several)
 
 // Patch (y0, x0) of a (C, H, W) stack into row[C*k*k] ordered (c, dy, dx), clamping past the border
