@@ -51,7 +51,7 @@ from styleswap_ext import cli, pipeline, reference
 cfg = json.loads(sys.argv[1])
 if cfg["impl"] == "reference":
     class ReferenceBank:  # the pipeline's PatchBank, swapped by the conv reference instead
-        def __init__(self, feats, k, s, weights=None):
+        def __init__(self, feats, k, s, weights=None, search="exact"):
             self.feats, self.k, self.s = feats, k, s
         def swap(self, content, progress=False):
             return reference.style_swap(content, self.feats, self.k, self.s)

@@ -116,6 +116,9 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                        help="blend of swapped and content features, 1 = full style (default 1)")
         g.add_argument("--preserve-color", action="store_true",
                        help="keep the content's colours (luminance-only transfer)")
+        g.add_argument("--search", choices=("exact", "approximate"), default="exact",
+                       help="patch search: exact (default) or approximate (clustered; far faster for large "
+                            "images, close to exact: docs/approximate_search.md)")
     g.add_argument("--content-size", type=_int_at_least(16), default=None,
                    help="resize the content so its longest side is this many px"
                         + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
@@ -383,7 +386,8 @@ def _style_bank(args, styles, encoder, device):
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
-                              precision=args.precision, tile_size=args.tile_size, progress=args.progress)
+                              precision=args.precision, tile_size=args.tile_size, progress=args.progress,
+                              search=args.search)
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None):

@@ -20,10 +20,13 @@ autograd and ``torch.compile`` see those two ops.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple, Optional
+
 import torch
 
 from . import _C  # noqa: F401  (registers the styleswap:: ops)
-from ._inputs import StyleArg, covering_grid, prepare
+from ._inputs import StyleArg, _check_int, covering_grid, prepare
 
 CUDA_BUILT: bool = bool(_C.cuda_built)
 
@@ -81,6 +84,27 @@ def _swap_gather_backward_fake(grad, indices, styles, patch_size, stride):
     return [torch.empty_like(st, memory_format=torch.contiguous_format) for st in styles]
 
 
+def _approx_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("styleswap::ivf_build")
+def _ivf_build_fake(patches, inv_norm, num_patches, clusters, seed):
+    b, _, dp = patches.shape
+    dtype = _approx_dtype(patches.dtype)
+    return (patches.new_empty((b, num_patches, dp), dtype=dtype), patches.new_empty((b, num_patches), dtype=dtype),
+            patches.new_empty((b, num_patches), dtype=torch.long), patches.new_empty((b, clusters + 1), dtype=torch.long),
+            patches.new_empty((b, clusters, dp), dtype=dtype))
+
+
+@torch.library.register_fake("styleswap::match_ivf")
+def _match_ivf_fake(content, sorted, sorted_inv, order, offsets, centroids, patch_size, stride, probes):
+    return _match_bank_fake(content, sorted, sorted_inv, 0, patch_size, stride)
+
+
+torch.library.register_fake("styleswap::match_ivf_aten")(_match_ivf_fake)
+
+
 # --- autograd -----------------------------------------------------------------------------------
 
 
@@ -120,10 +144,61 @@ torch.library.register_autograd(
 )
 
 
+# --- search -------------------------------------------------------------------------------------
+
+SEARCHES = ("exact", "approximate")
+# Clusters searched per content patch by search="approximate" (benchmarks/approx_quality.py,
+# docs/approximate_search.md: the measured speed and quality of each choice).
+DEFAULT_PROBES = 4
+
+
+class SearchArgs(NamedTuple):
+    approximate: bool
+    probes: int
+    seed: int
+
+
+def check_search(search, probes=None, seed=None) -> SearchArgs:
+    """``search`` is "exact" or "approximate"; ``probes`` (int >= 1, default :data:`DEFAULT_PROBES`) and
+    ``seed`` (int >= 0, default 0) tune the approximate search and must stay None with the exact one."""
+    if not isinstance(search, str) or search not in SEARCHES:
+        raise ValueError(f"search must be one of {', '.join(map(repr, SEARCHES))}, got {search!r}")
+    if search == "exact":
+        if probes is not None or seed is not None:
+            raise ValueError("probes and seed tune search='approximate'; leave them None for the exact search")
+        return SearchArgs(False, 0, 0)
+    probes = DEFAULT_PROBES if probes is None else _check_int("probes", probes)
+    seed = 0 if seed is None else _check_int("seed", seed, minimum=0)
+    return SearchArgs(True, probes, seed)
+
+
+def default_clusters(num_patches: int) -> int:
+    """K ~ sqrt(n_s) clusters: the content-to-centroid and the in-cluster work per content patch are then
+    equal for one probe (K and n_s / K dot products)."""
+    return max(1, min(num_patches, round(math.sqrt(num_patches))))
+
+
+def build_index(patches: torch.Tensor, inv_norm: torch.Tensor, num_patches: int, seed: int = 0):
+    """The IVF index (``styleswap::ivf_build``) of a prepared bank, with :func:`default_clusters` clusters."""
+    return torch.ops.styleswap.ivf_build(patches, inv_norm, num_patches, default_clusters(num_patches), seed)
+
+
+def _match(args, search: SearchArgs) -> torch.Tensor:
+    if not search.approximate:
+        return torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
+    k, s = args.patch_size, args.stride
+    styles = [st.detach() for st in args.styles]
+    patches, inv_norm = torch.ops.styleswap.prepare_bank(styles, k, s, None)
+    num_patches = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+    index = build_index(patches, inv_norm, num_patches, search.seed)
+    return torch.ops.styleswap.match_ivf(args.content.detach(), *index, k, s, search.probes)
+
+
 # --- public API ---------------------------------------------------------------------------------
 
 
-def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
+def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1, *,
+                  search: str = "exact", probes: Optional[int] = None, seed: Optional[int] = None) -> torch.Tensor:
     """Index of the best-matching style patch for every content patch position.
 
     Args:
@@ -132,6 +207,14 @@ def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, s
             sample, or a list of such tensors whose patches form one bank.
         patch_size: k, the side of the square patches.
         stride: step of both patch grids.
+        search: ``"exact"`` (default) or ``"approximate"``: an inverted-file search (spherical
+            k-means clusters of the style patches, ~sqrt(n_s) of them; each content patch scores
+            every patch of its ``probes`` nearest clusters with the exact score). Far less work for
+            large maps, a chosen score close to the best (docs/approximate_search.md).
+        probes: clusters searched per content patch (approximate only; default
+            :data:`DEFAULT_PROBES`): more is slower and closer to exact.
+        seed: seeds the k-means sample (approximate only; default 0). The indices are the same
+            for a given seed and thread count.
 
     Returns:
         int64 ``(N, H', W')`` (``(H', W')`` for 3-D content) with ``H' = ceil((H - k) / stride) + 1``.
@@ -140,16 +223,17 @@ def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, s
         the lowest index.
     """
     args = prepare(content, style, patch_size, stride)
-    idx = torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
+    idx = _match(args, check_search(search, probes, seed))
     return idx[0] if args.squeeze else idx
 
 
-def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
+def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1, *,
+               search: str = "exact", probes: Optional[int] = None, seed: Optional[int] = None) -> torch.Tensor:
     """Style swap (Chen & Schmidt 2016): rebuild ``content`` from its best-matching style patches.
 
     Each k x k content patch is replaced by the style patch of highest normalised
     cross-correlation; overlapping patches are averaged. Accepts the same arguments as
-    :func:`match_patches` and returns features shaped like ``content``.
+    :func:`match_patches` (``search="approximate"``: see there) and returns features shaped like ``content``.
 
     When ``(H - k)`` is not a multiple of ``stride``, the content grid takes one more row/column
     of patches that reads past the border by repeating the last row/column (replicate
@@ -159,5 +243,10 @@ def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stri
     respect to ``content`` is zero.
     """
     args = prepare(content, style, patch_size, stride)
-    out = torch.ops.styleswap.style_swap(args.content, args.styles, args.patch_size, args.stride)
+    search = check_search(search, probes, seed)
+    if search.approximate:  # the same gather (and autograd) as the exact op, on the approximate indices
+        h, w = args.content.shape[-2:]
+        out = torch.ops.styleswap.swap_gather(_match(args, search), args.styles, args.patch_size, args.stride, h, w)
+    else:
+        out = torch.ops.styleswap.style_swap(args.content, args.styles, args.patch_size, args.stride)
     return out[0] if args.squeeze else out

@@ -53,11 +53,16 @@ class PatchBank:
         weights: optional, one finite weight > 0 per style tensor (scales its scores). Only their
             ratios matter: each is divided by the largest before it reaches the float32 bank, so
             ``[1e38, 1]`` is ``[1, 1e-38]``; a ratio that is 0 in float32 (< ~1.4e-45) is an error.
+        search, probes, seed: as for :func:`styleswap_ext.match_patches`; ``"approximate"`` builds the
+            search's index (clusters of the style patches) here, once, beside the bank.
     """
 
     def __init__(self, style: StyleArg, patch_size: int = 3, stride: int = 1,
-                 weights: Optional[Sequence[float]] = None):
+                 weights: Optional[Sequence[float]] = None, *, search: str = "exact",
+                 probes: Optional[int] = None, seed: Optional[int] = None):
         self.patch_size, self.stride = check_geometry(patch_size, stride)
+        self.search = search
+        self._search = ops.check_search(search, probes, seed)
         self.styles: List[torch.Tensor] = prepare_styles(style, self.patch_size)
         self.weights = self._check_weights(weights, len(self.styles))
         self.num_patches = sum(_inner_grid(st.shape[2], self.patch_size, self.stride)
@@ -65,6 +70,9 @@ class PatchBank:
         with torch.no_grad():
             self.patches, self.inv_norm = torch.ops.styleswap.prepare_bank(
                 [st.detach() for st in self.styles], self.patch_size, self.stride, self.weights)
+            # search="approximate": the IVF index (sorted copy of the bank + centroids), built once too
+            self.index = (ops.build_index(self.patches, self.inv_norm, self.num_patches, self._search.seed)
+                          if self._search.approximate else None)
 
     @staticmethod
     def _check_weights(weights, n: int) -> Optional[List[float]]:
@@ -109,6 +117,8 @@ class PatchBank:
         grid_h, grid_w = covering_grid(h, k, s), covering_grid(w, k, s)
 
         def call(c):
+            if self.index is not None:
+                return torch.ops.styleswap.match_ivf(c, *self.index, k, s, self._search.probes)
             return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s)
 
         n_c = content.shape[0] * grid_h * grid_w
@@ -133,4 +143,6 @@ class PatchBank:
         shapes = ", ".join("x".join(map(str, st.shape)) for st in self.styles)
         return (f"PatchBank({len(self.styles)} style tensor(s) [{shapes}], {self.num_patches} patches, "
                 f"patch_size={self.patch_size}, stride={self.stride}, weights={self.weights}, "
+                + (f"search='approximate', probes={self._search.probes}, seed={self._search.seed}, "
+                   if self._search.approximate else "") +
                 f"{self.dtype}, {self.device})")

@@ -61,6 +61,7 @@ from . import image_io, memory_plan, tiling
 from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
+from .ops import check_search
 from .patch_bank import PatchBank
 
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
@@ -170,7 +171,7 @@ def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tens
 
 
 def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
-                stride: int, precision: str) -> PatchBank:
+                stride: int, precision: str, search: str = "exact") -> PatchBank:
     """The normalised patch bank of encoded styles: bf16 under ``precision="bf16"``; a style of weight
     0 is left out; unequal weights scale each style's scores (equal ones change nothing)."""
     feats = [f.bfloat16() if precision == "bf16" else f for f in style_features]
@@ -180,7 +181,7 @@ def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequ
         feats = [f for f, _ in kept]
         if len({w for _, w in kept}) > 1:
             weights = [w for _, w in kept]
-    return PatchBank(feats, patch_size, stride, weights)
+    return PatchBank(feats, patch_size, stride, weights, search=search)
 
 
 def _blend(swapped: torch.Tensor, content_features: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -308,7 +309,10 @@ class StyleBank:
 
     def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
                  style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
-                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False):
+                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False,
+                 search: str = "exact"):
+        check_search(search)  # "exact" | "approximate" (styleswap_ext.match_patches), before any encoding
+        self.search = search
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         _check_geometry(patch_size, stride)
@@ -331,7 +335,7 @@ class StyleBank:
                 f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
                 feats.append(f.bfloat16() if precision == "bf16" else f)
         self.features: List[torch.Tensor] = feats
-        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision)
+        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, search)
 
     def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False) -> torch.Tensor:
         """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`);
@@ -382,6 +386,7 @@ def stylize(
     progress: bool = True,
     return_history: bool = False,
     tile_size: Optional[int] = None,
+    search: str = "exact",
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
@@ -418,6 +423,8 @@ def stylize(
             rounding, bounded memory). None = :func:`styleswap_ext.tiling.default_tile_size` for the
             device (1024 on the CPU); 0 = never tile. The optimisation's own encoder passes
             (with gradients) are not tiled.
+        search: ``"exact"`` or ``"approximate"`` patch search (see :func:`styleswap_ext.match_patches`;
+            much faster for large images, docs/approximate_search.md). A :class:`StyleBank` keeps its own.
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -431,7 +438,7 @@ def stylize(
     """
     settings = _checked_settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
                                  stride=stride, iters=iters, style=style, style_weights=style_weights,
-                                 style_size=style_size, device=device, tile_size=tile_size)
+                                 style_size=style_size, device=device, tile_size=tile_size, search=search)
     # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
     memory_plan.check_inputs(settings.device, content, content_size, settings.styles, style_size,
                              tile_size=settings.tile_size, method=method, patch_size=settings.patch_size,
@@ -443,7 +450,7 @@ def stylize(
     if bank is None:
         bank = StyleBank(style_ts, encoder, style_weights=settings.style_weights, patch_size=settings.patch_size,
                          stride=settings.stride, device=settings.device, precision=settings.precision,
-                         tile_size=settings.tile_size, progress=progress)
+                         tile_size=settings.tile_size, progress=progress, search=search)
     results, histories = [], []
     with _precision(settings.precision):
         for n in range(content_t.shape[0]):
@@ -486,7 +493,7 @@ class _Settings:
 
 
 def _checked_settings(*, method, init, precision, alpha, patch_size, stride, iters, style, style_weights,
-                      style_size, device, tile_size) -> _Settings:
+                      style_size, device, tile_size, search) -> _Settings:
     """Every argument check that needs no file or model, so a bad call fails at once."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -496,6 +503,7 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     alpha = _check_number("alpha", alpha, 0.0, 1.0)
     _check_geometry(patch_size, stride)
+    check_search(search)
     if method == "optimize" and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
     bank = style if isinstance(style, StyleBank) else None
@@ -507,6 +515,8 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
                 raise ValueError(f"patch_size/stride ({patch_size}, {stride}) differ from the StyleBank's "
                                  f"({bank.patch_size}, {bank.stride})")
             patch_size, stride = bank.patch_size, bank.stride
+        if search not in ("exact", bank.search):
+            raise ValueError(f"search {search!r} differs from the StyleBank's ({bank.search!r})")
         precision = bank.precision
         styles_in = []
     else:

@@ -1,0 +1,263 @@
+"""The approximate patch search (search="approximate": IVF clusters, csrc/approx_index.cpp and
+csrc/cpu/approx_cpu.cpp) against the exact op: known answers, score ratios, determinism, argument
+checks, gradients, the ATen formulation, and CUDA when a GPU is present."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import styleswap_ext as ss
+from styleswap_ext import ops
+from styleswap_ext.patch_bank import PatchBank
+
+CUDA = torch.cuda.is_available() and ss.CUDA_BUILT
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and a CUDA build (FORCE_CUDA=1)")
+
+
+def _smooth(c, h, w, seed, dtype=torch.float32):
+    """Non-negative, spatially smooth features (like relu maps): upsampled noise through a relu."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, c, (h + 3) // 4 + 1, (w + 3) // 4 + 1, generator=g)
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return torch.relu(x + 0.3 * torch.randn(1, c, h, w, generator=g)).to(dtype)
+
+
+def _scores(content, style, idx, k=3, s=1):
+    """The op's score <c, s_j> / (||s_j|| + 1e-8) of the chosen patches, in float64 (no padded row)."""
+    assert (content.shape[-2] - k) % s == 0 and (content.shape[-1] - k) % s == 0
+    cols = F.unfold(content.double(), k, stride=s)[0].T
+    rows = F.unfold(style.double(), k, stride=s)[0].T
+    j = idx.flatten()
+    return (cols * rows[j]).sum(1) / (rows[j].norm(dim=1) + 1e-8)
+
+
+def test_shifted_style_patches_are_found_exactly():
+    """A content patch that is also a style patch has the same nearest centroid: it is always found."""
+    x = _smooth(16, 40, 40, seed=0)
+    content, style = x[..., 0:24, 0:24], x[..., 3:40, 2:40]  # the style holds the content shifted by (3, 2)
+    idx = ss.match_patches(content, style, search="approximate", probes=1)
+    grid_w = style.shape[-1] - 2
+    ys, xs = torch.meshgrid(torch.arange(22), torch.arange(22), indexing="ij")
+    inside = (ys >= 3) & (xs >= 2)
+    expected = (ys - 3) * grid_w + (xs - 2)
+    assert torch.equal(idx[0][inside], expected[inside])
+
+
+def test_flipped_style_is_found_exactly():
+    """k = 1: the style is the content mirrored, every content pixel has its twin."""
+    content = _smooth(8, 20, 24, seed=1) + 0.05  # no all-zero pixel (those tie with everything)
+    style = content.flip(-1)
+    idx = ss.match_patches(content, style, 1, 1, search="approximate", probes=1)
+    ys, xs = torch.meshgrid(torch.arange(20), torch.arange(24), indexing="ij")
+    assert torch.equal(idx[0], ys * 24 + (23 - xs))
+
+
+def test_repeated_tiles_tie_to_the_lowest_index_like_exact():
+    tile = _smooth(8, 5, 6, seed=2)
+    style = tile.repeat(1, 1, 4, 4)  # 20 x 24: every patch of the tiling appears many times
+    content = tile.repeat(1, 1, 3, 3)[..., 1:14, 2:16]
+    approx = ss.match_patches(content, style, search="approximate", probes=2)
+    exact = ss.match_patches(content, style)
+    torch.testing.assert_close(_scores(content, style, approx), _scores(content, style, exact), rtol=1e-6, atol=0)
+    assert torch.equal(approx, exact)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_features_meet_the_score_ratio(seed):
+    content, style = _smooth(32, 30, 30, seed=10 + seed), _smooth(32, 36, 36, seed=20 + seed)
+    best = _scores(content, style, ss.match_patches(content, style))
+    ratios = {}
+    for probes in (1, 4, 8):
+        got = _scores(content, style, ss.match_patches(content, style, search="approximate", probes=probes))
+        assert (got <= best * (1 + 1e-6)).all()
+        ratios[probes] = got / best
+    # more probes search a superset of clusters: never a worse patch
+    assert (ratios[8] >= ratios[4] - 1e-6).all() and (ratios[4] >= ratios[1] - 1e-6).all()
+    assert ratios[4].mean() >= 0.97 and ratios[8].mean() >= 0.985, {p: r.mean().item() for p, r in ratios.items()}
+
+
+def test_all_clusters_probed_is_exact():
+    content, style = _smooth(8, 14, 15, seed=3), _smooth(8, 16, 13, seed=4)
+    n_s = 14 * 11
+    idx = ss.match_patches(content, style, search="approximate", probes=ops.default_clusters(n_s))
+    assert torch.equal(idx, ss.match_patches(content, style))
+
+
+def test_deterministic_for_a_seed():
+    content, style = _smooth(16, 26, 26, seed=5), _smooth(16, 30, 30, seed=6)
+    a = ss.match_patches(content, style, search="approximate", seed=7)
+    assert torch.equal(a, ss.match_patches(content, style, search="approximate", seed=7))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = ss.match_patches(content, style, search="approximate", seed=7)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(a, one_thread)
+    # another seed: other clusters (the same quality, not the same choices)
+    other = PatchBank(style, search="approximate", seed=8).index
+    assert not torch.equal(other[2], PatchBank(style, search="approximate", seed=7).index[2])
+
+
+def test_bank_batch_weights_and_stride():
+    """Per-sample styles, several styles with weights and stride > 1 go through the same search."""
+    content = torch.cat([_smooth(8, 17, 17, seed=s) for s in (30, 31)])
+    styles = [torch.cat([_smooth(8, 15, 16, seed=s) for s in (32, 33)]), _smooth(8, 12, 12, seed=34)]
+    bank = PatchBank(styles, 3, 2, [1.0, 0.5], search="approximate", probes=10_000)  # every cluster: exact
+    assert torch.equal(bank.match(content), PatchBank(styles, 3, 2, [1.0, 0.5]).match(content))
+    few = PatchBank(styles, 3, 2, [1.0, 0.5], search="approximate", probes=2)
+    assert few.match(content).shape == (2, 8, 8)
+    assert few.swap(content).shape == content.shape
+
+
+def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch):
+    import styleswap_ext.patch_bank as pb
+
+    content, style = _smooth(8, 40, 30, seed=40), _smooth(8, 20, 20, seed=41)
+    monkeypatch.setattr(pb, "PROGRESS_MIN_PATCHES", 10)
+    monkeypatch.setattr(pb, "PROGRESS_MIN_SLAB", 50)
+    bank = PatchBank(style, search="approximate", probes=3, seed=1)
+    idx = ss.match_patches(content, style, search="approximate", probes=3, seed=1)
+    assert torch.equal(bank.match(content, progress=True), idx)
+    torch.testing.assert_close(bank.swap(content), ss.style_swap(content, style, search="approximate", probes=3,
+                                                                 seed=1), rtol=0, atol=0)
+    assert "search='approximate', probes=3, seed=1" in repr(bank)
+
+
+def test_gradients_equal_the_exact_ops_given_the_same_indices():
+    content = _smooth(8, 16, 16, seed=50)
+    style = _smooth(8, 18, 18, seed=51).requires_grad_(True)
+    upstream = torch.randn(1, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    (ss.style_swap(content, style, search="approximate") * upstream).sum().backward()
+    g_approx = style.grad.clone()
+    idx = ss.match_patches(content, style, search="approximate")
+    style.grad = None
+    (torch.ops.styleswap.swap_gather(idx, [style], 3, 1, 16, 16) * upstream).sum().backward()
+    torch.testing.assert_close(g_approx, style.grad, rtol=0, atol=0)
+    module = ss.StyleSwap(3, 1, search="approximate")
+    assert "search='approximate'" in repr(module)
+    torch.testing.assert_close(module(content, style), torch.ops.styleswap.swap_gather(idx, [style], 3, 1, 16, 16))
+
+
+def test_aten_formulation_equals_the_cpu_kernel():
+    """match_ivf_aten (what CUDA runs) and the CPU kernel choose the same patches."""
+    content, style = _smooth(16, 33, 29, seed=60), _smooth(16, 25, 27, seed=61)
+    patches, inv = torch.ops.styleswap.prepare_bank([style], 3, 1)
+    index = ops.build_index(patches, inv, patches.shape[1])
+    for probes in (1, 3):
+        a = torch.ops.styleswap.match_ivf(content, *index, 3, 1, probes)
+        b = torch.ops.styleswap.match_ivf_aten(content, *index, 3, 1, probes)
+        assert torch.equal(a, b)
+    # the index: rows grouped by cluster, a permutation of the bank, unit centroids
+    sorted_rows, sorted_inv, order, offsets, centroids = index
+    assert torch.equal(order[0].sort().values, torch.arange(patches.shape[1]))
+    torch.testing.assert_close(sorted_rows[0], patches[0][order[0]], rtol=0, atol=0)
+    assert offsets[0, 0] == 0 and offsets[0, -1] == patches.shape[1] and (offsets.diff() >= 0).all()
+    torch.testing.assert_close(centroids.norm(dim=2), torch.ones(centroids.shape[:2]))
+
+
+def test_opcheck_and_compile():
+    content, style = _smooth(4, 11, 9, seed=70), _smooth(4, 8, 8, seed=71)
+    patches, inv = torch.ops.styleswap.prepare_bank([style], 3, 1)
+    tests = ("test_schema", "test_faketensor")
+    torch.library.opcheck(torch.ops.styleswap.ivf_build.default, (patches, inv, 36, 6, 0), test_utils=tests)
+    index = ops.build_index(patches, inv, 36)
+    for op in (torch.ops.styleswap.match_ivf.default, torch.ops.styleswap.match_ivf_aten.default):
+        torch.library.opcheck(op, (content, *index, 3, 1, 2), test_utils=tests)
+    f = torch.compile(lambda c, s: ss.style_swap(c, s, search="approximate"), fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(f(content, style), ss.style_swap(content, style, search="approximate"), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"search": "fast"}, ValueError, "search must be one of"),
+    ({"search": None}, ValueError, "search must be one of"),
+    ({"search": "approximate", "probes": 0}, ValueError, "probes must be >= 1"),
+    ({"search": "approximate", "probes": 2.0}, TypeError, "probes must be an int"),
+    ({"search": "approximate", "probes": True}, TypeError, "probes must be an int"),
+    ({"search": "approximate", "seed": -1}, ValueError, "seed must be >= 0"),
+    ({"search": "exact", "probes": 4}, ValueError, "leave them None"),
+    ({"seed": 1}, ValueError, "leave them None"),
+])
+def test_bad_search_arguments(kwargs, exc, match):
+    content, style = _smooth(4, 8, 8, seed=0), _smooth(4, 8, 8, seed=1)
+    for call in (lambda: ss.match_patches(content, style, **kwargs), lambda: ss.style_swap(content, style, **kwargs),
+                 lambda: PatchBank(style, **kwargs), lambda: ss.StyleSwap(**kwargs)):
+        with pytest.raises(exc, match=match):
+            call()
+
+
+def test_the_usual_argument_checks_apply():
+    content, style = _smooth(4, 8, 8, seed=0), _smooth(4, 8, 8, seed=1)
+    with pytest.raises(ValueError, match="channels"):
+        ss.match_patches(content, style[:, :3], search="approximate")
+    with pytest.raises(TypeError, match="dtype"):
+        ss.match_patches(content, style.double(), search="approximate")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ss.match_patches(content.clone().fill_(float("nan")), style, search="approximate")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ss.match_patches(content, style.clone().fill_(float("inf")), search="approximate")
+    patches, inv = torch.ops.styleswap.prepare_bank([style], 3, 1)
+    with pytest.raises(ValueError, match="clusters must be in"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, 0, 0)
+    with pytest.raises(ValueError, match="clusters must be in"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, 37, 0)
+    index = ops.build_index(patches, inv, 36)
+    with pytest.raises(ValueError, match="probes must be >= 1"):
+        torch.ops.styleswap.match_ivf(content, *index, 3, 1, 0)
+    with pytest.raises(ValueError, match="patch needs"):
+        torch.ops.styleswap.match_ivf(_smooth(8, 8, 8, seed=0), *index, 3, 1, 2)
+
+
+def test_float64_and_bf16_inputs():
+    content, style = _smooth(8, 14, 14, seed=80), _smooth(8, 12, 12, seed=81)
+    i64 = ss.match_patches(content.double(), style.double(), search="approximate", probes=100)
+    assert torch.equal(i64, ss.match_patches(content.double(), style.double()))
+    out = ss.style_swap(content.bfloat16(), style.bfloat16(), search="approximate")
+    assert out.dtype == torch.bfloat16 and out.shape == content.shape
+
+
+@needs_cuda
+def test_cuda_matches_the_cpu_search():
+    content, style = _smooth(32, 40, 44, seed=90), _smooth(32, 36, 38, seed=91)
+    cpu = ss.match_patches(content, style, search="approximate", probes=4)
+    gpu = ss.match_patches(content.cuda(), style.cuda(), search="approximate", probes=4).cpu()
+    # float rounding of another GEMM may reorder near-ties: compare the chosen scores
+    torch.testing.assert_close(_scores(content, style, gpu), _scores(content, style, cpu), rtol=1e-4, atol=1e-4)
+    assert (gpu == cpu).float().mean() > 0.98
+    best = _scores(content, style, ss.match_patches(content, style))
+    assert (_scores(content, style, gpu) / best).mean() >= 0.97
+    s = style.cuda().requires_grad_(True)
+    ss.style_swap(content.cuda(), s, search="approximate").sum().backward()
+    assert s.grad is not None and s.grad.is_cuda
+
+
+@needs_cuda
+def test_cuda_bf16_bank_and_all_probes_exact():
+    content, style = _smooth(16, 20, 20, seed=92), _smooth(16, 18, 18, seed=93)
+    bank = PatchBank(style.cuda(), search="approximate", probes=10_000)
+    assert torch.equal(bank.match(content.cuda()).cpu(), ss.match_patches(content, style))
+    out = ss.style_swap(content.cuda().bfloat16(), style.cuda().bfloat16(), search="approximate")
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_stylize_and_style_bank_take_search(encoder, content_pil, style_pil):
+    from styleswap_ext.image_io import pil_to_tensor
+    from styleswap_ext.models import Decoder
+    from styleswap_ext.pipeline import StyleBank, stylize
+
+    torch.manual_seed(0)
+    decoder = Decoder().eval()
+    c, s = pil_to_tensor(content_pil), pil_to_tensor(style_pil)
+    bank = StyleBank([s], encoder, search="approximate")
+    assert bank.patch_bank.index is not None
+    out = stylize(c, bank, method="decoder", encoder=encoder, decoder=decoder)
+    # every cluster probed would be exact; with the default probes the picture is at least close
+    exact = stylize(c, s, method="decoder", encoder=encoder, decoder=decoder)
+    assert out.shape == exact.shape and (out - exact).abs().mean() < 0.05
+    assert torch.equal(stylize(c, s, method="decoder", encoder=encoder, decoder=decoder, search="approximate"), out)
+    with pytest.raises(ValueError, match="search must be one of"):
+        stylize(c, s, encoder=encoder, decoder=decoder, search="fast")
+    with pytest.raises(ValueError, match="differs from the StyleBank"):
+        stylize(c, StyleBank([s], encoder), encoder=encoder, decoder=decoder, search="approximate")
