@@ -16,8 +16,9 @@ class StyleSwap(nn.Module):
         super().__init__()
         self.patch_size, self.stride = check_geometry(patch_size, stride)
 
-    def forward(self, content: torch.Tensor, style: StyleArg) -> torch.Tensor:
-        return style_swap(content, style, self.patch_size, self.stride)
+    def forward(self, content: torch.Tensor, style: StyleArg, content_labels=None, style_labels=None) -> torch.Tensor:
+        """``content_labels`` / ``style_labels``: the region controls of :func:`~styleswap_ext.style_swap`."""
+        return style_swap(content, style, self.patch_size, self.stride, content_labels, style_labels)
 
     def extra_repr(self) -> str:
         return f"patch_size={self.patch_size}, stride={self.stride}"
