@@ -162,6 +162,12 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (format from its extension), or a directory when CONTENT is one")
     _add_run_options(s)
+    m = s.add_argument_group("regions (docs/regions.md)")
+    m.add_argument("--content-mask", metavar="PATH",
+                   help="region mask of the content: an image whose distinct colours (or an integer PNG whose "
+                        "values) are labels; each region takes only the style patches of its label")
+    m.add_argument("--style-mask", metavar="PATH", nargs="+",
+                   help="one region mask per STYLE, same colours = same labels (needed with --content-mask)")
 
     v = sub.add_parser("video", help="stylise a video file, or a directory of frames",
                        description="Stylise every frame of IN (a video file read through PyAV, or a directory "
@@ -313,6 +319,7 @@ def _run_stylize(args) -> int:
             _check_output_file(out)
             jobs = [(content, out)]
         image_io.probe_image(content)  # fail fast on a missing or non-image file, before any model is loaded
+    _check_masks(args, None if content.is_dir() else content)
     _check_outputs(jobs, [src for src, _ in jobs] + [Path(s) for s in args.styles],
                    out if content.is_dir() else None)
 
@@ -377,12 +384,40 @@ def _run_stylize(args) -> int:
     return 0
 
 
+def _image_size(path) -> tuple:
+    """(height, width) of an image file as load_image will see it (EXIF rotation included), header only."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+
+
+def _check_masks(args, content) -> None:
+    """--content-mask / --style-mask before any model loads: readable, one per style, every content
+    label in some style mask, each at its image's aspect ratio (a usage error otherwise)."""
+    content_mask, style_masks = getattr(args, "content_mask", None), getattr(args, "style_mask", None)
+    if content_mask is None and style_masks is None:
+        return
+    from . import masks
+
+    try:
+        c, s, _ = masks.load_masks(content_mask, style_masks, len(args.styles))
+        for i, (lab, path) in enumerate(zip(s, args.styles)):
+            masks.check_aspect(lab, _image_size(path), f"--style-mask {i + 1} ({style_masks[i]})")
+        if c is not None and content is not None:
+            masks.check_aspect(c, _image_size(content), f"--content-mask ({content_mask})")
+    except masks.MaskError as e:
+        raise UsageError(str(e)) from None
+
+
 def _style_bank(args, styles, encoder, device):
     from . import pipeline
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
-                              precision=args.precision, tile_size=args.tile_size, progress=args.progress)
+                              precision=args.precision, tile_size=args.tile_size, progress=args.progress,
+                              style_masks=getattr(args, "style_mask", None))
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None):
@@ -393,6 +428,7 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None):
         preserve_color=args.preserve_color, iters=args.iters, init=args.init, lr=args.lr,
         tv_weight=args.tv_weight, encoder=encoder, decoder=decoder,
         progress=args.progress if progress is None else progress, tile_size=args.tile_size,
+        content_mask=getattr(args, "content_mask", None),
     )
 
 

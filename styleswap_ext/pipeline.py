@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import image_io, memory_plan, tiling
+from . import image_io, masks, memory_plan, tiling
 from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
@@ -169,17 +169,20 @@ def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tens
 
 
 def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
-                stride: int, precision: str) -> PatchBank:
+                stride: int, precision: str, style_labels: Optional[List[torch.Tensor]] = None) -> PatchBank:
     """The normalised patch bank of encoded styles: bf16 under ``precision="bf16"``; a style of weight
-    0 is left out; unequal weights scale each style's scores (equal ones change nothing)."""
+    0 is left out (with its labels); unequal weights scale each style's scores (equal ones change nothing)."""
     feats = [f.bfloat16() if precision == "bf16" else f for f in style_features]
     weights = None
     if style_weights is not None:
+        keep = [float(w) > 0 for w in style_weights]
         kept = [(f, float(w)) for f, w in zip(feats, style_weights) if float(w) > 0]
         feats = [f for f, _ in kept]
+        if style_labels is not None:
+            style_labels = [lab for lab, k in zip(style_labels, keep) if k]
         if len({w for _, w in kept}) > 1:
             weights = [w for _, w in kept]
-    return PatchBank(feats, patch_size, stride, weights)
+    return PatchBank(feats, patch_size, stride, weights, style_labels=style_labels)
 
 
 def _blend(swapped: torch.Tensor, content_features: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -307,7 +310,10 @@ class StyleBank:
 
     def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
                  style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
-                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False):
+                 device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False,
+                 style_masks: Optional[Sequence] = None):
+        # style_masks: one region mask per style (styleswap_ext.masks: a path, PIL image or (H, W) integer
+        # map at the style image's aspect ratio); then stylize() takes a content_mask.
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         _check_geometry(patch_size, stride)
@@ -317,6 +323,7 @@ class StyleBank:
         self.style_weights = style_weights
         memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
                                  patch_size=patch_size, stride=stride, precision=precision)
+        _, mask_labels, self.mask_colours = masks.load_masks(None, style_masks, len(styles_in))
         style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
         feats = []
@@ -330,13 +337,29 @@ class StyleBank:
                 f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
                 feats.append(f.bfloat16() if precision == "bf16" else f)
         self.features: List[torch.Tensor] = feats
-        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision)
+        # the style masks on each style's feature grid (None without masks)
+        self.style_labels: Optional[List[torch.Tensor]] = None
+        if mask_labels is not None:
+            self.style_labels = [masks.feature_labels(lab, tuple(s.shape[-2:]), tuple(f.shape[-2:]),
+                                                      f"style mask {i}", self.device)
+                                 for i, (lab, s, f) in enumerate(zip(mask_labels, style_ts, feats))]
+        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, self.style_labels)
 
-    def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False) -> torch.Tensor:
+    def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False,
+             content_labels: Optional[torch.Tensor] = None, previous: Optional[torch.Tensor] = None,
+             temporal_weight: float = 0.0) -> torch.Tensor:
         """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`);
-        ``progress`` shows a bar while a large content is matched."""
+        ``progress`` shows a bar while a large content is matched. ``content_labels`` (a bank with
+        style masks), ``previous`` and ``temporal_weight``: the controls of :meth:`PatchBank.match`."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        return _blend(self.patch_bank.swap(feats, progress), content_features, alpha)
+        swapped = self.patch_bank.swap(feats, progress, content_labels=content_labels, previous=previous,
+                                       temporal_weight=temporal_weight)
+        return _blend(swapped, content_features, alpha)
+
+    def match(self, content_features: torch.Tensor, **controls) -> torch.Tensor:
+        """The indices :meth:`swap` would paste (for a video's ``previous``), with the same controls."""
+        feats = content_features.bfloat16() if self.precision == "bf16" else content_features
+        return self.patch_bank.match(feats, **controls)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)
@@ -381,6 +404,8 @@ def stylize(
     progress: bool = True,
     return_history: bool = False,
     tile_size: Optional[int] = None,
+    content_mask=None,
+    style_masks: Optional[Sequence] = None,
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
@@ -417,6 +442,10 @@ def stylize(
             rounding, bounded memory). None = :func:`styleswap_ext.tiling.default_tile_size` for the
             device (1024 on the CPU); 0 = never tile. The optimisation's own encoder passes
             (with gradients) are not tiled.
+        content_mask, style_masks: regions (:mod:`styleswap_ext.masks`, docs/regions.md): a mask of the
+            content and one per style (a path, PIL image or (H, W) integer map, at the image's aspect
+            ratio; same colour = same label); each content region takes only style patches of its
+            label. With a :class:`StyleBank`, give ``style_masks`` to the bank.
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -449,8 +478,21 @@ def stylize(
             patch_size, stride = bank.patch_size, bank.stride
         precision = bank.precision
         styles_in = []
+        if style_masks is not None:
+            raise ValueError("style is a StyleBank: give style_masks when building the bank, not here")
+        if content_mask is not None and bank.style_labels is None:
+            raise ValueError("content_mask needs style masks: build the StyleBank with style_masks")
+        styles_in = []
     else:
         styles_in, style_weights = _check_styles(style, style_weights)
+    # masks before any heavy work: a content label that no style mask has stops here
+    if bank is not None and content_mask is not None:
+        content_labels, colours = masks.load_labels(content_mask, "content mask")
+        if colours != bank.mask_colours:
+            raise masks.MaskError("the content mask and the style masks mix colour images and integer label maps")
+        masks.check_covered(content_labels, bank.style_labels, colours)
+    else:
+        content_labels, _, _ = masks.load_masks(content_mask, style_masks, len(styles_in))
     dev = bank.device if bank is not None else resolve_device(device)
     if tile_size is None:
         tile_size = tiling.default_tile_size(dev)
@@ -482,7 +524,8 @@ def stylize(
     results, histories = [], []
     if bank is None:
         bank = StyleBank(style_ts, encoder, style_weights=style_weights, patch_size=patch_size, stride=stride,
-                         device=dev, precision=precision, tile_size=tile_size, progress=progress)
+                         device=dev, precision=precision, tile_size=tile_size, progress=progress,
+                         style_masks=style_masks)
     with _precision(precision):
         for n in range(content_t.shape[0]):
             c = content_t[n:n + 1].to(dev)
@@ -495,7 +538,9 @@ def stylize(
             c = c[..., :h, :w]
             with torch.no_grad():
                 cf = tiling.encode(encoder, c, tile_size, progress)
-                target = bank.swap(cf, alpha, progress)
+                labels = None if content_labels is None else masks.feature_labels(
+                    content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]), "content mask", dev)
+                target = bank.swap(cf, alpha, progress, content_labels=labels)
             if method == "decoder":
                 out = tiling.decode(decoder, target, tile_size, progress)
             else:
