@@ -182,6 +182,9 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
                                                    "libvpx-vp9 for .webm, else mpeg4)")
     v.add_argument("--crf", type=_int_at_least(0), default=18, help="quality for libx264/libvpx-vp9 (default 18)")
     v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
+    v.add_argument("--temporal-weight", type=_float_in(0.0), default=None, metavar="W",
+                   help="keep the previous frame's style patch unless another matches better by more than W "
+                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.05)")
     _add_run_options(v)
 
     d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
@@ -420,7 +423,7 @@ def _style_bank(args, styles, encoder, device):
                               style_masks=getattr(args, "style_mask", None))
 
 
-def _stylize_one(args, content, bank, encoder, decoder, progress=None):
+def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=None):
     from . import pipeline
 
     return pipeline.stylize(
@@ -428,7 +431,7 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None):
         preserve_color=args.preserve_color, iters=args.iters, init=args.init, lr=args.lr,
         tv_weight=args.tv_weight, encoder=encoder, decoder=decoder,
         progress=args.progress if progress is None else progress, tile_size=args.tile_size,
-        content_mask=getattr(args, "content_mask", None),
+        content_mask=getattr(args, "content_mask", None), temporal=temporal,
     )
 
 
@@ -509,8 +512,11 @@ def _run_video(args) -> int:
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
 
-    def frame_fn(t):
-        return _stylize_one(args, t, bank, encoder, decoder, progress=False)
+    temporal = pipeline.TemporalState(pipeline.DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None
+                                      else args.temporal_weight)
+
+    def frame_fn(t):  # frames come in order (one process per video; a shard of frames keeps its order)
+        return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
 
     if frames_dir:
         n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)

@@ -109,14 +109,16 @@ class PatchBank:
         return idx[0] if args.squeeze else idx
 
     def swap(self, content: torch.Tensor, progress: bool = False, content_labels=None, previous=None,
-             temporal_weight: float = 0.0) -> torch.Tensor:
+             temporal_weight: float = 0.0, return_indices: bool = False):
         """Style-swapped ``content``, as :func:`styleswap_ext.style_swap` (same autograd; same controls
-        as :meth:`match`)."""
+        as :meth:`match`). ``return_indices=True``: ``(swapped, indices)`` (a video's next ``previous``)."""
         args = prepare(content, self.styles, self.patch_size, self.stride)
         idx = self._match(args.content, progress, self._controls(args.content, content_labels, previous,
                                                                  temporal_weight))
         h, w = args.content.shape[-2:]
         out = torch.ops.styleswap.swap_gather(idx, self.styles, self.patch_size, self.stride, h, w)
+        if return_indices:
+            return (out[0], idx[0]) if args.squeeze else (out, idx)
         return out[0] if args.squeeze else out
 
     def _controls(self, content: torch.Tensor, content_labels, previous, temporal_weight) -> dict:

@@ -356,6 +356,21 @@ class StyleBank:
                                        temporal_weight=temporal_weight)
         return _blend(swapped, content_features, alpha)
 
+    def swap_temporal(self, content_features: torch.Tensor, temporal: "TemporalState", alpha: float = 1.0,
+                      progress: bool = False, content_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`swap` for the next frame of a video: prefers ``temporal.previous`` (when it has this
+        frame's grid) by ``temporal.weight``, then stores this frame's choice in ``temporal``."""
+        feats = content_features.bfloat16() if self.precision == "bf16" else content_features
+        prev = temporal.previous
+        k, s = self.patch_size, self.stride
+        grid = (feats.shape[0], -(-(feats.shape[2] - k) // s) + 1, -(-(feats.shape[3] - k) // s) + 1)
+        if prev is not None and tuple(prev.shape) != grid:
+            prev = None  # a frame of another size: start afresh
+        swapped, idx = self.patch_bank.swap(feats, progress, content_labels=content_labels, previous=prev,
+                                            temporal_weight=temporal.weight, return_indices=True)
+        temporal.previous = idx
+        return _blend(swapped, content_features, alpha)
+
     def match(self, content_features: torch.Tensor, **controls) -> torch.Tensor:
         """The indices :meth:`swap` would paste (for a video's ``previous``), with the same controls."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
@@ -365,6 +380,30 @@ class StyleBank:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)
         return (f"StyleBank({len(self.features)} style(s) [{shapes}], patch_size={self.patch_size}, "
                 f"stride={self.stride}, precision={self.precision!r}, device={self.device})")
+
+
+# --- temporal coherence (video) -------------------------------------------------------------------
+
+# `styleswap video --temporal-weight` default, in NCC units (docs/video.md: measured on the static clip of
+# benchmarks/temporal_stability.py against the flicker and the objective).
+DEFAULT_TEMPORAL_WEIGHT = 0.05
+
+
+class TemporalState:
+    """The last frame's chosen style patches, for :func:`stylize` (``temporal=``) frame after frame.
+
+    Each frame's match gives the patch chosen at the same position in the previous frame a bonus of
+    ``weight`` x ||content patch|| -- ``weight`` in units of normalised cross-correlation (NCC): the
+    previous patch is kept unless another beats its NCC by more than ``weight``. 0 = every frame on
+    its own. Static regions keep their patches (no flicker from noise flipping near-ties); where the
+    content moves, the NCC of the old patch drops and a better one wins.
+    """
+
+    def __init__(self, weight: float = DEFAULT_TEMPORAL_WEIGHT):
+        from ._inputs import check_temporal_weight
+
+        self.weight = check_temporal_weight(weight)
+        self.previous: Optional[torch.Tensor] = None
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
@@ -406,6 +445,7 @@ def stylize(
     tile_size: Optional[int] = None,
     content_mask=None,
     style_masks: Optional[Sequence] = None,
+    temporal: Optional[TemporalState] = None,
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
@@ -446,6 +486,8 @@ def stylize(
             content and one per style (a path, PIL image or (H, W) integer map, at the image's aspect
             ratio; same colour = same label); each content region takes only style patches of its
             label. With a :class:`StyleBank`, give ``style_masks`` to the bank.
+        temporal: a :class:`TemporalState` shared by the frames of a video (in order): each frame
+            prefers the previous frame's style patches (docs/video.md). None = no temporal term.
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -540,7 +582,10 @@ def stylize(
                 cf = tiling.encode(encoder, c, tile_size, progress)
                 labels = None if content_labels is None else masks.feature_labels(
                     content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]), "content mask", dev)
-                target = bank.swap(cf, alpha, progress, content_labels=labels)
+                if temporal is None:
+                    target = bank.swap(cf, alpha, progress, content_labels=labels)
+                else:
+                    target = bank.swap_temporal(cf, temporal, alpha, progress, content_labels=labels)
             if method == "decoder":
                 out = tiling.decode(decoder, target, tile_size, progress)
             else:
