@@ -148,8 +148,10 @@ def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride:
     if previous is not None:
         n, _, h, w = content.shape
         shape = (n, covering_grid(h, k, s), covering_grid(w, k, s))
-        kw["previous"] = check_previous(previous, shape, num_patches, content.device)
-        kw["temporal_weight"] = weight
+        previous = check_previous(previous, shape, num_patches, content.device)
+        if weight != 0.0:  # weight 0 is the plain match: the op need not see `previous`
+            kw["previous"] = previous
+            kw["temporal_weight"] = weight
     return kw
 
 

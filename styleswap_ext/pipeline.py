@@ -386,7 +386,7 @@ class StyleBank:
 
 # `styleswap video --temporal-weight` default, in NCC units (docs/video.md: measured on the static clip of
 # benchmarks/temporal_stability.py against the flicker and the objective).
-DEFAULT_TEMPORAL_WEIGHT = 0.05
+DEFAULT_TEMPORAL_WEIGHT = 0.02
 
 
 class TemporalState:

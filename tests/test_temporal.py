@@ -119,3 +119,53 @@ def test_bad_previous_and_weight_are_rejected():
         match_patches(content, styles, 3, 1, previous=plain.float(), temporal_weight=0.1)
     with pytest.raises(ValueError, match=r"previous holds indices outside \[0, 32\)"):
         match_patches(content, styles, 3, 1, previous=plain + 100, temporal_weight=0.1)
+
+
+# --- video -------------------------------------------------------------------------------------
+
+
+def test_video_frames_prefer_the_previous_frame(tmp_path, vgg_weights, image_files, monkeypatch):
+    """styleswap video: the default weight is on (every frame after the first passes `previous`), a huge one
+    freezes the patches of a noisy static clip (identical output frames), 0 passes none."""
+    import numpy as np
+    from PIL import Image
+
+    from styleswap_ext import cli, pipeline
+    from styleswap_ext.models import Decoder
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "decoder.pth"
+    torch.save(Decoder().state_dict(), ckpt)
+    src = tmp_path / "frames"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    base = np.asarray(Image.open(image_files[0]).convert("RGB"), np.float32)
+    for i in range(4):
+        Image.fromarray(np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)).save(src / f"f{i}.png")
+    seen = []
+    op = torch.ops.styleswap.match_bank
+
+    def recording(*a, **k):
+        seen.append(k.get("temporal_weight") if k.get("previous") is not None else None)
+        return op(*a, **k)
+
+    monkeypatch.setattr(torch.ops.styleswap, "match_bank", recording)
+
+    def run(extra, out):
+        seen.clear()
+        rc = cli.main(["video", str(src), str(image_files[1]), "-o", str(tmp_path / out), "--method", "decoder",
+                       "--decoder-weights", str(ckpt), "--vgg-weights", str(vgg_weights), "--device", "cpu", "-q"]
+                      + extra)
+        assert rc == 0
+        return [np.asarray(Image.open(tmp_path / out / f"f{i}.png")) for i in range(4)], list(seen)
+
+    _, calls = run([], "default")
+    assert calls == [None] + [pipeline.DEFAULT_TEMPORAL_WEIGHT] * 3
+    frozen, calls = run(["--temporal-weight", "1000"], "frozen")
+    assert calls == [None, 1000.0, 1000.0, 1000.0]
+    assert all(np.array_equal(frozen[1], f) for f in frozen[2:])
+    free, calls = run(["--temporal-weight", "0"], "free")
+    assert calls == [None] * 4
+    assert not all(np.array_equal(free[1], f) for f in free[2:])
+    assert cli.main(["video", str(src), str(image_files[1]), "-o", str(tmp_path / "x"), "--temporal-weight",
+                     "-1"]) == 2
