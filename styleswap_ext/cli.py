@@ -515,7 +515,7 @@ def _run_video(args) -> int:
     temporal = pipeline.TemporalState(pipeline.DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None
                                       else args.temporal_weight)
 
-    def frame_fn(t):  # frames come in order (one process per video; a shard of frames keeps its order)
+    def frame_fn(t):  # frames in order; under torchrun a process's 'previous' is the frame `size` before
         return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
 
     if frames_dir:
