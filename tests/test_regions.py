@@ -309,3 +309,21 @@ def test_cli_masks(image_files, tmp_path, vgg_weights, monkeypatch, capsys):
     Image.new("RGB", (10, 40), (255, 0, 0)).save(tmp_path / "tall.png")
     rc = main(base + ["--content-mask", str(tmp_path / "tall.png"), "--style-mask", str(paths["a"]), str(paths["b"])])
     assert rc == 2 and "aspect ratio" in capsys.readouterr().err and not out.exists()
+
+
+def test_match_bank_with_controls_compiles_fullgraph():
+    st = torch.randn(1, 4, 6, 6)
+    bank = PatchBank([st, st], 3, 1, style_labels=[torch.zeros(6, 6, dtype=torch.long),
+                                                     torch.ones(6, 6, dtype=torch.long)])
+    content = torch.randn(1, 4, 8, 9)
+    clab = torch.zeros(1, 6, 7, dtype=torch.long)
+    clab[..., 3:] = 1
+    prev = torch.full((1, 6, 7), 20, dtype=torch.long)
+
+    def f(c, labels, previous):
+        return torch.ops.styleswap.match_bank(c, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, labels,
+                                              bank.bank_labels, previous, 0.1)
+
+    out = torch.compile(f, fullgraph=True)(content, clab, prev)
+    assert torch.equal(out, f(content, clab, prev))
+    assert (out[clab == 0] < 16).all() and (out[clab == 1] >= 16).all()
