@@ -134,10 +134,11 @@ def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride:
     ``temporal_weight``. An empty dict when no control is on."""
     k, s = patch_size, stride
     kw = {}
-    if (content_labels is None) != (style_labels is None and bank_labels is None):
-        given, missing = ("content_labels", "style_labels") if content_labels is not None else \
-            ("style_labels", "content_labels")
-        raise ValueError(f"{given} needs {missing}: a content region takes the style patches of its own label")
+    # a bank with labels (bank_labels) matched without content_labels is the plain match
+    if content_labels is not None and style_labels is None and bank_labels is None:
+        raise ValueError("content_labels needs style_labels: a content region takes the style patches of its label")
+    if style_labels is not None and content_labels is None:
+        raise ValueError("style_labels needs content_labels: a content region takes the style patches of its label")
     if content_labels is not None:
         if bank_labels is None:
             bank_labels = bank_patch_labels(style_labels, styles, k, s)

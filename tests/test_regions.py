@@ -162,6 +162,10 @@ def test_bad_labels_are_rejected_naming_the_argument():
         match_patches(content, styles, 3, 1, clab, [slab[0]])
     with pytest.raises(ValueError, match="content_labels needs style_labels"):
         match_patches(content, styles, 3, 1, clab)
+    with pytest.raises(ValueError, match="style_labels needs content_labels"):
+        match_patches(content, styles, 3, 1, style_labels=slab)
+    # a bank with labels matched without content labels: the plain match
+    assert torch.equal(PatchBank(styles, 3, 1, style_labels=slab).match(content), match_patches(content, styles, 3, 1))
     with pytest.raises(ValueError, match="content_labels has label 9, which no style patch has"):
         match_patches(content, styles, 3, 1, torch.full_like(clab, 9), slab)
     with pytest.raises(ValueError, match="content_labels has label 9"):
