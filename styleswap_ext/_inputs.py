@@ -233,8 +233,9 @@ def check_labels_covered(patch_labels: torch.Tensor, bank_labels: torch.Tensor) 
                          f"(style_labels give {have}): every content region needs a style region of its label")
 
 
-def check_previous(previous, indices_shape, num_patches: int, device) -> torch.Tensor:
-    """``previous`` (the last frame's indices) checked against this match -> (N, H', W') int64."""
+def check_previous(previous, indices_shape, device) -> torch.Tensor:
+    """``previous`` (the last frame's indices) checked against this match's shape -> (N, H', W') int64 on
+    ``device`` (the op checks the values: in [0, num_patches))."""
     if not isinstance(previous, torch.Tensor) or previous.dtype != torch.long:
         got = previous.dtype if isinstance(previous, torch.Tensor) else type(previous).__name__
         raise TypeError(f"previous must be an int64 tensor of indices (a match's result), got {got}")

@@ -125,7 +125,7 @@ torch.library.register_autograd(
 # --- public API ---------------------------------------------------------------------------------
 
 
-def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride: int, num_patches: int, *,
+def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride: int, *,
                    content_labels=None, style_labels=None, bank_labels=None, previous=None,
                    temporal_weight=0.0) -> dict:
     """The optional keyword arguments of ``match_bank`` (csrc/match_controls.h) for a match of the 4-D
@@ -149,7 +149,7 @@ def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride:
     if previous is not None:
         n, _, h, w = content.shape
         shape = (n, covering_grid(h, k, s), covering_grid(w, k, s))
-        previous = check_previous(previous, shape, num_patches, content.device)
+        previous = check_previous(previous, shape, content.device)
         if weight != 0.0:  # weight 0 is the plain match: the op need not see `previous`
             kw["previous"] = previous
             kw["temporal_weight"] = weight
@@ -174,7 +174,7 @@ def _controlled_indices(args, content_labels, style_labels, previous, temporal_w
         check_temporal_weight(temporal_weight)
         return None
     n_s = _num_patches(args.styles, args.patch_size, args.stride)
-    controls = match_controls(args.content, args.styles, args.patch_size, args.stride, n_s,
+    controls = match_controls(args.content, args.styles, args.patch_size, args.stride,
                               content_labels=content_labels, style_labels=style_labels, previous=previous,
                               temporal_weight=temporal_weight)
     return _match_controlled(args, n_s, controls)

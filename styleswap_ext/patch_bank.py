@@ -124,7 +124,7 @@ class PatchBank:
     def _controls(self, content: torch.Tensor, content_labels, previous, temporal_weight) -> dict:
         if content_labels is not None and self.bank_labels is None:
             raise ValueError("content_labels needs a bank built with style_labels (PatchBank(..., style_labels=...))")
-        return ops.match_controls(content, self.styles, self.patch_size, self.stride, self.num_patches,
+        return ops.match_controls(content, self.styles, self.patch_size, self.stride,
                                   content_labels=content_labels, bank_labels=self.bank_labels,
                                   previous=previous, temporal_weight=temporal_weight)
 

@@ -67,12 +67,11 @@ def _match(args: SwapArgs, n: int, filters: torch.Tensor, controls: dict = None)
 def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1,
                   content_labels=None, style_labels=None, previous=None, temporal_weight: float = 0.0) -> torch.Tensor:
     """Reference of :func:`styleswap_ext.match_patches` (same arguments, controls included, and result)."""
-    from .ops import _num_patches, match_controls  # the same checks and per-patch labels as the op
+    from .ops import match_controls  # the same checks and per-patch labels as the op
 
     args = prepare(content, style, patch_size, stride)
     check_finite(args)
-    controls = match_controls(args.content, args.styles, args.patch_size, args.stride,
-                              _num_patches(args.styles, args.patch_size, args.stride), content_labels=content_labels,
+    controls = match_controls(args.content, args.styles, args.patch_size, args.stride, content_labels=content_labels,
                               style_labels=style_labels, previous=previous, temporal_weight=temporal_weight)
     idx = torch.stack([_match(args, n, _bank(args, n), controls) for n in range(args.content.shape[0])])
     return idx[0] if args.squeeze else idx

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from styleswap_ext import StyleSwap, match_patches, reference, style_swap
-from styleswap_ext.ops import _num_patches, match_controls
+from styleswap_ext.ops import match_controls
 from styleswap_ext.patch_bank import PatchBank
 
 tiled = torch.ops.styleswap._match_bank_tiled
@@ -72,7 +72,7 @@ def _match(path, content, styles, k, s, content_labels, style_labels, **temporal
     bank = PatchBank(styles, k, s, style_labels=style_labels)
     if path == "bank":
         return bank.match(content, content_labels=content_labels, **temporal)
-    kw = match_controls(content, bank.styles, k, s, bank.num_patches, content_labels=content_labels,
+    kw = match_controls(content, bank.styles, k, s, content_labels=content_labels,
                         bank_labels=bank.bank_labels, **temporal)
     rows, cols = (5, 7) if path == "tiled_small" else (0, 0)
     return tiled(content, bank.patches, bank.inv_norm, bank.num_patches, k, s, rows, cols, False, **kw)
@@ -138,7 +138,7 @@ def test_labels_keep_style_gradient():
 def test_match_bank_with_controls_passes_opcheck():
     content, styles, clab, slab = _random_case(13, n=2, dtype=torch.float32)
     bank = PatchBank(styles, 3, 1, style_labels=slab)
-    kw = match_controls(content, bank.styles, 3, 1, bank.num_patches, content_labels=clab,
+    kw = match_controls(content, bank.styles, 3, 1, content_labels=clab,
                         bank_labels=bank.bank_labels)
     prev = torch.zeros_like(kw["content_labels"])
     prev[:] = torch.nonzero(bank.bank_labels == kw["content_labels"][0, 0, 0])[0, 0]

@@ -27,7 +27,7 @@ def _case(seed, n=2, dtype=torch.float64):
 
 def _all_paths(content, styles, previous, weight, k=3, **labels):
     bank = PatchBank(styles, k, 1, style_labels=labels.get("style_labels"))
-    kw = match_controls(content, bank.styles, k, 1, bank.num_patches, content_labels=labels.get("content_labels"),
+    kw = match_controls(content, bank.styles, k, 1, content_labels=labels.get("content_labels"),
                         bank_labels=bank.bank_labels, previous=previous, temporal_weight=weight)
     return {
         "op": match_patches(content, styles, k, 1, previous=previous, temporal_weight=weight, **labels),
