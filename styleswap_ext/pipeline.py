@@ -524,7 +524,6 @@ def stylize(
             raise ValueError("style is a StyleBank: give style_masks when building the bank, not here")
         if content_mask is not None and bank.style_labels is None:
             raise ValueError("content_mask needs style masks: build the StyleBank with style_masks")
-        styles_in = []
     else:
         styles_in, style_weights = _check_styles(style, style_weights)
     # masks before any heavy work: a content label that no style mask has stops here
