@@ -331,3 +331,28 @@ def test_match_bank_with_controls_compiles_fullgraph():
     out = torch.compile(f, fullgraph=True)(content, clab, prev)
     assert torch.equal(out, f(content, clab, prev))
     assert (out[clab == 0] < 16).all() and (out[clab == 1] >= 16).all()
+
+
+def _cuda_ready():
+    from styleswap_ext import ops
+
+    return torch.cuda.is_available() and ops.CUDA_BUILT
+
+
+@pytest.mark.skipif(not _cuda_ready(), reason="needs a CUDA GPU and a CUDA build")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_controlled_match_takes_the_tiled_driver_and_agrees(dtype):
+    """On CUDA a match with labels / previous runs the tiled driver (cuBLAS + ATen reduce): same indices as
+    the reference in float64; in float32 (TF32 allowed or not) the chosen scores are the best up to rounding."""
+    content, styles, clab, slab = _random_case(21, n=2, dtype=dtype)
+    prev = torch.randint(0, 20, (2, content.shape[2] - 2, content.shape[3] - 2))
+    blab = _bank_labels(slab, styles, 3, 1)
+    prev = torch.where(blab[prev] == _patch_labels(clab, *prev.shape[1:], 3, 1), prev, 0)
+    want = reference.match_patches(content, styles, 3, 1, clab, slab, prev, 0.05)
+    bank = PatchBank([st.cuda() for st in styles], 3, 1, style_labels=[m.cuda() for m in slab])
+    got = bank.match(content.cuda(), content_labels=clab.cuda(), previous=prev.cuda(), temporal_weight=0.05).cpu()
+    assert torch.equal(blab[got], _patch_labels(clab, *got.shape[1:], 3, 1))
+    if dtype == torch.float64:
+        assert torch.equal(got, want)
+    else:
+        assert (got == want).float().mean() > 0.97
