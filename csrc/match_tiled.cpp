@@ -41,12 +41,28 @@ constexpr int64_t GEMM_COL_ALIGN = 8;  // bank rows per GEMM rounded up to this 
 class AtenReducer final : public TileReducer {
  public:
   void begin(int64_t) override { best_.reset(); }
+  // The controls of the next row tile (match_controls.h): its rows' labels (m) with the bank's labels
+  // (n_s), its rows' preferred bank rows (m) with their bonus (m, the score dtype); undefined = none.
+  void set_controls(at::Tensor row_labels, at::Tensor bank_labels, at::Tensor previous, at::Tensor bonus) {
+    row_labels_ = std::move(row_labels);
+    bank_labels_ = std::move(bank_labels);
+    previous_ = std::move(previous);
+    bonus_ = std::move(bonus);
+  }
   void fold(const at::Tensor& scores, const at::Tensor& inv, int64_t j0) override {
+    constexpr double NEG_INF = -std::numeric_limits<double>::infinity();
     // Scaled in place (the score tile is the driver's workspace). NaN -> -inf: a NaN never wins and a
     // row of NaN keeps index 0, as the CPU kernel's '>' comparisons do (+-inf stay as they are).
     at::Tensor sc = scores.mul_(inv.unsqueeze(0));
-    sc.nan_to_num_(-std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity(),
-                   -std::numeric_limits<double>::infinity());
+    sc.nan_to_num_(NEG_INF, std::numeric_limits<double>::infinity(), NEG_INF);
+    const int64_t nt = sc.size(1);
+    if (row_labels_.defined())  // another label's rows never win
+      sc.masked_fill_(bank_labels_.narrow(0, j0, nt).unsqueeze(0) != row_labels_.unsqueeze(1), NEG_INF);
+    if (previous_.defined()) {  // the preferred row's bonus (0 added to column 0 where it is in another tile)
+      const at::Tensor local = previous_ - j0;
+      const at::Tensor here = (local >= 0).logical_and_(local < nt);
+      sc.scatter_add_(1, local.clamp(0, nt - 1).unsqueeze(1), at::where(here, bonus_, 0).unsqueeze(1));
+    }
     auto [val, idx] = at::max(sc, 1);  // first maximum of each row: the lowest index on ties
     if (!best_.defined()) {  // the first tile (j0 = 0); a row of -inf keeps index 0, like the CPU
       best_ = val;
@@ -61,6 +77,7 @@ class AtenReducer final : public TileReducer {
 
  private:
   at::Tensor best_, arg_;
+  at::Tensor row_labels_, bank_labels_, previous_, bonus_;
 };
 
 // Reads "ROWS,COLS" from the environment; false where unset or malformed.
@@ -108,7 +125,7 @@ std::unique_ptr<TileReducer> make_aten_reducer() { return std::make_unique<AtenR
 
 at::Tensor match_bank_tiled(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
                             int64_t n_s, int64_t k, int64_t s, Tiles tiles, TileReducer* reducer,
-                            int64_t* row_tiles) {
+                            int64_t* row_tiles, const MatchControls* controls) {
   // Indices are piecewise constant: no autograd through the GEMMs (inputs that require grad included).
   const at::NoGradGuard no_grad;
   const auto bank_dtype = patches.scalar_type();
@@ -120,9 +137,14 @@ at::Tensor match_bank_tiled(const at::Tensor& content_in, const at::Tensor& patc
   const bool upcast = reduced(bank_dtype) && !content.is_cuda();  // see the header comment: exact
   const auto score_dtype = bank_dtype == at::kDouble ? at::kDouble : at::kFloat;
 
+  const bool controlled = controls != nullptr && controls->any();
+  TORCH_CHECK(!controlled || reducer == nullptr, "match_bank_tiled: a match with controls takes the ATen reducer");
   std::unique_ptr<TileReducer> own;
+  AtenReducer* aten = nullptr;
   if (reducer == nullptr) {
-    own = make_aten_reducer();
+    auto r = std::make_unique<AtenReducer>();
+    aten = r.get();
+    own = std::move(r);
     reducer = own.get();
   }
   const int64_t tile_m = std::min(tiles.rows, n_c);
@@ -144,6 +166,15 @@ at::Tensor match_bank_tiled(const at::Tensor& content_in, const at::Tensor& patc
       at::Tensor a = A.narrow(0, 0, m);
       fill_content_tile(sample, k, s, grid_w, p0, m, a);
       const at::Tensor a_gemm = upcast ? a.to(at::kFloat) : a;
+      if (controlled) {
+        const int64_t first = n * n_c + p0;
+        at::Tensor bonus;
+        if (controls->temporal())  // temporal_weight * ||c_i||, in the score dtype
+          bonus = at::linalg_vector_norm(a_gemm.to(score_dtype), 2, {1}).mul_(controls->temporal_weight);
+        aten->set_controls(controls->labels() ? controls->content_labels.narrow(0, first, m) : at::Tensor(),
+                           controls->bank_labels,
+                           controls->temporal() ? controls->previous.narrow(0, first, m) : at::Tensor(), bonus);
+      }
       reducer->begin(m);
       for (int64_t j0 = 0; j0 < n_s; j0 += tile_n) {
         const int64_t nt = std::min(tile_n, n_s - j0);
@@ -185,10 +216,16 @@ namespace {
 
 at::Tensor match_bank_tiled_cpu(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
                                 int64_t n_s, int64_t k, int64_t s, int64_t tile_rows, int64_t tile_cols,
-                                bool fused) {
+                                bool fused, const std::optional<at::Tensor>& content_labels,
+                                const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                                double temporal_weight) {
   check_tiled_args(content, patches, inv_norm, n_s, k, s, tile_rows, tile_cols);
   TORCH_CHECK_VALUE(!fused, "_match_bank_tiled: fused=True needs CUDA tensors (the fused reduce is a CUDA kernel)");
-  return match_bank_tiled(content, patches, inv_norm, n_s, k, s, resolve_tiles(content.device(), tile_rows, tile_cols));
+  const MatchControls controls =
+      check_controls("_match_bank_tiled", content, n_s, covering_grid(content.size(2), k, s),
+                     covering_grid(content.size(3), k, s), content_labels, bank_labels, previous, temporal_weight);
+  return match_bank_tiled(content, patches, inv_norm, n_s, k, s, resolve_tiles(content.device(), tile_rows, tile_cols),
+                          nullptr, nullptr, &controls);
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "match_controls.h"
+
 namespace styleswap {
 namespace tiled {
 
@@ -45,9 +47,12 @@ std::unique_ptr<TileReducer> make_aten_reducer();
 // float32 -> float32 (matmul precision as torch's); bfloat16/float16 -> float32 accumulation and
 // float32 scores. `reducer` null = the ATen reducer. `row_tiles` (optional) receives the number of
 // row tiles run. Arguments are not checked here (check_tiled_args).
+// `controls` (match_controls.h, checked by check_controls; null or none = the plain match): the scores
+// are masked by label and the preferred rows get their bonus per tile, before the ATen reduce; a match
+// with controls always takes the ATen reducer (`reducer` must be null).
 at::Tensor match_bank_tiled(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
                             int64_t n_s, int64_t k, int64_t s, Tiles tiles, TileReducer* reducer = nullptr,
-                            int64_t* row_tiles = nullptr);
+                            int64_t* row_tiles = nullptr, const MatchControls* controls = nullptr);
 
 // The private op's checks (ValueError / TypeError naming the argument): the match_bank checks with
 // the bank dtype the driver takes for this content, tile sizes >= 0 (0 = default), finite content.

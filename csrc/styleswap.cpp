@@ -5,7 +5,10 @@
 //                        is patch j (C*k*k values, zero padded to Dp), inv_norm[j] = (weight / largest weight) /
 //                        (||patch|| + 1e-8).
 //                        The padding (R >= n_s, Dp >= C*k*k) and dtype are the backend's (see its kernel).
-//   match_bank           content (N,C,H,W), a prepared bank -> indices (N, H', W') int64
+//   match_bank           content (N,C,H,W), a prepared bank -> indices (N, H', W') int64; optional controls
+//                        (match_controls.h): content_labels (N,H',W') + bank_labels (n_s) restrict each content
+//                        patch to the bank rows of its label; previous (N,H',W') gets a bonus of
+//                        temporal_weight * ||content patch|| (NCC units)
 //   match_patches        content, styles -> indices: prepare_bank then match_bank, in each backend (not a
 //                        composite: its fake kernel needs no bank geometry, so it traces with symbolic shapes)
 //   swap_gather          indices, styles -> features (N,C,H,W): each element the mean of the chosen
@@ -216,7 +219,8 @@ at::Tensor style_swap_composite(const at::Tensor& content, at::TensorList styles
 TORCH_LIBRARY(styleswap, m) {
   m.def("prepare_bank(Tensor[] styles, int patch_size, int stride, float[]? weights=None) -> (Tensor, Tensor)");
   m.def(
-      "match_bank(Tensor content, Tensor patches, Tensor inv_norm, int num_patches, int patch_size, int stride) "
+      "match_bank(Tensor content, Tensor patches, Tensor inv_norm, int num_patches, int patch_size, int stride, "
+      "Tensor? content_labels=None, Tensor? bank_labels=None, Tensor? previous=None, float temporal_weight=0.0) "
       "-> Tensor");
   m.def("match_patches(Tensor content, Tensor[] styles, int patch_size, int stride) -> Tensor");
   m.def(
@@ -230,7 +234,8 @@ TORCH_LIBRARY(styleswap, m) {
   // default, fused = the CUDA fused reduce kernel.
   m.def(
       "_match_bank_tiled(Tensor content, Tensor patches, Tensor inv_norm, int num_patches, int patch_size, "
-      "int stride, int tile_rows=0, int tile_cols=0, bool fused=False) -> Tensor");
+      "int stride, int tile_rows=0, int tile_cols=0, bool fused=False, Tensor? content_labels=None, "
+      "Tensor? bank_labels=None, Tensor? previous=None, float temporal_weight=0.0) -> Tensor");
 }
 
 // Approximate search (csrc/approx_index.cpp: the IVF index and its ATen search; csrc/cpu/approx_cpu.cpp):

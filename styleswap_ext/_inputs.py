@@ -165,3 +165,91 @@ def check_finite(args: SwapArgs) -> None:
 def covering_grid(n: int, k: int, s: int) -> int:
     """Content-grid positions along a side of n: ceil((n - k) / s) + 1 (see csrc/patch_grid.h)."""
     return (n - k + s - 1) // s + 1
+
+
+# --- labels (regions) ---------------------------------------------------------------------------
+#
+# A label map gives every position of a feature map an integer label. A patch's label is the label at
+# its centre: for a k x k patch whose top-left is (y0, x0) that is (y0 + (k - 1) // 2, x0 + (k - 1) // 2)
+# -- the middle for odd k, the upper-left of the four middle positions for even k. The content grid's
+# replicate-padded last row/column of patches (covering_grid) reads past the border; its centre is
+# clamped to the map the same way, so it takes the label of the last row/column it covers.
+
+
+def _label_map(name: str, labels, shape, device, batch_ok: bool) -> torch.Tensor:
+    """``labels`` checked as an integer map of ``shape`` = (H, W) (or (N, H, W) when ``batch_ok`` is the
+    batch N) -> (N or 1, H, W) int64 on ``device``."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be an integer torch.Tensor, got {type(labels).__name__}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise TypeError(f"{name} must be an integer tensor (int64), got {labels.dtype}")
+    h, w = shape
+    ok_shapes = [(h, w)] + ([(batch_ok, h, w)] if batch_ok else [])
+    if tuple(labels.shape) not in ok_shapes:
+        want = " or ".join(str(s) for s in ok_shapes)
+        raise ValueError(f"{name} must be {want} (one label per feature position), got shape {tuple(labels.shape)}")
+    labels = labels.to(device=device, dtype=torch.long)
+    return labels if labels.dim() == 3 else labels.unsqueeze(0)
+
+
+def _centres(n: int, grid: int, k: int, s: int, device) -> torch.Tensor:
+    return (torch.arange(grid, device=device) * s + (k - 1) // 2).clamp_(max=n - 1)
+
+
+def content_patch_labels(content_labels, content: torch.Tensor, k: int, s: int) -> torch.Tensor:
+    """Labels of the content's covering-grid patches: (N, H', W') int64 from an (H, W) or (N, H, W) map."""
+    n, _, h, w = content.shape
+    lab = _label_map("content_labels", content_labels, (h, w), content.device, n)
+    ys = _centres(h, covering_grid(h, k, s), k, s, lab.device)
+    xs = _centres(w, covering_grid(w, k, s), k, s, lab.device)
+    return lab[:, ys][:, :, xs].expand(n, -1, -1).contiguous()
+
+
+def bank_patch_labels(style_labels, styles: list, k: int, s: int) -> torch.Tensor:
+    """Labels of the bank rows, (n_s,) int64: one (Hs, Ws) map per style tensor (a tensor for a single
+    style, a list for a bank), sampled at the centres of its patches in bank order."""
+    maps = [style_labels] if isinstance(style_labels, torch.Tensor) else style_labels
+    if not isinstance(maps, (list, tuple)):
+        raise TypeError(f"style_labels must be a tensor or a list of tensors, got {type(style_labels).__name__}")
+    if len(maps) != len(styles):
+        raise ValueError(f"style_labels has {len(maps)} map(s) for {len(styles)} style tensor(s): give one per style")
+    rows = []
+    for i, (m, st) in enumerate(zip(maps, styles)):
+        hs, ws = st.shape[-2:]
+        name = "style_labels" if isinstance(style_labels, torch.Tensor) else f"style_labels[{i}]"
+        lab = _label_map(name, m, (hs, ws), st.device, False)[0]
+        ys = _centres(hs, (hs - k) // s + 1, k, s, lab.device)
+        xs = _centres(ws, (ws - k) // s + 1, k, s, lab.device)
+        rows.append(lab[ys][:, xs].reshape(-1))
+    return torch.cat(rows)
+
+
+def check_labels_covered(patch_labels: torch.Tensor, bank_labels: torch.Tensor) -> None:
+    """Every content label must be some style patch's label: ValueError naming the first that is not."""
+    missing = torch.unique(patch_labels[~torch.isin(patch_labels, bank_labels)])
+    if missing.numel():
+        have = sorted(torch.unique(bank_labels).tolist())
+        raise ValueError(f"content_labels has label {int(missing[0])}, which no style patch has "
+                         f"(style_labels give {have}): every content region needs a style region of its label")
+
+
+def check_previous(previous, indices_shape, device) -> torch.Tensor:
+    """``previous`` (the last frame's indices) checked against this match's shape -> (N, H', W') int64 on
+    ``device`` (the op checks the values: in [0, num_patches))."""
+    if not isinstance(previous, torch.Tensor) or previous.dtype != torch.long:
+        got = previous.dtype if isinstance(previous, torch.Tensor) else type(previous).__name__
+        raise TypeError(f"previous must be an int64 tensor of indices (a match's result), got {got}")
+    prev = previous.unsqueeze(0) if previous.dim() == 2 else previous
+    if tuple(prev.shape) != tuple(indices_shape):
+        raise ValueError(f"previous must have the shape of this match's indices {tuple(indices_shape)} "
+                         f"(or without the batch dim), got {tuple(previous.shape)}")
+    return prev.to(device)
+
+
+def check_temporal_weight(temporal_weight) -> float:
+    if isinstance(temporal_weight, bool) or not isinstance(temporal_weight, numbers.Real):
+        raise TypeError(f"temporal_weight must be a number, got {type(temporal_weight).__name__}")
+    w = float(temporal_weight)
+    if not (w >= 0 and w < float("inf")):
+        raise ValueError(f"temporal_weight must be finite and >= 0, got {temporal_weight}")
+    return w

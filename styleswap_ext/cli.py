@@ -165,6 +165,12 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (format from its extension), or a directory when CONTENT is one")
     _add_run_options(s)
+    m = s.add_argument_group("regions (docs/regions.md)")
+    m.add_argument("--content-mask", metavar="PATH",
+                   help="region mask of the content: an image whose distinct colours (or an integer PNG whose "
+                        "values) are labels; each region takes only the style patches of its label")
+    m.add_argument("--style-mask", metavar="PATH", nargs="+",
+                   help="one region mask per STYLE, same colours = same labels (needed with --content-mask)")
 
     v = sub.add_parser("video", help="stylise a video file, or a directory of frames",
                        description="Stylise every frame of IN (a video file read through PyAV, or a directory "
@@ -179,6 +185,10 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
                                                    "libvpx-vp9 for .webm, else mpeg4)")
     v.add_argument("--crf", type=_int_at_least(0), default=18, help="quality for libx264/libvpx-vp9 (default 18)")
     v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
+    v.add_argument("--temporal-weight", type=_float_in(0.0), default=None, metavar="W",
+                   help="keep the previous frame's style patch unless another matches better by more than W "
+                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.02; 0 with "
+                        "--search approximate)")
     _add_run_options(v)
 
     d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
@@ -317,6 +327,7 @@ def _run_stylize(args) -> int:
             _check_output_file(out)
             jobs = [(content, out)]
         image_io.probe_image(content)  # fail fast on a missing or non-image file, before any model is loaded
+    _check_masks(args, None if content.is_dir() else content)
     _check_outputs(jobs, [src for src, _ in jobs] + [Path(s) for s in args.styles],
                    out if content.is_dir() else None)
 
@@ -381,16 +392,43 @@ def _run_stylize(args) -> int:
     return 0
 
 
+def _image_size(path) -> tuple:
+    """(height, width) of an image file as load_image will see it (EXIF rotation included), header only."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+
+
+def _check_masks(args, content) -> None:
+    """--content-mask / --style-mask before any model loads: readable, one per style, every content
+    label in some style mask, each at its image's aspect ratio (a usage error otherwise)."""
+    content_mask, style_masks = getattr(args, "content_mask", None), getattr(args, "style_mask", None)
+    if content_mask is None and style_masks is None:
+        return
+    from . import masks
+
+    try:
+        c, s, _ = masks.load_masks(content_mask, style_masks, len(args.styles))
+        for i, (lab, path) in enumerate(zip(s, args.styles)):
+            masks.check_aspect(lab, _image_size(path), f"--style-mask {i + 1} ({style_masks[i]})")
+        if c is not None and content is not None:
+            masks.check_aspect(c, _image_size(content), f"--content-mask ({content_mask})")
+    except masks.MaskError as e:
+        raise UsageError(str(e)) from None
+
+
 def _style_bank(args, styles, encoder, device):
     from . import pipeline
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
                               precision=args.precision, tile_size=args.tile_size, progress=args.progress,
-                              search=args.search)
+                              search=args.search, style_masks=getattr(args, "style_mask", None))
 
 
-def _stylize_one(args, content, bank, encoder, decoder, progress=None):
+def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=None):
     from . import pipeline
 
     return pipeline.stylize(
@@ -398,6 +436,7 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None):
         preserve_color=args.preserve_color, iters=args.iters, init=args.init, lr=args.lr,
         tv_weight=args.tv_weight, encoder=encoder, decoder=decoder,
         progress=args.progress if progress is None else progress, tile_size=args.tile_size,
+        content_mask=getattr(args, "content_mask", None), temporal=temporal,
     )
 
 
@@ -431,6 +470,13 @@ def _check_common(args) -> None:
             check_weight_ratios("--style-weights", args.style_weights)
         except ValueError as e:
             raise UsageError(str(e)) from None
+    if getattr(args, "search", "exact") == "approximate":  # the controls need the exact search (for now)
+        if getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None:
+            raise UsageError("--content-mask/--style-mask need --search exact (the approximate search has no "
+                             "regions yet)")
+        if (getattr(args, "temporal_weight", None) or 0) > 0:
+            raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
+                             "is 0: every frame on its own)")
 
 
 def _run_video(args) -> int:
@@ -478,8 +524,12 @@ def _run_video(args) -> int:
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
 
-    def frame_fn(t):
-        return _stylize_one(args, t, bank, encoder, decoder, progress=False)
+    # default: DEFAULT_TEMPORAL_WEIGHT with the exact search, off with the approximate one (no controls there)
+    default_weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.search == "exact" else 0.0
+    temporal = pipeline.TemporalState(default_weight if args.temporal_weight is None else args.temporal_weight)
+
+    def frame_fn(t):  # frames in order; under torchrun a process's 'previous' is the frame `size` before
+        return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
 
     if frames_dir:
         n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)

@@ -22,9 +22,10 @@ class StyleSwap(nn.Module):
         check_search(search, probes, seed)
         self.search, self.probes, self.seed = search, probes, seed
 
-    def forward(self, content: torch.Tensor, style: StyleArg) -> torch.Tensor:
-        return style_swap(content, style, self.patch_size, self.stride, search=self.search, probes=self.probes,
-                          seed=self.seed)
+    def forward(self, content: torch.Tensor, style: StyleArg, content_labels=None, style_labels=None) -> torch.Tensor:
+        """``content_labels`` / ``style_labels``: the region controls of :func:`~styleswap_ext.style_swap`."""
+        return style_swap(content, style, self.patch_size, self.stride, content_labels, style_labels,
+                          search=self.search, probes=self.probes, seed=self.seed)
 
     def extra_repr(self) -> str:
         extra = "" if self.search == "exact" else f", search='approximate', probes={self.probes}, seed={self.seed}"

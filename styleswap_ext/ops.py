@@ -26,7 +26,8 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _C  # noqa: F401  (registers the styleswap:: ops)
-from ._inputs import StyleArg, _check_int, covering_grid, prepare
+from ._inputs import (StyleArg, _check_int, bank_patch_labels, check_labels_covered, check_previous,
+                      check_temporal_weight, content_patch_labels, covering_grid, prepare)
 
 CUDA_BUILT: bool = bool(_C.cuda_built)
 
@@ -68,7 +69,8 @@ def _prepare_bank_fake(styles, patch_size, stride, weights=None):
 
 
 @torch.library.register_fake("styleswap::match_bank")
-def _match_bank_fake(content, patches, inv_norm, num_patches, patch_size, stride):
+def _match_bank_fake(content, patches, inv_norm, num_patches, patch_size, stride, content_labels=None,
+                     bank_labels=None, previous=None, temporal_weight=0.0):
     n, _, h, w = content.shape
     return content.new_empty((n, covering_grid(h, patch_size, stride), covering_grid(w, patch_size, stride)),
                              dtype=torch.long)
@@ -197,7 +199,72 @@ def _match(args, search: SearchArgs) -> torch.Tensor:
 # --- public API ---------------------------------------------------------------------------------
 
 
-def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1, *,
+def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride: int, *,
+                   content_labels=None, style_labels=None, bank_labels=None, previous=None,
+                   temporal_weight=0.0) -> dict:
+    """The optional keyword arguments of ``match_bank`` (csrc/match_controls.h) for a match of the 4-D
+    ``content`` against ``styles``, checked here (errors name the argument): per-patch labels from the
+    label maps (``bank_labels`` = the bank rows' labels, when already known), ``previous`` with its
+    ``temporal_weight``. An empty dict when no control is on."""
+    k, s = patch_size, stride
+    kw = {}
+    # a bank with labels (bank_labels) matched without content_labels is the plain match
+    if content_labels is not None and style_labels is None and bank_labels is None:
+        raise ValueError("content_labels needs style_labels: a content region takes the style patches of its label")
+    if style_labels is not None and content_labels is None:
+        raise ValueError("style_labels needs content_labels: a content region takes the style patches of its label")
+    if content_labels is not None:
+        if bank_labels is None:
+            bank_labels = bank_patch_labels(style_labels, styles, k, s)
+        kw["content_labels"] = content_patch_labels(content_labels, content, k, s)
+        kw["bank_labels"] = bank_labels.to(content.device)
+        check_labels_covered(kw["content_labels"], kw["bank_labels"])
+    weight = check_temporal_weight(temporal_weight)
+    if previous is not None:
+        n, _, h, w = content.shape
+        shape = (n, covering_grid(h, k, s), covering_grid(w, k, s))
+        previous = check_previous(previous, shape, content.device)
+        if weight != 0.0:  # weight 0 is the plain match: the op need not see `previous`
+            kw["previous"] = previous
+            kw["temporal_weight"] = weight
+    return kw
+
+
+def _match_controlled(args, num_patches: int, controls: dict) -> torch.Tensor:
+    """A match with controls: prepare_bank + match_bank (the match_patches op takes none)."""
+    patches, inv_norm = torch.ops.styleswap.prepare_bank([st.detach() for st in args.styles], args.patch_size,
+                                                         args.stride)
+    return torch.ops.styleswap.match_bank(args.content.detach(), patches, inv_norm, num_patches, args.patch_size,
+                                          args.stride, **controls)
+
+
+def _num_patches(styles, k: int, s: int) -> int:
+    return sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+
+
+def _controlled_indices(args, content_labels, style_labels, previous, temporal_weight, search: SearchArgs):
+    """Indices of a match with controls, or None when none is on (the plain or approximate path)."""
+    if content_labels is None and style_labels is None and previous is None:
+        check_temporal_weight(temporal_weight)
+        return None
+    if search.approximate:
+        raise ValueError("content_labels/style_labels/previous work with search='exact' only "
+                         "(the approximate search has no controls yet)")
+    n_s = _num_patches(args.styles, args.patch_size, args.stride)
+    controls = match_controls(args.content, args.styles, args.patch_size, args.stride,
+                              content_labels=content_labels, style_labels=style_labels, previous=previous,
+                              temporal_weight=temporal_weight)
+    return _match_controlled(args, n_s, controls)
+
+
+def _indices(args, search: SearchArgs, content_labels, style_labels, previous, temporal_weight) -> torch.Tensor:
+    """The chosen style patch of every content patch: with controls (exact only), else exact or approximate."""
+    idx = _controlled_indices(args, content_labels, style_labels, previous, temporal_weight, search)
+    return idx if idx is not None else _match(args, search)
+
+
+def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1,
+                  content_labels=None, style_labels=None, previous=None, temporal_weight: float = 0.0, *,
                   search: str = "exact", probes: Optional[int] = None, seed: Optional[int] = None) -> torch.Tensor:
     """Index of the best-matching style patch for every content patch position.
 
@@ -221,13 +288,24 @@ def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, s
         Style patches are numbered row-major over each style's grid, styles of a bank in order.
         The best patch maximises ``<content patch, style patch> / ||style patch||``; ties go to
         the lowest index.
+
+    Controls (optional, see docs/regions.md and docs/video.md):
+        content_labels: ``(H, W)`` or ``(N, H, W)`` integer label map on the content's feature grid, with
+            style_labels: one ``(Hs, Ws)`` integer map per style tensor (a tensor, or a list for a bank).
+            A content patch only takes style patches of its own label (a patch's label is the label at
+            its centre, ``(y0 + (k-1)//2, x0 + (k-1)//2)``, clamped to the map for the replicate-padded
+            border patches). A content label that no style patch has is a ValueError naming it.
+        previous: indices of the last frame (this function's result for it), with temporal_weight W >= 0
+            (NCC units): the previous patch's score gets a bonus of ``W * ||content patch||``, so it is
+            kept unless another patch beats its normalised cross-correlation by more than W. 0 = off.
     """
     args = prepare(content, style, patch_size, stride)
-    idx = _match(args, check_search(search, probes, seed))
+    idx = _indices(args, check_search(search, probes, seed), content_labels, style_labels, previous, temporal_weight)
     return idx[0] if args.squeeze else idx
 
 
-def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1, *,
+def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1,
+               content_labels=None, style_labels=None, previous=None, temporal_weight: float = 0.0, *,
                search: str = "exact", probes: Optional[int] = None, seed: Optional[int] = None) -> torch.Tensor:
     """Style swap (Chen & Schmidt 2016): rebuild ``content`` from its best-matching style patches.
 
@@ -240,13 +318,17 @@ def style_swap(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stri
     padding), so every position is covered by at least one patch.
 
     Differentiable with respect to ``style`` (see the module docstring); the gradient with
-    respect to ``content`` is zero.
+    respect to ``content`` is zero. The controls (labels, ``previous``) are those of
+    :func:`match_patches`.
     """
     args = prepare(content, style, patch_size, stride)
     search = check_search(search, probes, seed)
-    if search.approximate:  # the same gather (and autograd) as the exact op, on the approximate indices
+    if search.approximate or content_labels is not None or style_labels is not None or previous is not None:
+        # the same gather (and autograd) as the exact op, on the chosen indices
         h, w = args.content.shape[-2:]
-        out = torch.ops.styleswap.swap_gather(_match(args, search), args.styles, args.patch_size, args.stride, h, w)
+        idx = _indices(args, search, content_labels, style_labels, previous, temporal_weight)
+        out = torch.ops.styleswap.swap_gather(idx, args.styles, args.patch_size, args.stride, h, w)
     else:
+        check_temporal_weight(temporal_weight)
         out = torch.ops.styleswap.style_swap(args.content, args.styles, args.patch_size, args.stride)
     return out[0] if args.squeeze else out

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
-from ._inputs import StyleArg, check_geometry, covering_grid, prepare, prepare_styles, real_list
+from ._inputs import StyleArg, bank_patch_labels, check_geometry, covering_grid, prepare, prepare_styles, real_list
 
 # With progress=True, contents of more patches than this, or matches of more content x style patch
 # pairs than PROGRESS_MIN_PAIRS (the work: ~2 s on a 2-core CPU; a 512 px photo against a 1024 px
@@ -55,10 +55,15 @@ class PatchBank:
             ``[1e38, 1]`` is ``[1, 1e-38]``; a ratio that is 0 in float32 (< ~1.4e-45) is an error.
         search, probes, seed: as for :func:`styleswap_ext.match_patches`; ``"approximate"`` builds the
             search's index (clusters of the style patches) here, once, beside the bank.
+        style_labels: optional, one ``(Hs, Ws)`` integer label map per style tensor (a tensor for one,
+            a list for a bank): then :meth:`match` / :meth:`swap` take ``content_labels`` and a content
+            patch only takes style patches of its label (see :func:`styleswap_ext.match_patches`).
+            The bank rows' labels are kept in ``bank_labels`` ((num_patches,) int64); the bank itself is
+            one for all labels. The controls (labels, ``previous``) need ``search="exact"``.
     """
 
     def __init__(self, style: StyleArg, patch_size: int = 3, stride: int = 1,
-                 weights: Optional[Sequence[float]] = None, *, search: str = "exact",
+                 weights: Optional[Sequence[float]] = None, style_labels=None, *, search: str = "exact",
                  probes: Optional[int] = None, seed: Optional[int] = None):
         self.patch_size, self.stride = check_geometry(patch_size, stride)
         self.search = search
@@ -67,6 +72,9 @@ class PatchBank:
         self.weights = self._check_weights(weights, len(self.styles))
         self.num_patches = sum(_inner_grid(st.shape[2], self.patch_size, self.stride)
                                * _inner_grid(st.shape[3], self.patch_size, self.stride) for st in self.styles)
+        self.bank_labels: Optional[torch.Tensor] = None
+        if style_labels is not None:
+            self.bank_labels = bank_patch_labels(style_labels, self.styles, self.patch_size, self.stride)
         with torch.no_grad():
             self.patches, self.inv_norm = torch.ops.styleswap.prepare_bank(
                 [st.detach() for st in self.styles], self.patch_size, self.stride, self.weights)
@@ -93,33 +101,55 @@ class PatchBank:
     def dtype(self) -> torch.dtype:
         return self.styles[0].dtype
 
-    def match(self, content: torch.Tensor, progress: bool = False) -> torch.Tensor:
+    def match(self, content: torch.Tensor, progress: bool = False, content_labels=None, previous=None,
+              temporal_weight: float = 0.0) -> torch.Tensor:
         """Indices of the chosen style patches, as :func:`styleswap_ext.match_patches`.
 
         ``progress=True`` shows a bar (stderr) for large contents: they are then matched in slabs of
         patch-grid rows, which gives the same indices (each slab is cut where its grid rows start).
+        ``content_labels`` (a bank built with ``style_labels``), ``previous`` and ``temporal_weight``:
+        the controls of :func:`styleswap_ext.match_patches`; for a video, ``previous`` is the last
+        frame's ``match`` result.
         """
         args = prepare(content, self.styles, self.patch_size, self.stride)
-        idx = self._match(args.content, progress)
+        idx = self._match(args.content, progress, self._controls(args.content, content_labels, previous,
+                                                                 temporal_weight))
         return idx[0] if args.squeeze else idx
 
-    def swap(self, content: torch.Tensor, progress: bool = False) -> torch.Tensor:
-        """Style-swapped ``content``, as :func:`styleswap_ext.style_swap` (same autograd)."""
+    def swap(self, content: torch.Tensor, progress: bool = False, content_labels=None, previous=None,
+             temporal_weight: float = 0.0, return_indices: bool = False):
+        """Style-swapped ``content``, as :func:`styleswap_ext.style_swap` (same autograd; same controls
+        as :meth:`match`). ``return_indices=True``: ``(swapped, indices)`` (a video's next ``previous``)."""
         args = prepare(content, self.styles, self.patch_size, self.stride)
-        idx = self._match(args.content, progress)
+        idx = self._match(args.content, progress, self._controls(args.content, content_labels, previous,
+                                                                 temporal_weight))
         h, w = args.content.shape[-2:]
         out = torch.ops.styleswap.swap_gather(idx, self.styles, self.patch_size, self.stride, h, w)
+        if return_indices:
+            return (out[0], idx[0]) if args.squeeze else (out, idx)
         return out[0] if args.squeeze else out
 
-    def _match(self, content: torch.Tensor, progress: bool) -> torch.Tensor:
+    def _controls(self, content: torch.Tensor, content_labels, previous, temporal_weight) -> dict:
+        if content_labels is not None and self.bank_labels is None:
+            raise ValueError("content_labels needs a bank built with style_labels (PatchBank(..., style_labels=...))")
+        if self._search.approximate and (content_labels is not None or previous is not None):
+            raise ValueError("content_labels/previous work with search='exact' only "
+                             "(the approximate search has no controls yet)")
+        return ops.match_controls(content, self.styles, self.patch_size, self.stride,
+                                  content_labels=content_labels, bank_labels=self.bank_labels,
+                                  previous=previous, temporal_weight=temporal_weight)
+
+    def _match(self, content: torch.Tensor, progress: bool, controls: Optional[dict] = None) -> torch.Tensor:
         k, s = self.patch_size, self.stride
         h, w = content.shape[-2:]
         grid_h, grid_w = covering_grid(h, k, s), covering_grid(w, k, s)
+        controls = controls or {}
 
-        def call(c):
+        def call(c, i0=0, i1=grid_h):  # grid rows [i0, i1) of the per-patch controls go with slab c
             if self.index is not None:
                 return torch.ops.styleswap.match_ivf(c, *self.index, k, s, self._search.probes)
-            return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s)
+            kw = {key: (v[:, i0:i1] if key in ("content_labels", "previous") else v) for key, v in controls.items()}
+            return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s, **kw)
 
         n_c = content.shape[0] * grid_h * grid_w
         if not progress or (n_c <= PROGRESS_MIN_PATCHES and n_c * self.num_patches <= PROGRESS_MIN_PAIRS) or grid_h < 2:
@@ -135,7 +165,7 @@ class PatchBank:
         with tqdm(total=grid_h, desc="matching", unit="row", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
             for i0, i1 in zip(bounds[:-1], bounds[1:]):
                 bottom = h if i1 == grid_h else (i1 - 1) * s + k
-                parts.append(call(content[:, :, i0 * s:bottom]))
+                parts.append(call(content[:, :, i0 * s:bottom], i0, i1))
                 bar.update(i1 - i0)
         return torch.cat(parts, 1)
 

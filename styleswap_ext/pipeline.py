@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import image_io, memory_plan, tiling
+from . import image_io, masks, memory_plan, tiling
 from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
@@ -171,17 +171,21 @@ def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tens
 
 
 def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
-                stride: int, precision: str, search: str = "exact") -> PatchBank:
+                stride: int, precision: str, search: str = "exact",
+                style_labels: Optional[List[torch.Tensor]] = None) -> PatchBank:
     """The normalised patch bank of encoded styles: bf16 under ``precision="bf16"``; a style of weight
-    0 is left out; unequal weights scale each style's scores (equal ones change nothing)."""
+    0 is left out (with its labels); unequal weights scale each style's scores (equal ones change nothing)."""
     feats = [f.bfloat16() if precision == "bf16" else f for f in style_features]
     weights = None
     if style_weights is not None:
+        keep = [float(w) > 0 for w in style_weights]
         kept = [(f, float(w)) for f, w in zip(feats, style_weights) if float(w) > 0]
         feats = [f for f, _ in kept]
+        if style_labels is not None:
+            style_labels = [lab for lab, k in zip(style_labels, keep) if k]
         if len({w for _, w in kept}) > 1:
             weights = [w for _, w in kept]
-    return PatchBank(feats, patch_size, stride, weights, search=search)
+    return PatchBank(feats, patch_size, stride, weights, style_labels=style_labels, search=search)
 
 
 def _blend(swapped: torch.Tensor, content_features: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -310,7 +314,9 @@ class StyleBank:
     def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
                  style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
                  device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False,
-                 search: str = "exact"):
+                 search: str = "exact", style_masks: Optional[Sequence] = None):
+        # style_masks: one region mask per style (styleswap_ext.masks: a path, PIL image or (H, W) integer
+        # map at the style image's aspect ratio); then stylize() takes a content_mask.
         check_search(search)  # "exact" | "approximate" (styleswap_ext.match_patches), before any encoding
         self.search = search
         if precision not in PRECISIONS:
@@ -322,6 +328,7 @@ class StyleBank:
         self.style_weights = style_weights
         memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
                                  patch_size=patch_size, stride=stride, precision=precision)
+        _, mask_labels, self.mask_colours = masks.load_masks(None, style_masks, len(styles_in))
         style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
         feats = []
@@ -335,18 +342,73 @@ class StyleBank:
                 f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
                 feats.append(f.bfloat16() if precision == "bf16" else f)
         self.features: List[torch.Tensor] = feats
-        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, search)
+        # the style masks on each style's feature grid (None without masks)
+        self.style_labels: Optional[List[torch.Tensor]] = None
+        if mask_labels is not None:
+            self.style_labels = [masks.feature_labels(lab, tuple(s.shape[-2:]), tuple(f.shape[-2:]),
+                                                      f"style mask {i}", self.device)
+                                 for i, (lab, s, f) in enumerate(zip(mask_labels, style_ts, feats))]
+        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, search, self.style_labels)
 
-    def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False) -> torch.Tensor:
+    def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False,
+             content_labels: Optional[torch.Tensor] = None, previous: Optional[torch.Tensor] = None,
+             temporal_weight: float = 0.0) -> torch.Tensor:
         """``alpha·Φ^SS + (1−alpha)·content_features`` against this bank (see :func:`swap_features`);
-        ``progress`` shows a bar while a large content is matched."""
+        ``progress`` shows a bar while a large content is matched. ``content_labels`` (a bank with
+        style masks), ``previous`` and ``temporal_weight``: the controls of :meth:`PatchBank.match`."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        return _blend(self.patch_bank.swap(feats, progress), content_features, alpha)
+        swapped = self.patch_bank.swap(feats, progress, content_labels=content_labels, previous=previous,
+                                       temporal_weight=temporal_weight)
+        return _blend(swapped, content_features, alpha)
+
+    def swap_temporal(self, content_features: torch.Tensor, temporal: "TemporalState", alpha: float = 1.0,
+                      progress: bool = False, content_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:meth:`swap` for the next frame of a video: prefers ``temporal.previous`` (when it has this
+        frame's grid) by ``temporal.weight``, then stores this frame's choice in ``temporal``."""
+        feats = content_features.bfloat16() if self.precision == "bf16" else content_features
+        prev = temporal.previous
+        k, s = self.patch_size, self.stride
+        grid = (feats.shape[0], -(-(feats.shape[2] - k) // s) + 1, -(-(feats.shape[3] - k) // s) + 1)
+        if prev is not None and tuple(prev.shape) != grid:
+            prev = None  # a frame of another size: start afresh
+        swapped, idx = self.patch_bank.swap(feats, progress, content_labels=content_labels, previous=prev,
+                                            temporal_weight=temporal.weight, return_indices=True)
+        temporal.previous = idx
+        return _blend(swapped, content_features, alpha)
+
+    def match(self, content_features: torch.Tensor, **controls) -> torch.Tensor:
+        """The indices :meth:`swap` would paste (for a video's ``previous``), with the same controls."""
+        feats = content_features.bfloat16() if self.precision == "bf16" else content_features
+        return self.patch_bank.match(feats, **controls)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)
         return (f"StyleBank({len(self.features)} style(s) [{shapes}], patch_size={self.patch_size}, "
                 f"stride={self.stride}, precision={self.precision!r}, device={self.device})")
+
+
+# --- temporal coherence (video) -------------------------------------------------------------------
+
+# `styleswap video --temporal-weight` default, in NCC units (docs/video.md: measured on the static clip of
+# benchmarks/temporal_stability.py against the flicker and the objective).
+DEFAULT_TEMPORAL_WEIGHT = 0.02
+
+
+class TemporalState:
+    """The last frame's chosen style patches, for :func:`stylize` (``temporal=``) frame after frame.
+
+    Each frame's match gives the patch chosen at the same position in the previous frame a bonus of
+    ``weight`` x ||content patch|| -- ``weight`` in units of normalised cross-correlation (NCC): the
+    previous patch is kept unless another beats its NCC by more than ``weight``. 0 = every frame on
+    its own. Static regions keep their patches (no flicker from noise flipping near-ties); where the
+    content moves, the NCC of the old patch drops and a better one wins.
+    """
+
+    def __init__(self, weight: float = DEFAULT_TEMPORAL_WEIGHT):
+        from ._inputs import check_temporal_weight
+
+        self.weight = check_temporal_weight(weight)
+        self.previous: Optional[torch.Tensor] = None
 
 
 # --- the pipeline ----------------------------------------------------------------------------------
@@ -387,6 +449,9 @@ def stylize(
     return_history: bool = False,
     tile_size: Optional[int] = None,
     search: str = "exact",
+    content_mask=None,
+    style_masks: Optional[Sequence] = None,
+    temporal: Optional[TemporalState] = None,
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
@@ -425,6 +490,12 @@ def stylize(
             (with gradients) are not tiled.
         search: ``"exact"`` or ``"approximate"`` patch search (see :func:`styleswap_ext.match_patches`;
             much faster for large images, docs/approximate_search.md). A :class:`StyleBank` keeps its own.
+        content_mask, style_masks: regions (:mod:`styleswap_ext.masks`, docs/regions.md): a mask of the
+            content and one per style (a path, PIL image or (H, W) integer map, at the image's aspect
+            ratio; same colour = same label); each content region takes only style patches of its
+            label. With a :class:`StyleBank`, give ``style_masks`` to the bank.
+        temporal: a :class:`TemporalState` shared by the frames of a video (in order): each frame
+            prefers the previous frame's style patches (docs/video.md). None = no temporal term.
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -438,7 +509,8 @@ def stylize(
     """
     settings = _checked_settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
                                  stride=stride, iters=iters, style=style, style_weights=style_weights,
-                                 style_size=style_size, device=device, tile_size=tile_size, search=search)
+                                 style_size=style_size, device=device, tile_size=tile_size, search=search,
+                                 content_mask=content_mask, style_masks=style_masks)
     # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
     memory_plan.check_inputs(settings.device, content, content_size, settings.styles, style_size,
                              tile_size=settings.tile_size, method=method, patch_size=settings.patch_size,
@@ -450,13 +522,21 @@ def stylize(
     if bank is None:
         bank = StyleBank(style_ts, encoder, style_weights=settings.style_weights, patch_size=settings.patch_size,
                          stride=settings.stride, device=settings.device, precision=settings.precision,
-                         tile_size=settings.tile_size, progress=progress, search=search)
+                         tile_size=settings.tile_size, progress=progress, search=search,
+                         style_masks=style_masks)
     results, histories = [], []
     with _precision(settings.precision):
         for n in range(content_t.shape[0]):
             c = _content_image(content_t[n:n + 1], settings.device, encoder.downsampling, settings.patch_size)
             with torch.no_grad():
-                target = bank.swap(tiling.encode(encoder, c, settings.tile_size, progress), settings.alpha, progress)
+                cf = tiling.encode(encoder, c, settings.tile_size, progress)
+                labels = None if settings.content_labels is None else masks.feature_labels(
+                    settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]), "content mask",
+                    c.device)
+                if temporal is None:
+                    target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
+                else:
+                    target = bank.swap_temporal(cf, temporal, settings.alpha, progress, content_labels=labels)
             out, hist = _invert(target, c, method, init, encoder, decoder, settings.tile_size, iters, lr, tv_weight,
                                 progress)
             if hist is not None:
@@ -490,11 +570,13 @@ class _Settings:
     style_weights: Optional[List[float]]
     device: torch.device
     tile_size: int
+    content_labels: Optional[torch.Tensor]  # the content mask's labels (image grid), None without one
 
 
 def _checked_settings(*, method, init, precision, alpha, patch_size, stride, iters, style, style_weights,
-                      style_size, device, tile_size, search) -> _Settings:
-    """Every argument check that needs no file or model, so a bad call fails at once."""
+                      style_size, device, tile_size, search, content_mask, style_masks) -> _Settings:
+    """Every argument check that needs no model (masks included: a content label that no style
+    mask has stops here), so a bad call fails at once."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if init not in INITS:
@@ -519,8 +601,20 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
             raise ValueError(f"search {search!r} differs from the StyleBank's ({bank.search!r})")
         precision = bank.precision
         styles_in = []
+        if style_masks is not None:
+            raise ValueError("style is a StyleBank: give style_masks when building the bank, not here")
+        if content_mask is not None and bank.style_labels is None:
+            raise ValueError("content_mask needs style masks: build the StyleBank with style_masks")
     else:
         styles_in, style_weights = _check_styles(style, style_weights)
+    # masks before any heavy work: a content label that no style mask has stops here
+    if bank is not None and content_mask is not None:
+        content_labels, colours = masks.load_labels(content_mask, "content mask")
+        if colours != bank.mask_colours:
+            raise masks.MaskError("the content mask and the style masks mix colour images and integer label maps")
+        masks.check_covered(content_labels, bank.style_labels, colours)
+    else:
+        content_labels, _, _ = masks.load_masks(content_mask, style_masks, len(styles_in))
     dev = bank.device if bank is not None else resolve_device(device)
     if tile_size is None:
         tile_size = tiling.default_tile_size(dev)
@@ -528,7 +622,7 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
         raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
     return _Settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
                      stride=stride, bank=bank, styles=styles_in, style_weights=style_weights, device=dev,
-                     tile_size=tile_size)
+                     tile_size=tile_size, content_labels=content_labels)
 
 
 def _load_inputs(content, content_size, styles, style_size) -> Tuple[torch.Tensor, bool, List[torch.Tensor]]:

@@ -21,6 +21,10 @@ import torch.nn.functional as F
 
 from ._inputs import StyleArg, SwapArgs, check_finite, prepare
 
+# The controls (csrc/match_controls.h) come in through ``_match(..., controls)`` as the keyword
+# arguments of match_bank (ops.match_controls): per-patch content labels (N, H', W') and bank labels
+# (n_s), previous (N, H', W') with temporal_weight. Here they act on the full score tensor.
+
 NORM_EPS = 1e-8
 
 
@@ -44,18 +48,32 @@ def _bank(args: SwapArgs, n: int) -> torch.Tensor:
     return torch.cat(filters)
 
 
-def _match(args: SwapArgs, n: int, filters: torch.Tensor) -> torch.Tensor:
+def _match(args: SwapArgs, n: int, filters: torch.Tensor, controls: dict = None) -> torch.Tensor:
     content = _pad_to_grid(args.content[n : n + 1], args.patch_size, args.stride)
     norms = filters.detach().flatten(1).norm(dim=1)
     scores = F.conv2d(content.detach(), filters.detach(), stride=args.stride) / (norms + NORM_EPS)[None, :, None, None]
-    return scores.argmax(dim=1)[0]  # (H', W')
+    controls = controls or {}
+    if "content_labels" in controls:  # another label's patches never win
+        same = controls["bank_labels"][None, :, None, None] == controls["content_labels"][n][None, None]
+        scores = scores.masked_fill(~same, float("-inf"))
+    if controls.get("temporal_weight", 0.0) != 0.0:  # the previous patch's bonus: W * ||content patch||
+        k, s = args.patch_size, args.stride
+        c_norm = F.unfold(content.detach(), k, stride=s).norm(dim=1).view(scores.shape[2:])
+        bonus = (controls["temporal_weight"] * c_norm).to(scores.dtype)
+        scores = scores.scatter_add(1, controls["previous"][n][None, None], bonus[None, None])
+    return scores.argmax(dim=1)[0]  # (H', W'): the first maximum, the lowest index on ties
 
 
-def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1) -> torch.Tensor:
-    """Reference of :func:`styleswap_ext.match_patches` (same arguments and result)."""
+def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1,
+                  content_labels=None, style_labels=None, previous=None, temporal_weight: float = 0.0) -> torch.Tensor:
+    """Reference of :func:`styleswap_ext.match_patches` (same arguments, controls included, and result)."""
+    from .ops import match_controls  # the same checks and per-patch labels as the op
+
     args = prepare(content, style, patch_size, stride)
     check_finite(args)
-    idx = torch.stack([_match(args, n, _bank(args, n)) for n in range(args.content.shape[0])])
+    controls = match_controls(args.content, args.styles, args.patch_size, args.stride, content_labels=content_labels,
+                              style_labels=style_labels, previous=previous, temporal_weight=temporal_weight)
+    idx = torch.stack([_match(args, n, _bank(args, n), controls) for n in range(args.content.shape[0])])
     return idx[0] if args.squeeze else idx
 
 

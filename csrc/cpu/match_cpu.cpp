@@ -23,6 +23,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../match_controls.h"
 #include "../patch_grid.h"
 
 namespace styleswap {
@@ -90,9 +91,19 @@ void build_bank(at::TensorList styles, const StyleBank& bank, int64_t n, int64_t
   }
 }
 
+// The controls of one sample (match_controls.h): per-patch labels and preferred rows of its covering
+// grid (null = none), the bank rows' labels.
+struct SampleControls {
+  const int64_t* content_labels = nullptr;
+  const int64_t* bank_labels = nullptr;
+  const int64_t* previous = nullptr;
+  double temporal_weight = 0;
+};
+
 template <typename scalar_t>
 void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
-                  const at::Tensor& patches, const at::Tensor& inv_norm, int64_t* indices_out) {
+                  const at::Tensor& patches, const at::Tensor& inv_norm, int64_t* indices_out,
+                  const SampleControls& ctl = {}) {
   const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
   const int64_t n_c = grid_h * grid_w, n_s = patches.size(0), D = patches.size(1);
   const scalar_t* inv = inv_norm.data_ptr<scalar_t>();
@@ -105,8 +116,9 @@ void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int6
     // Per-task buffers: one content tile, one score tile, the running best per row.
     at::Tensor tile = at::empty({tile_m, D}, patches.options());
     at::Tensor score_buf = at::empty({tile_m * std::min(tile_n, n_s)}, patches.options());  // in cache
-    std::vector<scalar_t> best(tile_m);
+    std::vector<scalar_t> best(tile_m), bonus(ctl.previous ? tile_m : 0);
     std::vector<int64_t> arg(tile_m);
+    constexpr scalar_t NEG_INF = -std::numeric_limits<scalar_t>::infinity();
 
     for (int64_t tile_i = tile_begin; tile_i < tile_end; ++tile_i) {
       const int64_t p0 = tile_i * tile_m, m = std::min(tile_m, n_c - p0);
@@ -116,9 +128,14 @@ void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int6
         const int64_t p = p0 + r;
         copy_patch(content, C, H, W, (p / grid_w) * s, (p % grid_w) * s, k, rows + r * D);
       }
-      std::fill(best.begin(), best.end(), -std::numeric_limits<scalar_t>::infinity());
+      std::fill(best.begin(), best.end(), NEG_INF);
       std::fill(arg.begin(), arg.end(), 0);
       const at::Tensor content_rows = tile.narrow(0, 0, m);
+      for (int64_t r = 0; r < static_cast<int64_t>(bonus.size()) && r < m; ++r) {  // temporal_weight * ||c_i||
+        double sq = 0;
+        for (int64_t d = 0; d < D; ++d) sq += double(rows[r * D + d]) * double(rows[r * D + d]);
+        bonus[r] = scalar_t(ctl.temporal_weight * std::sqrt(sq));
+      }
 
       for (int64_t j0 = 0; j0 < n_s; j0 += tile_n) {
         const int64_t nt = std::min(tile_n, n_s - j0);
@@ -126,17 +143,42 @@ void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int6
         at::mm_out(scores, content_rows, patches.narrow(0, j0, nt).t());
         const scalar_t* sc = scores.data_ptr<scalar_t>();
         const scalar_t* iv = inv + j0;
+        const int64_t* lab = ctl.bank_labels ? ctl.bank_labels + j0 : nullptr;
         for (int64_t r = 0; r < m; ++r) {
           const scalar_t* row = sc + r * nt;
           // Vectorisable max first; the (rarer) index search only when the row improves.
-          scalar_t row_max = -std::numeric_limits<scalar_t>::infinity();
+          scalar_t row_max = NEG_INF;
+          if (lab == nullptr) {
 #pragma omp simd reduction(max : row_max)
-          for (int64_t j = 0; j < nt; ++j) row_max = std::max(row_max, row[j] * iv[j]);
-          if (row_max > best[r]) {
-            int64_t j = 0;
-            while (row[j] * iv[j] != row_max) ++j;
-            best[r] = row_max;
-            arg[r] = j0 + j;
+            for (int64_t j = 0; j < nt; ++j) row_max = std::max(row_max, row[j] * iv[j]);
+            if (row_max > best[r]) {
+              int64_t j = 0;
+              while (row[j] * iv[j] != row_max) ++j;
+              best[r] = row_max;
+              arg[r] = j0 + j;
+            }
+          } else {  // rows of another label score -inf (never win: the first tile's -inf keeps index 0)
+            const int64_t a = ctl.content_labels[p0 + r];
+#pragma omp simd reduction(max : row_max)
+            for (int64_t j = 0; j < nt; ++j) row_max = std::max(row_max, lab[j] == a ? row[j] * iv[j] : NEG_INF);
+            if (row_max > best[r]) {
+              int64_t j = 0;
+              while (lab[j] != a || row[j] * iv[j] != row_max) ++j;
+              best[r] = row_max;
+              arg[r] = j0 + j;
+            }
+          }
+          if (!bonus.empty()) {
+            // The preferred row's score with its bonus: the running (max, lowest index) of the modified
+            // scores takes it if it is larger, or equal at a lower index.
+            const int64_t q = ctl.previous[p0 + r] - j0;
+            if (q >= 0 && q < nt && (lab == nullptr || lab[q] == ctl.content_labels[p0 + r])) {
+              const scalar_t v = row[q] * iv[q] + bonus[r];
+              if (v > best[r] || (v == best[r] && j0 + q < arg[r])) {
+                best[r] = v;
+                arg[r] = j0 + q;
+              }
+            }
           }
         }
       }
@@ -183,7 +225,9 @@ std::tuple<at::Tensor, at::Tensor> prepare_bank_cpu(at::TensorList styles_in, in
 }
 
 at::Tensor match_bank_cpu(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
-                          int64_t n_s, int64_t k, int64_t s) {
+                          int64_t n_s, int64_t k, int64_t s, const std::optional<at::Tensor>& content_labels,
+                          const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                          double temporal_weight) {
   const auto dtype = compute_dtype(content_in.scalar_type());
   check_match_bank_args(content_in, patches, inv_norm, n_s, k, s, dtype);
   const at::Tensor content = content_in.to(dtype).contiguous();
@@ -191,14 +235,26 @@ at::Tensor match_bank_cpu(const at::Tensor& content_in, const at::Tensor& patche
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t D = C * k * k;
   at::Tensor indices = at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
+  const MatchControls ctl = check_controls("match_bank", content, n_s, indices.size(1), indices.size(2),
+                                           content_labels, bank_labels, previous, temporal_weight);
+  const int64_t n_c = indices.size(1) * indices.size(2);
   AT_DISPATCH_FLOATING_TYPES(dtype, "match_bank_cpu", [&] {
     for (int64_t n = 0; n < N; ++n) {
       const int64_t b = patches.size(0) == 1 ? 0 : n;
       // Rows past n_s and columns past D are padding (a bank prepared elsewhere may carry some).
       const at::Tensor p = patches[b].narrow(0, 0, n_s).narrow(1, 0, D);
       const at::Tensor iv = inv_norm[b].narrow(0, 0, n_s).contiguous();
+      SampleControls sc;
+      if (ctl.labels()) {
+        sc.content_labels = ctl.content_labels.data_ptr<int64_t>() + n * n_c;
+        sc.bank_labels = ctl.bank_labels.data_ptr<int64_t>();
+      }
+      if (ctl.temporal()) {
+        sc.previous = ctl.previous.data_ptr<int64_t>() + n * n_c;
+        sc.temporal_weight = ctl.temporal_weight;
+      }
       match_sample<scalar_t>(content.data_ptr<scalar_t>() + n * C * H * W, C, H, W, k, s, p, iv,
-                             indices.data_ptr<int64_t>() + n * indices.size(1) * indices.size(2));
+                             indices.data_ptr<int64_t>() + n * n_c, sc);
     }
   });
   return indices;
@@ -209,7 +265,8 @@ at::Tensor match_patches_cpu(const at::Tensor& content, at::TensorList styles, i
   std::vector<at::Tensor> detached(styles.begin(), styles.end());
   for (auto& st : detached) st = st.detach();
   const auto [patches, inv_norm] = prepare_bank_cpu(detached, k, s, std::nullopt);
-  return match_bank_cpu(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s);
+  return match_bank_cpu(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s, std::nullopt,
+                        std::nullopt, std::nullopt, 0.0);
 }
 
 }  // namespace

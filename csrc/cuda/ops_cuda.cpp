@@ -112,12 +112,15 @@ class FusedReducer final : public tiled::TileReducer {
 
 // The tiled driver (../match_tiled.h: cuBLAS GEMMs on bounded tiles) with the fused reduce kernel, or
 // with the ATen reduce; float64 scores always take the ATen reduce (the kernel reads float32).
+// A match with controls (labels, a preferred row: match_controls.h) always takes the ATen reduce.
 at::Tensor match_tiled_cuda(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
-                            int64_t n_s, int64_t k, int64_t s, tiled::Tiles tiles, bool fused) {
-  fused = fused && patches.scalar_type() != at::kDouble;
+                            int64_t n_s, int64_t k, int64_t s, tiled::Tiles tiles, bool fused,
+                            const MatchControls* controls = nullptr) {
+  fused = fused && patches.scalar_type() != at::kDouble && !(controls != nullptr && controls->any());
   std::unique_ptr<tiled::TileReducer> reducer = fused ? std::make_unique<FusedReducer>(content.options()) : nullptr;
   int64_t row_tiles = 0;
-  at::Tensor indices = tiled::match_bank_tiled(content, patches, inv_norm, n_s, k, s, tiles, reducer.get(), &row_tiles);
+  at::Tensor indices =
+      tiled::match_bank_tiled(content, patches, inv_norm, n_s, k, s, tiles, reducer.get(), &row_tiles, controls);
   cuda_ops::count_tiled_launches(fused, row_tiles);
   return indices;
 }
@@ -143,7 +146,9 @@ int match_path(at::ScalarType dtype) {
 }
 
 at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patches, const at::Tensor& inv_norm,
-                           int64_t n_s, int64_t k, int64_t s) {
+                           int64_t n_s, int64_t k, int64_t s, const std::optional<at::Tensor>& content_labels,
+                           const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                           double temporal_weight) {
   const auto dtype = content_in.scalar_type();
   check_match_bank_args(content_in, patches, inv_norm, n_s, k, s, dtype);
   check_cuda_dtype("match_bank", dtype);
@@ -163,6 +168,13 @@ at::Tensor match_bank_cuda(const at::Tensor& content_in, const at::Tensor& patch
   const c10::cuda::CUDAGuard guard(content_in.device());
   const at::Tensor content = content_in.contiguous();
   check_finite({content}, "match_patches: content", /*indexed=*/false);
+  const MatchControls controls =
+      check_controls("match_bank", content, n_s, covering_grid(content.size(2), k, s),
+                     covering_grid(content.size(3), k, s), content_labels, bank_labels, previous, temporal_weight);
+  if (controls.any()) {  // labels / a preferred row: the tiled driver (cuBLAS GEMMs) with the ATen reduce
+    return match_tiled_cuda(content, patches, inv_norm, n_s, k, s, tiled::default_tiles(content.device()), false,
+                            &controls);
+  }
   if (const int path = match_path(content.scalar_type())) {
     return match_tiled_cuda(content, patches, inv_norm, n_s, k, s, tiled::default_tiles(content.device()), path == 2);
   }
@@ -174,7 +186,8 @@ at::Tensor match_patches_cuda(const at::Tensor& content, at::TensorList styles, 
   std::vector<at::Tensor> detached(styles.begin(), styles.end());
   for (auto& st : detached) st = st.detach();
   const auto [patches, inv_norm] = prepare_bank_cuda(detached, k, s, std::nullopt);
-  return match_bank_cuda(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s);
+  return match_bank_cuda(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s, std::nullopt,
+                         std::nullopt, std::nullopt, 0.0);
 }
 
 at::Tensor swap_gather_cuda(const at::Tensor& indices_in, at::TensorList styles_in, int64_t k, int64_t s, int64_t H,
@@ -204,13 +217,19 @@ std::vector<at::Tensor> swap_gather_backward_cuda(const at::Tensor& grad_in, con
 
 // The private op (styleswap.cpp): the tiled driver on any bank of the accepted dtypes.
 at::Tensor match_bank_tiled_cuda(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm,
-                                 int64_t n_s, int64_t k, int64_t s, int64_t tile_rows, int64_t tile_cols, bool fused) {
+                                 int64_t n_s, int64_t k, int64_t s, int64_t tile_rows, int64_t tile_cols, bool fused,
+                                 const std::optional<at::Tensor>& content_labels,
+                                 const std::optional<at::Tensor>& bank_labels,
+                                 const std::optional<at::Tensor>& previous, double temporal_weight) {
   tiled::check_tiled_args(content, patches, inv_norm, n_s, k, s, tile_rows, tile_cols);
   check_cuda_dtype("_match_bank_tiled", content.scalar_type());
   TORCH_CHECK_VALUE(n_s < (int64_t{1} << 31), "_match_bank_tiled: at most 2^31 - 1 style patches are supported");
   const c10::cuda::CUDAGuard guard(content.device());
+  const MatchControls controls =
+      check_controls("_match_bank_tiled", content, n_s, covering_grid(content.size(2), k, s),
+                     covering_grid(content.size(3), k, s), content_labels, bank_labels, previous, temporal_weight);
   return match_tiled_cuda(content, patches, inv_norm, n_s, k, s,
-                          tiled::resolve_tiles(content.device(), tile_rows, tile_cols), fused);
+                          tiled::resolve_tiles(content.device(), tile_rows, tile_cols), fused, &controls);
 }
 
 }  // namespace
