@@ -25,7 +25,8 @@ namespace styleswap {
 namespace {
 
 using cuda_detail::blocks_for;
-using match_detail::ordered_bits;
+using match_detail::pack_key;
+using match_detail::warp_argmax;
 
 constexpr int REDUCE_THREADS = 256;  // 8 warps = 8 rows per block
 
@@ -63,18 +64,9 @@ __global__ void fold_scores_kernel(const float* __restrict__ scores, int64_t ld,
   } else {
     for (int64_t j = lane; j < nt; j += 32) consider(row[j] * inv[j], j, best, bj);
   }
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const float ob = __shfl_xor_sync(0xffffffffu, best, off);
-    const int64_t oj = __shfl_xor_sync(0xffffffffu, bj, off);
-    if (ob > best || (ob == best && oj < bj)) {
-      best = ob;
-      bj = oj;
-    }
-  }
+  warp_argmax(best, bj);
   if (lane == 0 && bj != INT64_MAX) {
-    const unsigned long long key = (static_cast<unsigned long long>(ordered_bits(best)) << 32) |
-                                   (0xFFFFFFFFull - static_cast<unsigned long long>(j0 + bj));
+    const unsigned long long key = pack_key(best, j0 + bj);
     if (key > keys[r]) keys[r] = key;
   }
 }

@@ -163,6 +163,26 @@ __device__ __forceinline__ uint32_t ordered_bits(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// The packed per-row key of (score, style index j): high word the ordered score bits, low word
+// 0xFFFFFFFF - j, so the max of keys is the max score and, among equal scores, the lowest j.
+__device__ __forceinline__ unsigned long long pack_key(float score, int64_t j) {
+  return (static_cast<unsigned long long>(ordered_bits(score)) << 32) |
+         static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<uint32_t>(j));
+}
+
+// Warp-wide (max score, lowest index) of each lane's (best, bj); every lane ends with the result.
+__device__ __forceinline__ void warp_argmax(float& best, int64_t& bj) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, off);
+    const int64_t oj = __shfl_xor_sync(0xffffffffu, bj, off);
+    if (ob > best || (ob == best && oj < bj)) {
+      best = ob;
+      bj = oj;
+    }
+  }
+}
+
 // Tile t's (content tile, style tile) in a 1-D order of tiles_m * tiles_n tiles. Swizzle:
 // consecutive tiles walk GROUP_M content tiles for each style tile (L2 reuse of the style tile;
 // the last group may be narrower). Bijective onto [0, tiles_m) x [0, tiles_n).
@@ -337,18 +357,9 @@ __global__ void __launch_bounds__(THREADS, TileShape<BN>::MIN_BLOCKS)
         }
       }
     }
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, off);
-      const int64_t oj = __shfl_xor_sync(0xffffffffu, bj, off);
-      if (ob > best || (ob == best && oj < bj)) {
-        best = ob;
-        bj = oj;
-      }
-    }
+    warp_argmax(best, bj);
     if (lane == 0 && bj != INT64_MAX) {
-      const unsigned long long key = (static_cast<unsigned long long>(ordered_bits(best)) << 32) |
-                                     static_cast<unsigned long long>(0xFFFFFFFFu - static_cast<uint32_t>(bj));
+      const unsigned long long key = pack_key(best, bj);
       const unsigned long long cur = *reinterpret_cast<volatile unsigned long long*>(keys + grow);
       if (key > cur) atomicMax(keys + grow, key);
     }
