@@ -187,7 +187,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
     v.add_argument("--temporal-weight", type=_float_in(0.0), default=None, metavar="W",
                    help="keep the previous frame's style patch unless another matches better by more than W "
-                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.02; 0 with "
+                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.01; 0 with "
                         "--search approximate)")
     _add_run_options(v)
 

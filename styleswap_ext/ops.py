@@ -244,9 +244,10 @@ def _num_patches(styles, k: int, s: int) -> int:
 
 def _controlled_indices(args, content_labels, style_labels, previous, temporal_weight, search: SearchArgs):
     """Indices of a match with controls, or None when none is on (the plain or approximate path)."""
-    if content_labels is None and style_labels is None and previous is None:
-        check_temporal_weight(temporal_weight)
-        return None
+    temporal_on = previous is not None and check_temporal_weight(temporal_weight) != 0.0
+    no_labels = content_labels is None and style_labels is None
+    if no_labels and (previous is None or (search.approximate and not temporal_on)):
+        return None  # no control on (a `previous` with weight 0 is off too)
     if search.approximate:
         raise ValueError("content_labels/style_labels/previous work with search='exact' only "
                          "(the approximate search has no controls yet)")

@@ -132,7 +132,7 @@ class PatchBank:
     def _controls(self, content: torch.Tensor, content_labels, previous, temporal_weight) -> dict:
         if content_labels is not None and self.bank_labels is None:
             raise ValueError("content_labels needs a bank built with style_labels (PatchBank(..., style_labels=...))")
-        if self._search.approximate and (content_labels is not None or previous is not None):
+        if self._search.approximate and (content_labels is not None or (previous is not None and temporal_weight)):
             raise ValueError("content_labels/previous work with search='exact' only "
                              "(the approximate search has no controls yet)")
         return ops.match_controls(content, self.styles, self.patch_size, self.stride,

@@ -356,3 +356,38 @@ def test_cuda_controlled_match_takes_the_tiled_driver_and_agrees(dtype):
         assert torch.equal(got, want)
     else:
         assert (got == want).float().mean() > 0.97
+
+
+def test_controls_need_the_exact_search(tmp_path, image_files, capsys):
+    """Labels and the temporal bonus live in the exact tiled match: with search='approximate' they are
+    refused by name (API) or as a usage error before any work (CLI), never silently dropped."""
+    from styleswap_ext import PatchBank
+    from styleswap_ext.cli import main
+
+    content, styles, clab, slab = _random_case(3, dtype=torch.float32)
+    with pytest.raises(ValueError, match="search='exact'"):
+        match_patches(content, styles, 3, 1, clab, slab, search="approximate")
+    with pytest.raises(ValueError, match="search='exact'"):
+        style_swap(content, styles, 3, 1, clab, slab, search="approximate")
+    bank = PatchBank(styles, 3, 1, search="approximate")
+    previous = bank.match(content)
+    with pytest.raises(ValueError, match="search='exact'"):
+        bank.match(content, previous=previous, temporal_weight=0.1)
+    # weight 0 is off: the plain approximate search (what `styleswap video --search approximate` does)
+    assert torch.equal(bank.match(content, previous=previous, temporal_weight=0.0), previous)
+    assert torch.equal(match_patches(content, styles, 3, 1, previous=previous, temporal_weight=0.0,
+                                     search="approximate"), match_patches(content, styles, 3, 1, search="approximate"))
+    c_file, s_file = image_files
+    paths = _two_region_masks(tmp_path)
+    out = tmp_path / "out.png"
+    rc = main(["stylize", str(c_file), str(s_file), str(s_file), "-o", str(out), "--search", "approximate",
+               "--content-mask", str(paths["content"]), "--style-mask", str(paths["a"]), str(paths["b"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--search exact" in err and not out.exists(), err
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.new("RGB", (44, 36), (90, 90, 90)).save(frames / "f0001.png")
+    rc = main(["video", str(frames), str(s_file), "-o", str(tmp_path / "styled"), "--search", "approximate",
+               "--temporal-weight", "0.1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--temporal-weight needs --search exact" in err and not (tmp_path / "styled").exists(), err
