@@ -51,9 +51,9 @@ from styleswap_ext import cli, pipeline, reference
 cfg = json.loads(sys.argv[1])
 if cfg["impl"] == "reference":
     class ReferenceBank:  # the pipeline's PatchBank, swapped by the conv reference instead
-        def __init__(self, feats, k, s, weights=None, search="exact"):
+        def __init__(self, feats, k, s, weights=None, style_labels=None, **search):  # no controls, exact only
             self.feats, self.k, self.s = feats, k, s
-        def swap(self, content, progress=False):
+        def swap(self, content, progress=False, **controls):
             return reference.style_swap(content, self.feats, self.k, self.s)
     pipeline.PatchBank = ReferenceBank
 if cfg["device"] == "cuda":
