@@ -42,6 +42,11 @@ def _match_patches_fake(content, styles, patch_size, stride):
                              dtype=torch.long)
 
 
+def num_style_patches(styles, k: int, s: int) -> int:
+    """Patches of a bank of (., C, Hs, Ws) styles: each style's (Hs-k)//s+1 x (Ws-k)//s+1 grid (no padding)."""
+    return sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+
+
 def bank_layout(styles, patch_size: int, stride: int):
     """Shapes and dtypes of ``prepare_bank``'s outputs, as each backend lays them out:
     ``((B, R, Dp), dtype, (B, R), inv_dtype)``. Rows j < n_s hold patch j; R >= n_s and
@@ -49,7 +54,7 @@ def bank_layout(styles, patch_size: int, stride: int):
     padding; CUDA keeps the input dtype and pads rows to a multiple of 256, Dp to a multiple of 32
     (float64: no padding) for its tensor-core tiles (csrc/cuda/match_cuda.cu)."""
     k, s = patch_size, stride
-    n_s = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+    n_s = num_style_patches(styles, k, s)
     batch = max(st.shape[0] for st in styles)
     dim = styles[0].shape[1] * k * k
     dtype = styles[0].dtype
@@ -191,7 +196,7 @@ def _match(args, search: SearchArgs) -> torch.Tensor:
     k, s = args.patch_size, args.stride
     styles = [st.detach() for st in args.styles]
     patches, inv_norm = torch.ops.styleswap.prepare_bank(styles, k, s, None)
-    num_patches = sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+    num_patches = num_style_patches(styles, k, s)
     index = build_index(patches, inv_norm, num_patches, search.seed)
     return torch.ops.styleswap.match_ivf(args.content.detach(), *index, k, s, search.probes)
 
@@ -238,8 +243,12 @@ def _match_controlled(args, num_patches: int, controls: dict) -> torch.Tensor:
                                           args.stride, **controls)
 
 
-def _num_patches(styles, k: int, s: int) -> int:
-    return sum(((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles)
+def check_no_controls(search: SearchArgs, labels: bool, temporal: bool) -> None:
+    """The controls (labels, a temporal bonus) live in the exact tiled match: refused by name with the
+    approximate search, never silently dropped."""
+    if search.approximate and (labels or temporal):
+        raise ValueError("content_labels/style_labels/previous work with search='exact' only "
+                         "(the approximate search has no controls yet)")
 
 
 def _controlled_indices(args, content_labels, style_labels, previous, temporal_weight, search: SearchArgs):
@@ -248,10 +257,8 @@ def _controlled_indices(args, content_labels, style_labels, previous, temporal_w
     no_labels = content_labels is None and style_labels is None
     if no_labels and (previous is None or (search.approximate and not temporal_on)):
         return None  # no control on (a `previous` with weight 0 is off too)
-    if search.approximate:
-        raise ValueError("content_labels/style_labels/previous work with search='exact' only "
-                         "(the approximate search has no controls yet)")
-    n_s = _num_patches(args.styles, args.patch_size, args.stride)
+    check_no_controls(search, labels=not no_labels, temporal=temporal_on)
+    n_s = num_style_patches(args.styles, args.patch_size, args.stride)
     controls = match_controls(args.content, args.styles, args.patch_size, args.stride,
                               content_labels=content_labels, style_labels=style_labels, previous=previous,
                               temporal_weight=temporal_weight)

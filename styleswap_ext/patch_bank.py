@@ -39,10 +39,6 @@ PROGRESS_MIN_PAIRS = 1 << 26
 PROGRESS_MIN_SLAB = 8192  # patches per slab at least (keeps every thread / SM busy)
 
 
-def _inner_grid(n: int, k: int, s: int) -> int:
-    return (n - k) // s + 1
-
-
 class PatchBank:
     """Normalised style patches of ``style`` (see :func:`styleswap_ext.match_patches` for the forms
     ``style`` may take), ready to be matched against any number of contents.
@@ -70,8 +66,7 @@ class PatchBank:
         self._search = ops.check_search(search, probes, seed)
         self.styles: List[torch.Tensor] = prepare_styles(style, self.patch_size)
         self.weights = self._check_weights(weights, len(self.styles))
-        self.num_patches = sum(_inner_grid(st.shape[2], self.patch_size, self.stride)
-                               * _inner_grid(st.shape[3], self.patch_size, self.stride) for st in self.styles)
+        self.num_patches = ops.num_style_patches(self.styles, self.patch_size, self.stride)
         self.bank_labels: Optional[torch.Tensor] = None
         if style_labels is not None:
             self.bank_labels = bank_patch_labels(style_labels, self.styles, self.patch_size, self.stride)
@@ -132,9 +127,8 @@ class PatchBank:
     def _controls(self, content: torch.Tensor, content_labels, previous, temporal_weight) -> dict:
         if content_labels is not None and self.bank_labels is None:
             raise ValueError("content_labels needs a bank built with style_labels (PatchBank(..., style_labels=...))")
-        if self._search.approximate and (content_labels is not None or (previous is not None and temporal_weight)):
-            raise ValueError("content_labels/previous work with search='exact' only "
-                             "(the approximate search has no controls yet)")
+        ops.check_no_controls(self._search, labels=content_labels is not None,
+                              temporal=previous is not None and temporal_weight != 0)
         return ops.match_controls(content, self.styles, self.patch_size, self.stride,
                                   content_labels=content_labels, bank_labels=self.bank_labels,
                                   previous=previous, temporal_weight=temporal_weight)
