@@ -54,9 +54,12 @@ def _nvcc_arch_flags():
 
 def _extension():
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
-    cxx = ["-O3", "-fopenmp-simd"]
+    # -fopenmp: at::parallel_for is an inline `#pragma omp parallel` (ATen's OpenMP backend), so without it
+    # every parallel_for in our kernels ran on one thread; the runtime is torch's own libgomp (same soname).
+    cxx = ["-O3", "-fopenmp"]
+    link = ["-fopenmp"]
     if not _build_cuda():
-        return CppExtension("styleswap_ext._C", sources, extra_compile_args={"cxx": cxx})
+        return CppExtension("styleswap_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link)
     # csrc/cuda: the kernels (.cu, nvcc) and the ops' entry points and checks (ops_cuda.cpp, host compiler)
     sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cpp")) + glob.glob(os.path.join("csrc", "cuda", "*.cu")))
     include_dirs = []
@@ -73,6 +76,7 @@ def _extension():
         include_dirs=include_dirs,
         define_macros=[("STYLESWAP_WITH_CUDA", None)],
         extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        extra_link_args=link,
     )
 
 
