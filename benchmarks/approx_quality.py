@@ -151,7 +151,7 @@ def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cach
         row = {
             "content": content_path.name, "style": style_path.name, "size_px": size,
             "n_c": int(idx.numel()), "n_s": exact_bank.num_patches, "probes": probes, "seed": seed,
-            "clusters": int(bank.index[4].shape[1]),
+            "clusters": bank.index.clusters,
             "exact_s": round(exact_s, 2), "exact_cached": cached, "approx_s": round(approx_s, 3),
             "build_s": round(build_s, 3), "search_s": round(search_s, 3), "speedup": round(exact_s / approx_s, 1),
             "exact_slab_s": round(min(slab_s), 2), "exact_slab_fraction": round(slab_n / exact_idx.numel(), 4),
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1024, help="content and style side in px (default 1024)")
     ap.add_argument("--pairs", type=int, default=2, help=f"how many of the {len(PAIRS)} pairs (default 2)")
-    ap.add_argument("--probes", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--probes", type=int, nargs="+", default=[16])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="directory for the exact indices (reused when present)")
     ap.add_argument("--vgg-weights", default=os.environ.get("STYLESWAP_VGG19_WEIGHTS", str(DEFAULT_VGG)))

@@ -239,19 +239,22 @@ TORCH_LIBRARY(styleswap, m) {
 }
 
 // Approximate search (csrc/approx_index.cpp: the IVF index and its ATen search; csrc/cpu/approx_cpu.cpp):
-//   ivf_build      a prepared bank -> (sorted rows, their inv_norm, order, offsets, centroids)
-//   match_ivf      content, an index -> indices (N, H', W'), searching `probes` clusters per content patch
+//   ivf_build      a (reduced) prepared bank -> (sorted rows, their inv_norm, order, offsets, centroids)
+//   match_ivf      content, styles, their inv_norm, the basis and index -> indices (N, H', W'):
+//                  `probes` clusters per content patch, `candidates` reranked exactly, `refine` passes
 //   match_ivf_aten the same search in ATen ops on any device (match_ivf's CUDA kernel)
 TORCH_LIBRARY_FRAGMENT(styleswap, m) {
   m.def(
       "ivf_build(Tensor patches, Tensor inv_norm, int num_patches, int clusters, int seed) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "match_ivf(Tensor content, Tensor sorted, Tensor sorted_inv, Tensor order, Tensor offsets, Tensor centroids, "
-      "int patch_size, int stride, int probes) -> Tensor");
+      "match_ivf(Tensor content, Tensor[] styles, Tensor inv_norm, Tensor basis, Tensor sorted, Tensor sorted_inv, "
+      "Tensor order, Tensor offsets, Tensor centroids, int patch_size, int stride, int probes, int candidates, "
+      "int refine) -> Tensor");
   m.def(
-      "match_ivf_aten(Tensor content, Tensor sorted, Tensor sorted_inv, Tensor order, Tensor offsets, "
-      "Tensor centroids, int patch_size, int stride, int probes) -> Tensor");
+      "match_ivf_aten(Tensor content, Tensor[] styles, Tensor inv_norm, Tensor basis, Tensor sorted, "
+      "Tensor sorted_inv, Tensor order, Tensor offsets, Tensor centroids, int patch_size, int stride, int probes, "
+      "int candidates, int refine) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {

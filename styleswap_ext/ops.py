@@ -105,7 +105,8 @@ def _ivf_build_fake(patches, inv_norm, num_patches, clusters, seed):
 
 
 @torch.library.register_fake("styleswap::match_ivf")
-def _match_ivf_fake(content, sorted, sorted_inv, order, offsets, centroids, patch_size, stride, probes):
+def _match_ivf_fake(content, styles, inv_norm, basis, sorted, sorted_inv, order, offsets, centroids, patch_size,
+                    stride, probes, candidates, refine):
     return _match_bank_fake(content, sorted, sorted_inv, 0, patch_size, stride)
 
 
@@ -154,9 +155,13 @@ torch.library.register_autograd(
 # --- search -------------------------------------------------------------------------------------
 
 SEARCHES = ("exact", "approximate")
-# Clusters searched per content patch by search="approximate" (benchmarks/approx_quality.py,
-# docs/approximate_search.md: the measured speed and quality of each choice).
-DEFAULT_PROBES = 4
+# The approximate search (docs/approximate_search.md has the measurements behind each number):
+# clusters searched per content patch, the reduced feature channels its candidates are ranked on, the
+# candidates per content patch scored exactly, and the refinement passes from the neighbours' choices.
+DEFAULT_PROBES = 16
+REDUCED_CHANNELS = 64
+CANDIDATES = 8
+REFINE = 1
 
 
 class SearchArgs(NamedTuple):
@@ -180,14 +185,68 @@ def check_search(search, probes=None, seed=None) -> SearchArgs:
 
 
 def default_clusters(num_patches: int) -> int:
-    """K ~ sqrt(n_s) clusters: the content-to-centroid and the in-cluster work per content patch are then
-    equal for one probe (K and n_s / K dot products)."""
-    return max(1, min(num_patches, round(math.sqrt(num_patches))))
+    """K ~ 2 sqrt(n_s) clusters (measured with 16 probes on the reduced channels: closer to the exact
+    choice than sqrt(n_s) clusters for the same work, docs/approximate_search.md)."""
+    return max(1, min(num_patches, round(2 * math.sqrt(num_patches))))
 
 
-def build_index(patches: torch.Tensor, inv_norm: torch.Tensor, num_patches: int, seed: int = 0):
-    """The IVF index (``styleswap::ivf_build``) of a prepared bank, with :func:`default_clusters` clusters."""
-    return torch.ops.styleswap.ivf_build(patches, inv_norm, num_patches, default_clusters(num_patches), seed)
+class IvfIndex(NamedTuple):
+    """The approximate search's index of a bank: the basis of its ``REDUCED_CHANNELS`` principal
+    feature channels (B, C, dims), then ``styleswap::ivf_build`` over the bank reduced to them (sorted
+    rows, their inv_norm, order, offsets, centroids)."""
+    basis: torch.Tensor
+    sorted: torch.Tensor
+    sorted_inv: torch.Tensor
+    order: torch.Tensor
+    offsets: torch.Tensor
+    centroids: torch.Tensor
+
+    @property
+    def clusters(self) -> int:
+        return self.centroids.shape[1]
+
+
+def principal_basis(styles, dims: int) -> torch.Tensor:
+    """(B, C, min(dims, C)): the leading eigenvectors of the style pixels' second moment (the sum of
+    x x^T over every pixel of every style), one basis per bank batch entry: the channels that carry
+    most of the styles' energy, on which <c, s> is ranked cheaply."""
+    dtype = _approx_dtype(styles[0].dtype)
+    batch = max(st.shape[0] for st in styles)
+    c = styles[0].shape[1]
+    moment = torch.zeros(batch, c, c, dtype=dtype, device=styles[0].device)
+    for st in styles:
+        x = st.detach().to(dtype).flatten(2)
+        moment += x @ x.transpose(1, 2)
+    _, vectors = torch.linalg.eigh(moment)  # ascending eigenvalues
+    return vectors.flip(-1)[..., :min(dims, c)].contiguous()
+
+
+def approx_inv_norm(styles, k: int, s: int, weights=None) -> torch.Tensor:
+    """The bank's inv_norm (weight / (||patch|| + 1e-8), with prepare_bank's weight and overflow rules)
+    without the bank: a patch's norm is the norm of its pixels' norms, so prepare_bank of the
+    one-channel maps of pixel norms gives it at 1 / (C) of the cost."""
+    dtype = _approx_dtype(styles[0].dtype)
+    norms = [torch.linalg.vector_norm(st.detach().to(dtype), dim=1, keepdim=True) for st in styles]
+    return torch.ops.styleswap.prepare_bank(norms, k, s, weights)[1]
+
+
+def build_index(styles, inv_norm: torch.Tensor, patch_size: int, stride: int, seed: int = 0) -> IvfIndex:
+    """The approximate search's index of the bank of ``styles`` (``inv_norm``: :func:`approx_inv_norm`)."""
+    k, s = patch_size, stride
+    basis = principal_basis(styles, REDUCED_CHANNELS)
+    batch = basis.shape[0]
+    reduced = [torch.einsum("bchw,bcd->bdhw", st.detach().to(basis.dtype).expand(batch, -1, -1, -1), basis)
+               for st in styles]
+    rows, _ = torch.ops.styleswap.prepare_bank(reduced, k, s, None)
+    n_s = num_style_patches(styles, k, s)
+    return IvfIndex(basis, *torch.ops.styleswap.ivf_build(rows, inv_norm, n_s, default_clusters(n_s), seed))
+
+
+def match_ivf(content: torch.Tensor, styles, inv_norm: torch.Tensor, index: IvfIndex, k: int, s: int,
+              probes: int) -> torch.Tensor:
+    """Indices of the approximate search of ``content`` in ``styles`` with their :class:`IvfIndex`."""
+    return torch.ops.styleswap.match_ivf(content.detach(), [st.detach() for st in styles], inv_norm, *index, k, s,
+                                         probes, CANDIDATES, REFINE)
 
 
 def _match(args, search: SearchArgs) -> torch.Tensor:
@@ -195,10 +254,9 @@ def _match(args, search: SearchArgs) -> torch.Tensor:
         return torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
     k, s = args.patch_size, args.stride
     styles = [st.detach() for st in args.styles]
-    patches, inv_norm = torch.ops.styleswap.prepare_bank(styles, k, s, None)
-    num_patches = num_style_patches(styles, k, s)
-    index = build_index(patches, inv_norm, num_patches, search.seed)
-    return torch.ops.styleswap.match_ivf(args.content.detach(), *index, k, s, search.probes)
+    inv_norm = approx_inv_norm(styles, k, s)
+    return match_ivf(args.content, styles, inv_norm, build_index(styles, inv_norm, k, s, search.seed), k, s,
+                     search.probes)
 
 
 # --- public API ---------------------------------------------------------------------------------

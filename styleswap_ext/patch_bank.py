@@ -50,7 +50,8 @@ class PatchBank:
             ratios matter: each is divided by the largest before it reaches the float32 bank, so
             ``[1e38, 1]`` is ``[1, 1e-38]``; a ratio that is 0 in float32 (< ~1.4e-45) is an error.
         search, probes, seed: as for :func:`styleswap_ext.match_patches`; ``"approximate"`` builds the
-            search's index (clusters of the style patches) here, once, beside the bank.
+            search's index (clusters of the style patches on their principal channels) here, once,
+            instead of the bank (``patches`` is then None: the search reads the styles).
         style_labels: optional, one ``(Hs, Ws)`` integer label map per style tensor (a tensor for one,
             a list for a bank): then :meth:`match` / :meth:`swap` take ``content_labels`` and a content
             patch only takes style patches of its label (see :func:`styleswap_ext.match_patches`).
@@ -71,11 +72,17 @@ class PatchBank:
         if style_labels is not None:
             self.bank_labels = bank_patch_labels(style_labels, self.styles, self.patch_size, self.stride)
         with torch.no_grad():
-            self.patches, self.inv_norm = torch.ops.styleswap.prepare_bank(
-                [st.detach() for st in self.styles], self.patch_size, self.stride, self.weights)
-            # search="approximate": the IVF index (sorted copy of the bank + centroids), built once too
-            self.index = (ops.build_index(self.patches, self.inv_norm, self.num_patches, self._search.seed)
-                          if self._search.approximate else None)
+            if self._search.approximate:
+                # its index (a reduced, clustered copy of the bank), built once; the search reads the
+                # full patches from the styles themselves, so there is no full bank (patches is None)
+                self.patches = None
+                self.inv_norm = ops.approx_inv_norm(self.styles, self.patch_size, self.stride, self.weights)
+                self.index = ops.build_index(self.styles, self.inv_norm, self.patch_size, self.stride,
+                                             self._search.seed)
+            else:
+                self.patches, self.inv_norm = torch.ops.styleswap.prepare_bank(
+                    [st.detach() for st in self.styles], self.patch_size, self.stride, self.weights)
+                self.index = None
 
     @staticmethod
     def _check_weights(weights, n: int) -> Optional[List[float]]:
@@ -101,7 +108,8 @@ class PatchBank:
         """Indices of the chosen style patches, as :func:`styleswap_ext.match_patches`.
 
         ``progress=True`` shows a bar (stderr) for large contents: they are then matched in slabs of
-        patch-grid rows, which gives the same indices (each slab is cut where its grid rows start).
+        patch-grid rows, which gives the same indices (each slab is cut where its grid rows start);
+        the approximate search takes the whole content in one call (no bar).
         ``content_labels`` (a bank built with ``style_labels``), ``previous`` and ``temporal_weight``:
         the controls of :func:`styleswap_ext.match_patches`; for a video, ``previous`` is the last
         frame's ``match`` result.
@@ -141,12 +149,13 @@ class PatchBank:
 
         def call(c, i0=0, i1=grid_h):  # grid rows [i0, i1) of the per-patch controls go with slab c
             if self.index is not None:
-                return torch.ops.styleswap.match_ivf(c, *self.index, k, s, self._search.probes)
+                return ops.match_ivf(c, self.styles, self.inv_norm, self.index, k, s, self._search.probes)
             kw = {key: (v[:, i0:i1] if key in ("content_labels", "previous") else v) for key, v in controls.items()}
             return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s, **kw)
 
         n_c = content.shape[0] * grid_h * grid_w
-        if not progress or (n_c <= PROGRESS_MIN_PATCHES and n_c * self.num_patches <= PROGRESS_MIN_PAIRS) or grid_h < 2:
+        # The approximate search goes in one call: its refinement looks across the whole patch grid.
+        if self.index is not None or not progress or (n_c <= PROGRESS_MIN_PATCHES and n_c * self.num_patches <= PROGRESS_MIN_PAIRS) or grid_h < 2:
             return call(content)
         # Slab of grid rows [i0, i1) = content rows [i0*s, (i1-1)*s + k); the last slab runs to the
         # bottom edge, so its covering grid takes the same replicate-padded extra row as the whole.

@@ -1,15 +1,22 @@
-// CPU kernel of match_ivf: the approximate search of csrc/approx_index.cpp as BLAS GEMMs.
+// CPU kernel of match_ivf: the approximate search of csrc/approx_index.cpp, its heavy part as BLAS GEMMs.
 //
-// Content patches go in chunks of CHUNK rows. For a chunk: its patch rows (one buffer), one GEMM of
-// the rows by the centroids, each row's `probes` best clusters, then the probes grouped by cluster
-// (a counting sort) so that every cluster is one GEMM: the rows that probe it (gathered) times the
-// cluster's style rows (contiguous in the sorted bank). Threads take whole clusters, largest work
-// first; each GEMM writes a per-(row, probe) candidate, and each row's best candidate wins at the end
-// (ties: lowest bank index). No result depends on which thread did what, so the indices are the same
-// for any thread count given the index (the index itself: see ivf_build).
+// Per sample, the three steps of approx_index.cpp:
+//  1. Candidates. Content patches go in chunks of CHUNK rows. For a chunk: its reduced patch rows (from
+//     the content projected on the basis), one GEMM of the rows by the centroids, each row's `probes`
+//     best clusters, then the probes grouped by cluster (a counting sort) so that every cluster is one
+//     GEMM: the rows that probe it (gathered) times the cluster's reduced style rows (contiguous in the
+//     index, pre-scaled, so the GEMM gives the reduced scores). Threads take whole clusters, largest
+//     work first; each (row, probe) keeps its SLOT best patches, in its own place.
+//  2. Rerank. Each row's `candidates` best of those get the exact score, from the content's and the
+//     styles' pixels (k runs of k*C contiguous values each); the best wins.
+//  3. Refine (`refine` passes, each over the whole grid from the last pass's choices): a patch also
+//     tries its 8 neighbours' choices shifted back by the neighbour's offset (shifted_candidate).
+// Ties everywhere: the lowest bank index. Every result is written by the one thread that owns its row
+// or its (row, probe) entry, so the indices are the same for any thread count given the index.
 //
-// Memory: the chunk's rows (CHUNK x D), its centroid scores (CHUNK x K) and per-thread tiles, besides
-// the index (n_s x D): O(n_s * D) whatever the content size.
+// Memory: the chunk's reduced rows (CHUNK x dims k^2), its centroid scores (CHUNK x K) and candidates
+// (CHUNK x probes x SLOT), one choice and score per content patch, the content's and the styles' pixels
+// in (y, x, c) order, per-thread tiles, and the index: O(n_c + n_s * dims k^2), no n_c x n_s anything.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -28,8 +35,8 @@
 namespace styleswap {
 namespace {
 
-constexpr int64_t CHUNK = 65536;    // content patches per chunk (~600 MB of rows at D = 2304; not tuned)
-constexpr int64_t ROW_TILE = 1024;  // gathered content rows per GEMM
+constexpr int64_t CHUNK = 65536;    // content patches per chunk of step 1
+constexpr int64_t ROW_TILE = 4096;  // gathered content rows per GEMM (a whole cluster's at 1024 px)
 constexpr int64_t COL_TILE = 1024;  // style rows per GEMM (a cluster larger than this takes several)
 
 // Patch (y0, x0) of a (C, H, W) stack into row[C*k*k] ordered (c, dy, dx), clamping past the border
@@ -44,149 +51,289 @@ void copy_patch(const scalar_t* src, int64_t C, int64_t H, int64_t W, int64_t y0
     }
 }
 
+// The hot loops are built for AVX-512, AVX2 and the baseline, the best one picked at load time (the
+// extension is otherwise built for the baseline x86-64). Each machine always runs the same one, so the
+// results stay deterministic there.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define STYLESWAP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define STYLESWAP_CLONES
+#endif
+
+// <a, b> over n values, four independent contiguous streams (vectorised, fixed order: deterministic).
 template <typename scalar_t>
-struct Index {  // one sample's view of the IVF index
-  const scalar_t* sorted;  // (n_s, Dp)
-  const scalar_t* inv;     // (n_s)
-  const int64_t* order;    // (n_s)
-  const int64_t* offsets;  // (K + 1)
-  at::Tensor sorted_t, centroids;
-  int64_t K, Dp;
-};
+STYLESWAP_CLONES scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
+  const int64_t q = n / 4;
+  scalar_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+  for (int64_t i = 0; i < q; ++i) {
+    s0 += a[i] * b[i];
+    s1 += a[i + q] * b[i + q];
+    s2 += a[i + 2 * q] * b[i + 2 * q];
+    s3 += a[i + 3 * q] * b[i + 3 * q];
+  }
+  for (int64_t i = 4 * q; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
 
+// One style row's scores v[0..n) against n content rows' best (b1, i1) and second best (b2, i2), `id`
+// its place: a strict > keeps the earlier place among equal scores. Branch-free, one type: vectorised.
 template <typename scalar_t>
-void match_sample(const scalar_t* content, int64_t C, int64_t H, int64_t W, int64_t k, int64_t s,
-                  const Index<scalar_t>& ix, int64_t probes, int64_t* out) {
-  const int64_t grid_w = covering_grid(W, k, s), n_c = covering_grid(H, k, s) * grid_w;
-  const int64_t K = ix.K, Dp = ix.Dp, chunk = std::min(CHUNK, n_c);
-  const int64_t p = probes;
-  const scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
-  const int64_t no_index = std::numeric_limits<int64_t>::max();
-
-  at::Tensor rows = at::zeros({chunk, Dp}, ix.sorted_t.options());  // columns past C*k*k stay 0
-  scalar_t* rows_p = rows.data_ptr<scalar_t>();
-  std::vector<int64_t> probe(chunk * p), start(K + 1), members(chunk * p), schedule(K);
-  std::vector<scalar_t> cand_score(chunk * p);
-  std::vector<int64_t> cand_idx(chunk * p);
-
-  for (int64_t p0 = 0; p0 < n_c; p0 += chunk) {
-    const int64_t m = std::min(chunk, n_c - p0);
-    at::parallel_for(0, m, 256, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        copy_patch(content, C, H, W, ((p0 + r) / grid_w) * s, ((p0 + r) % grid_w) * s, k, rows_p + r * Dp);
-    });
-    // Each row's p best clusters (score, then lowest cluster id); empty clusters never.
-    const at::Tensor cs = at::mm(rows.narrow(0, 0, m), ix.centroids.t()).contiguous();
-    const scalar_t* cs_p = cs.data_ptr<scalar_t>();
-    at::parallel_for(0, m, 256, [&](int64_t r0, int64_t r1) {
-      std::vector<int64_t> top(p);
-      for (int64_t r = r0; r < r1; ++r) {
-        const scalar_t* sc = cs_p + r * K;
-        int64_t filled = 0;
-        for (int64_t c = 0; c < K; ++c) {
-          if (ix.offsets[c + 1] == ix.offsets[c]) continue;
-          if (filled == p && !(sc[c] > sc[top[p - 1]])) continue;
-          int64_t pos = filled < p ? filled++ : p - 1;
-          while (pos > 0 && sc[c] > sc[top[pos - 1]]) top[pos] = top[pos - 1], --pos;
-          top[pos] = c;
-        }
-        std::copy(top.begin(), top.end(), probe.begin() + r * p);
-      }
-    });
-    // Counting sort of the probes by cluster: members[start[c] .. start[c+1]) are the entries
-    // (row * p + slot) that probe cluster c, rows ascending.
-    std::fill(start.begin(), start.end(), 0);
-    for (int64_t e = 0; e < m * p; ++e) ++start[probe[e] + 1];
-    for (int64_t c = 0; c < K; ++c) start[c + 1] += start[c];
-    {
-      std::vector<int64_t> fill(start.begin(), start.end() - 1);
-      for (int64_t e = 0; e < m * p; ++e) members[fill[probe[e]]++] = e;
-    }
-    // Largest GEMMs first, so that the threads finish together.
-    std::iota(schedule.begin(), schedule.end(), 0);
-    std::stable_sort(schedule.begin(), schedule.end(), [&](int64_t a, int64_t b) {
-      return (start[a + 1] - start[a]) * (ix.offsets[a + 1] - ix.offsets[a]) >
-             (start[b + 1] - start[b]) * (ix.offsets[b + 1] - ix.offsets[b]);
-    });
-    std::atomic<int64_t> next{0};
-    at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
-      at::Tensor buf = at::empty({ROW_TILE, Dp}, rows.options());
-      at::Tensor score_buf = at::empty({ROW_TILE * COL_TILE}, rows.options());
-      scalar_t* buf_p = buf.data_ptr<scalar_t>();
-      std::vector<scalar_t> best(ROW_TILE);
-      std::vector<int64_t> arg(ROW_TILE);
-      for (int64_t q = next++; q < K; q = next++) {
-        const int64_t c = schedule[q], mc = start[c + 1] - start[c];
-        const int64_t first = ix.offsets[c], size = ix.offsets[c + 1] - first;
-        if (mc == 0) break;  // the schedule is sorted: only unprobed clusters remain
-        for (int64_t e0 = 0; e0 < mc; e0 += ROW_TILE) {
-          const int64_t mr = std::min(ROW_TILE, mc - e0);
-          const int64_t* ent = members.data() + start[c] + e0;
-          for (int64_t r = 0; r < mr; ++r)
-            std::memcpy(buf_p + r * Dp, rows_p + (ent[r] / p) * Dp, Dp * sizeof(scalar_t));
-          std::fill(best.begin(), best.begin() + mr, neg_inf);
-          std::fill(arg.begin(), arg.begin() + mr, no_index);
-          for (int64_t j0 = 0; j0 < size; j0 += COL_TILE) {
-            const int64_t nt = std::min(COL_TILE, size - j0);
-            at::Tensor scores = score_buf.narrow(0, 0, mr * nt).view({mr, nt});
-            at::mm_out(scores, buf.narrow(0, 0, mr), ix.sorted_t.narrow(0, first + j0, nt).t());
-            const scalar_t* iv = ix.inv + first + j0;
-            const int64_t* ord = ix.order + first + j0;
-            for (int64_t r = 0; r < mr; ++r) {
-              const scalar_t* row = scores.data_ptr<scalar_t>() + r * nt;
-              scalar_t row_max = neg_inf;
-#pragma omp simd reduction(max : row_max)
-              for (int64_t j = 0; j < nt; ++j) row_max = std::max(row_max, row[j] * iv[j]);
-              if (row_max < best[r]) continue;
-              // Sorted rows are not in bank order: among equal maxima take the lowest bank index.
-              int64_t lowest = no_index;
-              for (int64_t j = 0; j < nt; ++j)
-                if (row[j] * iv[j] == row_max) lowest = std::min(lowest, ord[j]);
-              if (row_max > best[r] || lowest < arg[r]) best[r] = row_max, arg[r] = lowest;
-            }
-          }
-          for (int64_t r = 0; r < mr; ++r) cand_score[ent[r]] = best[r], cand_idx[ent[r]] = arg[r];
-        }
-      }
-    });
-    at::parallel_for(0, m, 1024, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        scalar_t b = neg_inf;
-        int64_t a = no_index;
-        for (int64_t t = r * p; t < (r + 1) * p; ++t)
-          if (cand_score[t] > b || (cand_score[t] == b && cand_idx[t] < a)) b = cand_score[t], a = cand_idx[t];
-        out[p0 + r] = a;
-      }
-    });
+STYLESWAP_CLONES void keep_top2(const scalar_t* v, int64_t n, scalar_t id, scalar_t* b1, scalar_t* b2, scalar_t* i1,
+                                scalar_t* i2) {
+#pragma omp simd
+  for (int64_t r = 0; r < n; ++r) {
+    const bool gt1 = v[r] > b1[r], gt2 = v[r] > b2[r];
+    b2[r] = gt1 ? b1[r] : (gt2 ? v[r] : b2[r]);
+    i2[r] = gt1 ? i1[r] : (gt2 ? id : i2[r]);
+    b1[r] = gt1 ? v[r] : b1[r];
+    i1[r] = gt1 ? id : i1[r];
   }
 }
 
-at::Tensor match_ivf_cpu(const at::Tensor& content_in, const at::Tensor& sorted, const at::Tensor& sorted_inv,
+// (score, bank index) ordered by score, then the lower index.
+template <typename scalar_t>
+inline bool beats(scalar_t v, int64_t i, scalar_t w, int64_t j) {
+  return v > w || (v == w && i < j);
+}
+
+// Insert (v, i) into the descending list (vals, ids) of length r if it beats the last entry.
+template <typename scalar_t>
+inline void keep_best(scalar_t* vals, int64_t* ids, int64_t r, scalar_t v, int64_t i) {
+  if (!beats(v, i, vals[r - 1], ids[r - 1])) return;
+  int64_t pos = r - 1;
+  while (pos > 0 && beats(v, i, vals[pos - 1], ids[pos - 1])) vals[pos] = vals[pos - 1], ids[pos] = ids[pos - 1], --pos;
+  vals[pos] = v, ids[pos] = i;
+}
+
+template <typename scalar_t>
+struct Sample {  // one content sample and its view of the styles and the index
+  // the content's padded pixels (Hp, Wp, C) and the content on the reduced basis (dims, H, W)
+  const scalar_t* pixels;
+  const scalar_t* reduced;
+  int64_t C, H, W, Wp, dims, grid_h, grid_w;
+  // the reduced index
+  const int64_t* order;    // (n_s)
+  const int64_t* offsets;  // (K + 1)
+  at::Tensor sorted, centroids;  // (n_s, Dr), (K, Dr)
+  int64_t K, Dr;
+  // the styles: pixel table (P, C), inv_norm (n_s), grids
+  const StyleTable* table;
+  const scalar_t* style_pixels;
+  const scalar_t* inv;
+
+  // The exact score of content grid cell i against bank row m.
+  scalar_t exact(int64_t i, int64_t m, int64_t k, int64_t s) const {
+    const int64_t t = table->style_of(m), local = m - table->grids[3 * t], gw = table->grids[3 * t + 2];
+    const int64_t sw = table->width[t];
+    const scalar_t* sp = style_pixels + (table->pixel0[t] + (local / gw) * s * sw + (local % gw) * s) * C;
+    const scalar_t* cp = pixels + ((i / grid_w) * s * Wp + (i % grid_w) * s) * C;
+    scalar_t acc = 0;
+    for (int64_t dy = 0; dy < k; ++dy) acc += dot(cp + dy * Wp * C, sp + dy * sw * C, k * C);
+    return acc * inv[m];
+  }
+};
+
+struct Params {
+  int64_t k, s, probes, candidates, refine;
+};
+
+// Steps 1 and 2 for content patches [p0, p0 + m): the choice and exact score of each.
+template <typename scalar_t>
+void search_chunk(const Sample<scalar_t>& x, const Params& P, int64_t p0, int64_t m, at::Tensor& rows,
+                  int64_t* choice, scalar_t* score) {
+  const int64_t K = x.K, Dr = x.Dr, p = P.probes, R = P.candidates, k = P.k, s = P.s;
+  const scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
+  const int64_t no_index = std::numeric_limits<int64_t>::max();
+  scalar_t* rows_p = rows.data_ptr<scalar_t>();
+  at::parallel_for(0, m, 256, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      copy_patch(x.reduced, x.dims, x.H, x.W, ((p0 + r) / x.grid_w) * s, ((p0 + r) % x.grid_w) * s, k,
+                 rows_p + r * Dr);
+  });
+  // Each row's p best clusters (score, then lowest cluster id); empty clusters never.
+  const at::Tensor cs = at::mm(rows.narrow(0, 0, m), x.centroids.t()).contiguous();
+  const scalar_t* cs_p = cs.data_ptr<scalar_t>();
+  std::vector<int64_t> probe(m * p);
+  at::parallel_for(0, m, 256, [&](int64_t r0, int64_t r1) {
+    std::vector<int64_t> top(p);
+    for (int64_t r = r0; r < r1; ++r) {
+      const scalar_t* sc = cs_p + r * K;
+      int64_t filled = 0;
+      for (int64_t c = 0; c < K; ++c) {
+        if (x.offsets[c + 1] == x.offsets[c]) continue;
+        if (filled == p && !(sc[c] > sc[top[p - 1]])) continue;
+        int64_t pos = filled < p ? filled++ : p - 1;
+        while (pos > 0 && sc[c] > sc[top[pos - 1]]) top[pos] = top[pos - 1], --pos;
+        top[pos] = c;
+      }
+      std::copy(top.begin(), top.end(), probe.begin() + r * p);
+    }
+  });
+  // Counting sort of the probes by cluster: members[start[c] .. start[c+1]) are the entries
+  // (row * p + slot) that probe cluster c, rows ascending; where[e] is entry e's place there.
+  std::vector<int64_t> start(K + 1, 0), members(m * p), where(m * p), schedule(K);
+  for (int64_t e = 0; e < m * p; ++e) ++start[probe[e] + 1];
+  for (int64_t c = 0; c < K; ++c) start[c + 1] += start[c];
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t e = 0; e < m * p; ++e) where[e] = fill[probe[e]], members[fill[probe[e]]++] = e;
+  }
+  // Largest GEMMs first, so that the threads finish together.
+  std::iota(schedule.begin(), schedule.end(), 0);
+  std::stable_sort(schedule.begin(), schedule.end(), [&](int64_t a, int64_t b) {
+    return (start[a + 1] - start[a]) * (x.offsets[a + 1] - x.offsets[a]) >
+           (start[b + 1] - start[b]) * (x.offsets[b + 1] - x.offsets[b]);
+  });
+  // Each entry keeps its SLOT = 2 best (reduced score, bank index) in cand_*[where[e] * 2 ...]: a
+  // cluster's entries are contiguous there, so no thread writes next to another's.
+  static_assert(SLOT == 2, "step 1 keeps a best and a second best per (row, probe)");
+  std::vector<scalar_t> cand_score(m * p * 2, neg_inf);
+  std::vector<int64_t> cand_idx(m * p * 2, no_index);
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+    at::Tensor buf = at::zeros({ROW_TILE, Dr}, rows.options());  // columns past dims*k*k stay 0
+    at::Tensor score_buf = at::empty({ROW_TILE * COL_TILE}, rows.options());
+    scalar_t* buf_p = buf.data_ptr<scalar_t>();
+    // best, second best and their places in the cluster, as scalar_t so that the loop is one type
+    // (vectorised); a place is exact in float up to 2^24 (the cluster sizes are checked)
+    std::vector<scalar_t> b1(ROW_TILE), b2(ROW_TILE), i1(ROW_TILE), i2(ROW_TILE);
+    for (int64_t q = next++; q < K; q = next++) {
+      const int64_t c = schedule[q], mc = start[c + 1] - start[c];
+      const int64_t first = x.offsets[c], size = x.offsets[c + 1] - first;
+      if (mc == 0) break;  // the schedule is sorted: only unprobed clusters remain
+      for (int64_t e0 = 0; e0 < mc; e0 += ROW_TILE) {
+        const int64_t mr = std::min(ROW_TILE, mc - e0);
+        const int64_t* ent = members.data() + start[c] + e0;
+        for (int64_t r = 0; r < mr; ++r) std::memcpy(buf_p + r * Dr, rows_p + (ent[r] / p) * Dr, Dr * sizeof(scalar_t));
+        std::fill(b1.begin(), b1.begin() + mr, neg_inf);
+        std::fill(b2.begin(), b2.begin() + mr, neg_inf);
+        std::fill(i1.begin(), i1.begin() + mr, scalar_t(-1));
+        std::fill(i2.begin(), i2.begin() + mr, scalar_t(-1));
+        for (int64_t j0 = 0; j0 < size; j0 += COL_TILE) {
+          const int64_t nt = std::min(COL_TILE, size - j0);
+          // scores (nt, mr): style rows by content rows (the wide side last, where the GEMM is fastest)
+          at::Tensor scores = score_buf.narrow(0, 0, nt * mr).view({nt, mr});
+          at::mm_out(scores, x.sorted.narrow(0, first + j0, nt), buf.narrow(0, 0, mr).t());
+          const scalar_t* tile = scores.data_ptr<scalar_t>();
+          // Best and second best per content row; a cluster's rows are in ascending bank order, so the
+          // earlier place is the lower bank index.
+          for (int64_t j = 0; j < nt; ++j)
+            keep_top2(tile + j * mr, mr, static_cast<scalar_t>(j0 + j), b1.data(), b2.data(), i1.data(), i2.data());
+        }
+        for (int64_t r = 0; r < mr; ++r) {
+          const int64_t at = (start[c] + e0 + r) * 2;
+          cand_score[at] = b1[r], cand_score[at + 1] = b2[r];
+          cand_idx[at] = i1[r] < 0 ? no_index : x.order[first + static_cast<int64_t>(i1[r])];
+          cand_idx[at + 1] = i2[r] < 0 ? no_index : x.order[first + static_cast<int64_t>(i2[r])];
+        }
+      }
+    }
+  });
+  // Rerank: each row's R best candidates over its probes, by the exact score.
+  at::parallel_for(0, m, 64, [&](int64_t r0, int64_t r1) {
+    std::vector<scalar_t> vals(R);
+    std::vector<int64_t> ids(R);
+    for (int64_t r = r0; r < r1; ++r) {
+      std::fill(vals.begin(), vals.end(), neg_inf);
+      std::fill(ids.begin(), ids.end(), no_index);
+      for (int64_t e = r * p; e < (r + 1) * p; ++e)
+        for (int64_t t = where[e] * 2; t < (where[e] + 1) * 2 && cand_idx[t] != no_index; ++t)
+          keep_best(vals.data(), ids.data(), R, cand_score[t], cand_idx[t]);
+      scalar_t best = neg_inf;
+      int64_t arg = no_index;
+      for (int64_t t = 0; t < R && ids[t] != no_index; ++t) {
+        const scalar_t v = x.exact(p0 + r, ids[t], k, s);
+        if (beats(v, ids[t], best, arg)) best = v, arg = ids[t];
+      }
+      choice[p0 + r] = arg, score[p0 + r] = best;
+    }
+  });
+}
+
+// Step 3: one refinement pass over the whole grid, from (choice, score) into (out, out_score).
+template <typename scalar_t>
+void refine_pass(const Sample<scalar_t>& x, const Params& P, const int64_t* choice, const scalar_t* score,
+                 int64_t* out, scalar_t* out_score) {
+  const int64_t grid_h = x.grid_h, grid_w = x.grid_w;
+  at::parallel_for(0, grid_h * grid_w, 256, [&](int64_t i0, int64_t i1) {
+    int64_t tried[NEIGHBOURS];
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t gy = i / grid_w, gx = i % grid_w;
+      scalar_t best = score[i];
+      int64_t arg = choice[i], n_tried = 0;
+      for (int64_t q = 0; q < NEIGHBOURS; ++q) {
+        const int64_t ny = gy + NEIGHBOUR_DY[q], nx = gx + NEIGHBOUR_DX[q];
+        if (ny < 0 || ny >= grid_h || nx < 0 || nx >= grid_w) continue;
+        const int64_t cand = shifted_candidate(x.table->grids.data(), x.table->T, choice[ny * grid_w + nx],
+                                               NEIGHBOUR_DY[q], NEIGHBOUR_DX[q]);
+        if (cand == choice[i] || std::find(tried, tried + n_tried, cand) != tried + n_tried) continue;
+        tried[n_tried++] = cand;
+        const scalar_t v = x.exact(i, cand, P.k, P.s);
+        if (beats(v, cand, best, arg)) best = v, arg = cand;
+      }
+      out[i] = arg, out_score[i] = best;
+    }
+  });
+}
+
+template <typename scalar_t>
+void match_sample(const Sample<scalar_t>& x, const Params& P, int64_t* out) {
+  const int64_t n_c = x.grid_h * x.grid_w, chunk = std::min(CHUNK, n_c);
+  at::Tensor rows = at::zeros({chunk, x.Dr}, x.sorted.options());  // columns past dims*k*k stay 0
+  std::vector<int64_t> choice(n_c), next_choice;
+  std::vector<scalar_t> score(n_c), next_score;
+  for (int64_t p0 = 0; p0 < n_c; p0 += chunk)
+    search_chunk(x, P, p0, std::min(chunk, n_c - p0), rows, choice.data(), score.data());
+  if (P.refine > 0) next_choice.resize(n_c), next_score.resize(n_c);
+  for (int64_t it = 0; it < P.refine; ++it) {
+    refine_pass(x, P, choice.data(), score.data(), next_choice.data(), next_score.data());
+    choice.swap(next_choice), score.swap(next_score);
+  }
+  std::copy(choice.begin(), choice.end(), out);
+}
+
+at::Tensor match_ivf_cpu(const at::Tensor& content_in, at::TensorList styles, const at::Tensor& inv_norm,
+                         const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
                          const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
-                         int64_t s, int64_t probes) {
-  check_ivf_index("match_ivf", content_in, sorted, sorted_inv, order, offsets, centroids, k, s, probes);
-  const at::Tensor content = content_in.to(sorted.scalar_type()).contiguous();
+                         int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
+  check_ivf_args("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv, order, offsets, centroids, k, s,
+                 probes, candidates, refine);
+  const auto dtype = sorted.scalar_type();
+  const at::Tensor content = content_in.to(dtype).contiguous();
   TORCH_CHECK_VALUE(at::isfinite(content).all().item<bool>(), "match_patches: content contains NaN or Inf");
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
-  at::Tensor indices =
-      at::empty({N, covering_grid(H, k, s), covering_grid(W, k, s)}, content.options().dtype(at::kLong));
-  const at::Tensor offs = offsets.contiguous(), ord = order.contiguous(), inv = sorted_inv.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(sorted.scalar_type(), "match_ivf_cpu", [&] {
+  const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
+  at::Tensor indices = at::empty({N, grid_h, grid_w}, content.options().dtype(at::kLong));
+  const at::Tensor offs = offsets.contiguous(), ord = order.contiguous(), inv = inv_norm.to(dtype).contiguous();
+  const StyleTable table = style_table(styles, k, s, sorted.size(0), dtype);
+  AT_DISPATCH_FLOATING_TYPES(dtype, "match_ivf_cpu", [&] {
     for (int64_t n = 0; n < N; ++n) {
       const int64_t b = sorted.size(0) == 1 ? 0 : n;
-      Index<scalar_t> ix;
-      ix.sorted_t = sorted[b].contiguous();
-      ix.centroids = centroids[b].contiguous();
-      ix.sorted = ix.sorted_t.template data_ptr<scalar_t>();
-      ix.inv = inv[b].template data_ptr<scalar_t>();
-      ix.order = ord[b].data_ptr<int64_t>();
-      ix.offsets = offs[b].data_ptr<int64_t>();
-      ix.K = centroids.size(1);
-      ix.Dp = sorted.size(2);
+      Sample<scalar_t> x;
+      const at::Tensor pixels = padded_pixels(content[n], k, s);
+      // The content on the reduced basis: (dims, H, W).
+      const at::Tensor reduced = at::mm(basis[b].t(), content[n].view({C, H * W})).contiguous();
+      x.pixels = pixels.data_ptr<scalar_t>();
+      x.reduced = reduced.data_ptr<scalar_t>();
+      x.C = C, x.H = H, x.W = W, x.Wp = pixels.size(1), x.dims = basis.size(2), x.grid_h = grid_h, x.grid_w = grid_w;
+      x.sorted = sorted[b].contiguous();
+      x.centroids = centroids[b].contiguous();
+      x.order = ord[b].data_ptr<int64_t>();
+      x.offsets = offs[b].data_ptr<int64_t>();
+      x.K = centroids.size(1);
+      x.Dr = sorted.size(2);
+      x.table = &table;
+      x.style_pixels = table.pixels[b].data_ptr<scalar_t>();
+      x.inv = inv[b].data_ptr<scalar_t>();
       int64_t nonempty = 0;
-      for (int64_t c = 0; c < ix.K; ++c) nonempty += ix.offsets[c + 1] > ix.offsets[c];
-      match_sample<scalar_t>(content.data_ptr<scalar_t>() + n * C * H * W, C, H, W, k, s, ix,
-                             std::min(probes, nonempty), indices[n].data_ptr<int64_t>());
+      for (int64_t c = 0; c < x.K; ++c) {
+        nonempty += x.offsets[c + 1] > x.offsets[c];
+        TORCH_CHECK_VALUE(x.offsets[c + 1] - x.offsets[c] < (int64_t{1} << 24), "match_ivf: cluster ", c, " holds ",
+                          x.offsets[c + 1] - x.offsets[c], " patches, more than the CPU kernel counts (2^24)");
+      }
+      const Params P{k, s, std::min(probes, nonempty), candidates, refine};
+      match_sample<scalar_t>(x, P, indices[n].data_ptr<int64_t>());
     }
   });
   return indices;
