@@ -1,9 +1,10 @@
 """Quality and speed of the approximate patch search against the exact one, on real relu3_1 features.
 
-    python benchmarks/approx_quality.py                       # 1024 px photos x paintings, probes 4 and 8
+    python benchmarks/approx_quality.py                       # 1024 px photos x paintings, 16 probes
     python benchmarks/approx_quality.py --size 512 --pairs 1 --probes 2 4 8 16
     python benchmarks/approx_quality.py --cache /tmp/approx_exact   # reuse the exact indices of an earlier run
     python benchmarks/approx_quality.py --figure docs/approximate_search.jpg   # the docs' picture (bundled images)
+    python benchmarks/approx_quality.py --variants --cache /tmp/approx_exact   # what each step of the search adds
 
 For each (content photo, style painting) pair from ../shared/data (centre-cropped square, resized to
 --size px, encoded by the VGG-19 encoder to relu3_1: 256 channels, k = 3, stride 1, float32):
@@ -13,7 +14,8 @@ For each (content photo, style painting) pair from ../shared/data (centre-croppe
   (best of 2), scaled by n_c / n_c(slab) (its cost is linear in n_c); ``approx_s``: the whole
   approximate search (bank, k-means index, search: ``match_patches(..., search="approximate")``),
   with ``build_s`` / ``search_s`` its two parts (a ``PatchBank`` built once, then ``match``);
-  ``speedup`` = exact_s / approx_s, ``speedup_same_run`` = exact_same_run_s / approx_s (best of 2);
+  ``speedup`` = exact_s / approx_s (None when exact_s is a cached time of another run),
+  ``speedup_same_run`` = exact_same_run_s / approx_s (best of 2);
   ``speedup_cpu_time``: the same ratio in process CPU time (both threads), which other processes on a
   shared machine disturb far less than wall time.
 * per content patch the chosen score divided by the exact best (``ratio_mean``, ``ratio_p01`` = 1st
@@ -111,13 +113,22 @@ def exact_indices(cf, sf, key: str, cache):
     return idx, seconds, False
 
 
-def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cache, seed):
+def exact_pair(encoder, decoder, content_path, style_path, size, cache):
+    """The pair's features, the exact search's indices (and time, and whether it was cached), its bank,
+    its chosen scores and its decoded image."""
     with torch.no_grad():
         cf = encoder(load_square(content_path, size))
         sf = encoder(load_square(style_path, size))
     key = f"{content_path.stem}__{style_path.stem}__{size}"
     exact_idx, exact_s, cached = exact_indices(cf, sf, key, cache)
     exact_bank = PatchBank(sf, 3, 1)
+    return (cf, sf, exact_idx, exact_s, cached, exact_bank, chosen_scores(cf, exact_bank, exact_idx),
+            decode(decoder, cf, exact_bank, exact_idx))
+
+
+def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cache, seed):
+    cf, sf, exact_idx, exact_s, cached, exact_bank, best, exact_img = exact_pair(
+        encoder, decoder, content_path, style_path, size, cache)
     # The exact op on a slab of the first content rows, in this run (its cost is linear in n_c: content
     # tiles are independent): exact_slab_s scaled by n_c / n_c(slab) is the same-run exact time.
     slab = cf[:, :, :max(3, cf.shape[-2] // 8)]
@@ -129,8 +140,6 @@ def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cach
         slab_s.append(time.perf_counter() - t0)
         slab_cpu.append(time.process_time() - c0)
     exact_same_run = min(slab_s) * exact_idx.numel() / slab_n
-    best = chosen_scores(cf, exact_bank, exact_idx)
-    exact_img = decode(decoder, cf, exact_bank, exact_idx)
     rows = []
     for probes in probes_list:
         approx_s = approx_cpu = float("inf")
@@ -153,7 +162,7 @@ def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cach
             "n_c": int(idx.numel()), "n_s": exact_bank.num_patches, "probes": probes, "seed": seed,
             "clusters": bank.index.clusters,
             "exact_s": round(exact_s, 2), "exact_cached": cached, "approx_s": round(approx_s, 3),
-            "build_s": round(build_s, 3), "search_s": round(search_s, 3), "speedup": round(exact_s / approx_s, 1),
+            "build_s": round(build_s, 3), "search_s": round(search_s, 3), "speedup": None if cached else round(exact_s / approx_s, 1),
             "exact_slab_s": round(min(slab_s), 2), "exact_slab_fraction": round(slab_n / exact_idx.numel(), 4),
             "exact_same_run_s": round(exact_same_run, 1), "speedup_same_run": round(exact_same_run / approx_s, 1),
             "approx_cpu_s": round(approx_cpu, 2),
@@ -162,6 +171,26 @@ def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cach
             "argmax_found": round((got >= best).double().mean().item(), 4),
             "psnr_db": round(psnr(decode(decoder, cf, exact_bank, idx), exact_img), 2),
         }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def variants(encoder, decoder, content_path, style_path, size, cache, seed) -> list:
+    """Quality (no timing) of the search's steps on one pair: (probes, reranked candidates, refinement
+    passes) around the defaults, on the default index."""
+    cf, sf, _, _, _, exact_bank, best, exact_img = exact_pair(encoder, decoder, content_path, style_path, size, cache)
+    bank = PatchBank(sf, 3, 1, search="approximate", seed=seed)
+    rows = []
+    for probes, candidates, refine in ((16, 1, 0), (16, 8, 0), (16, 8, 1), (8, 8, 1), (32, 8, 1)):
+        idx = torch.ops.styleswap.match_ivf(cf, bank.styles, bank.inv_norm, *bank.index, 3, 1, probes, candidates,
+                                            refine)
+        got = chosen_scores(cf, exact_bank, idx)
+        ratio = torch.where(best > 0, got / best.clamp_min(1e-30), torch.ones_like(best))
+        row = {"content": content_path.name, "style": style_path.name, "size_px": size, "probes": probes,
+               "candidates": candidates, "refine": refine, "ratio_mean": round(ratio.mean().item(), 5),
+               "argmax_found": round((got >= best).double().mean().item(), 4),
+               "psnr_db": round(psnr(decode(decoder, cf, exact_bank, idx), exact_img), 2)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -198,7 +227,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="directory for the exact indices (reused when present)")
     ap.add_argument("--vgg-weights", default=os.environ.get("STYLESWAP_VGG19_WEIGHTS", str(DEFAULT_VGG)))
     ap.add_argument("--figure", type=Path, default=None, help="write the docs' side-by-side JPEG here instead")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "approx_quality_cpu.json")
+    ap.add_argument("--variants", action="store_true",
+                    help="quality of the search's steps (probes / reranked candidates / refinement) instead")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON results (default: results/approx_quality_cpu.json, with --variants "
+                         "results/approx_variants_cpu.json)")
     args = ap.parse_args(argv)
     encoder = load_encoder(args.vgg_weights).eval()
     decoder = load_decoder().eval()
@@ -207,8 +240,14 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for content, style in PAIRS[:args.pairs]:
-        rows += run_pair(encoder, decoder, DATA / "content" / content, DATA / "style" / style, args.size,
-                         args.probes, args.cache, args.seed)
+        if args.variants:
+            rows += variants(encoder, decoder, DATA / "content" / content, DATA / "style" / style, args.size,
+                             args.cache, args.seed)
+        else:
+            rows += run_pair(encoder, decoder, DATA / "content" / content, DATA / "style" / style, args.size,
+                             args.probes, args.cache, args.seed)
+    if args.out is None:
+        args.out = HERE / "results" / ("approx_variants_cpu.json" if args.variants else "approx_quality_cpu.json")
     report = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                          f"{torch.get_num_threads()} threads, torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}

@@ -340,10 +340,12 @@ def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, s
             sample, or a list of such tensors whose patches form one bank.
         patch_size: k, the side of the square patches.
         stride: step of both patch grids.
-        search: ``"exact"`` (default) or ``"approximate"``: an inverted-file search (spherical
-            k-means clusters of the style patches, ~sqrt(n_s) of them; each content patch scores
-            every patch of its ``probes`` nearest clusters with the exact score). Far less work for
-            large maps, a chosen score close to the best (docs/approximate_search.md).
+        search: ``"exact"`` (default) or ``"approximate"``: an inverted-file search on the styles'
+            64 principal channels (spherical k-means clusters of the reduced style patches,
+            ~2 sqrt(n_s) of them; each content patch ranks the patches of its ``probes`` nearest
+            clusters, the best few get the exact score, then one pass tries the neighbours' choices).
+            Far less work for large maps, a chosen score close to the best
+            (docs/approximate_search.md).
         probes: clusters searched per content patch (approximate only; default
             :data:`DEFAULT_PROBES`): more is slower and closer to exact.
         seed: seeds the k-means sample (approximate only; default 0). The indices are the same
