@@ -342,7 +342,7 @@ def _run_stylize(args) -> int:
         memory_plan.check_inputs(device, jobs[0][0], args.content_size, args.styles, args.style_size,
                                  tile_size=tiling.default_tile_size(device) if args.tile_size is None else args.tile_size,
                                  method=args.method, patch_size=args.patch_size, stride=args.stride,
-                                 precision=args.precision, init=args.init)
+                                 precision=args.precision, init=args.init, search=args.search)
     from tqdm.auto import tqdm
 
     failures = 0

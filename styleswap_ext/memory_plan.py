@@ -7,8 +7,10 @@ terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipelin
 
 * held through the run: the decoded input images, the content's relu3_1 features and their swap
   (256 channels at 1/4 of the side: 64 bytes per image px each in fp32), each style's features and
-  its patch bank (an n_s x 256·k² matrix: about 576 bytes per style px at k = 3, stride 1), the
-  match indices and the output image;
+  its patch bank (an n_s x 256·k² matrix: about 576 bytes per style px at k = 3, stride 1; with
+  ``search="approximate"`` its index instead: the bank on 64 channels twice while it is built, and
+  the styles' pixels once more for the exact rerank, about 300 bytes per style px), the match
+  indices and the output image;
 * the largest passing peak: the encoder or the decoder on one tile (``tile_size`` px plus the halo
   per side, the whole image when it is not tiled), or the optimisation's untiled encoder with its
   autograd activations and Adam's state.
@@ -26,6 +28,8 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from ._choices import REDUCED_CHANNELS
 
 __all__ = ["MemoryPlanError", "Plan", "estimate", "available_bytes", "check", "check_inputs", "image_hw", "resized_hw"]
 
@@ -102,7 +106,7 @@ def _grid(n: int, k: int, s: int) -> int:
 
 def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], *, method: str = "decoder",
              patch_size: int = 3, stride: int = 1, tile_size: int = 0, precision: str = "fp32",
-             init: str = "content") -> Plan:
+             init: str = "content", search: str = "exact") -> Plan:
     """The plan for one content and a bank of styles.
 
     ``content`` and each of ``styles`` are ``(source_hw, processed_hw)``: the image as decoded and
@@ -115,7 +119,11 @@ def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], 
         fh, fw = h // DOWN, w // DOWN
         n_s = _grid(fh, patch_size, stride) * _grid(fw, patch_size, stride)
         plan.held[f"style {i + 1} image and features"] = src[0] * src[1] * 3 + h * w * 12 + fh * fw * feat_bytes
-        plan.held[f"style {i + 1} patch bank"] = n_s * (CHANNELS * patch_size * patch_size * FP32 + FP32)
+        if search == "approximate":  # reduced bank + its sorted copy (int64 order), the pixel table
+            plan.held[f"style {i + 1} search index"] = (n_s * (2 * REDUCED_CHANNELS * patch_size * patch_size * FP32
+                                                               + 3 * FP32 + 8) + fh * fw * CHANNELS * FP32)
+        else:
+            plan.held[f"style {i + 1} patch bank"] = n_s * (CHANNELS * patch_size * patch_size * FP32 + FP32)
         plan.passes[f"encoding style {i + 1}"] = _tile_px((h, w), tile_size) * ENCODER_BYTES_PER_PX
     if content is not None:
         src, (h, w) = content

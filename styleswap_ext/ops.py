@@ -26,6 +26,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _C  # noqa: F401  (registers the styleswap:: ops)
+from . import _choices
 from ._inputs import (StyleArg, _check_int, bank_patch_labels, check_labels_covered, check_previous,
                       check_temporal_weight, content_patch_labels, covering_grid, prepare)
 
@@ -159,7 +160,7 @@ SEARCHES = ("exact", "approximate")
 # clusters searched per content patch, the reduced feature channels its candidates are ranked on, the
 # candidates per content patch scored exactly, and the refinement passes from the neighbours' choices.
 DEFAULT_PROBES = 16
-REDUCED_CHANNELS = 64
+REDUCED_CHANNELS = _choices.REDUCED_CHANNELS
 CANDIDATES = 8
 REFINE = 1
 

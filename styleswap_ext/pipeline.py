@@ -327,7 +327,7 @@ class StyleBank:
         self.patch_size, self.stride, self.precision = patch_size, stride, precision
         self.style_weights = style_weights
         memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
-                                 patch_size=patch_size, stride=stride, precision=precision)
+                                 patch_size=patch_size, stride=stride, precision=precision, search=search)
         _, mask_labels, self.mask_colours = masks.load_masks(None, style_masks, len(styles_in))
         style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
@@ -514,7 +514,7 @@ def stylize(
     # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
     memory_plan.check_inputs(settings.device, content, content_size, settings.styles, style_size,
                              tile_size=settings.tile_size, method=method, patch_size=settings.patch_size,
-                             stride=settings.stride, precision=settings.precision, init=init)
+                             stride=settings.stride, precision=settings.precision, init=init, search=search)
     # inputs first, so that a bad file fails before any model is loaded
     content_t, content_was_tensor, style_ts = _load_inputs(content, content_size, settings.styles, style_size)
     encoder, decoder = _models_on(settings.device, method, init, encoder, decoder, vgg_weights, decoder_weights)

@@ -59,6 +59,18 @@ def test_estimate_counts_the_patch_bank():
     assert plan.held["style 1 patch bank"] == 254 * 254 * (256 * 9 * 4 + 4)
 
 
+def test_estimate_counts_the_approximate_search_index_instead():
+    """search="approximate" keeps no full bank: the 64-channel bank twice (built, then sorted), order and
+    inverse norms, and the style's pixels once more for the exact rerank: about 60 % of the bank."""
+    exact = estimate(None, [((1024, 1024), (1024, 1024))])
+    approx = estimate(None, [((1024, 1024), (1024, 1024))], search="approximate")
+    assert "style 1 patch bank" not in approx.held
+    n_s = 254 * 254
+    assert approx.held["style 1 search index"] == n_s * (2 * 64 * 9 * 4 + 3 * 4 + 8) + 256 * 256 * 256 * 4
+    assert approx.held["style 1 search index"] < 0.65 * exact.held["style 1 patch bank"]
+    assert approx.total < exact.total
+
+
 @pytest.fixture
 def one_gib(monkeypatch):
     monkeypatch.setattr(memory_plan, "available_bytes", lambda device: GiB)
