@@ -108,8 +108,8 @@ class PatchBank:
         """Indices of the chosen style patches, as :func:`styleswap_ext.match_patches`.
 
         ``progress=True`` shows a bar (stderr) for large contents: they are then matched in slabs of
-        patch-grid rows, which gives the same indices (each slab is cut where its grid rows start);
-        the approximate search takes the whole content in one call (no bar).
+        patch-grid rows, which gives the same indices (each slab is cut where its grid rows start;
+        with the approximate search each slab carries the grid rows its refinement reads).
         ``content_labels`` (a bank built with ``style_labels``), ``previous`` and ``temporal_weight``:
         the controls of :func:`styleswap_ext.match_patches`; for a video, ``previous`` is the last
         frame's ``match`` result.
@@ -154,8 +154,7 @@ class PatchBank:
             return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s, **kw)
 
         n_c = content.shape[0] * grid_h * grid_w
-        # The approximate search goes in one call: its refinement looks across the whole patch grid.
-        if self.index is not None or not progress or (n_c <= PROGRESS_MIN_PATCHES and n_c * self.num_patches <= PROGRESS_MIN_PAIRS) or grid_h < 2:
+        if not progress or (n_c <= PROGRESS_MIN_PATCHES and n_c * self.num_patches <= PROGRESS_MIN_PAIRS) or grid_h < 2:
             return call(content)
         # Slab of grid rows [i0, i1) = content rows [i0*s, (i1-1)*s + k); the last slab runs to the
         # bottom edge, so its covering grid takes the same replicate-padded extra row as the whole.
@@ -164,11 +163,15 @@ class PatchBank:
         bounds = list(range(0, grid_h, step)) + [grid_h]
         if len(bounds) > 2 and h - bounds[-2] * s < k:
             del bounds[-2]
+        # The approximate search's refinement reads the neighbours' choices, REFINE grid rows away at
+        # most: each slab is matched with that many rows more on each side, which are then dropped.
+        halo = ops.REFINE if self.index is not None else 0
         parts = []
         with tqdm(total=grid_h, desc="matching", unit="row", file=sys.stderr, dynamic_ncols=True, leave=False) as bar:
             for i0, i1 in zip(bounds[:-1], bounds[1:]):
-                bottom = h if i1 == grid_h else (i1 - 1) * s + k
-                parts.append(call(content[:, :, i0 * s:bottom], i0, i1))
+                a0, a1 = max(0, i0 - halo), min(grid_h, i1 + halo)
+                bottom = h if a1 == grid_h else (a1 - 1) * s + k
+                parts.append(call(content[:, :, a0 * s:bottom], a0, a1)[:, i0 - a0:i1 - a0])
                 bar.update(i1 - i0)
         return torch.cat(parts, 1)
 

@@ -146,17 +146,20 @@ def test_bank_batch_weights_and_stride():
     assert few.swap(content).shape == content.shape
 
 
-def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch):
+@pytest.mark.parametrize("channels, size, stride", [(8, (40, 30), 1), (96, (61, 47), 1), (16, (52, 45), 2)])
+def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch, channels, size, stride):
+    """With progress=True the content is matched in slabs of grid rows, each with the rows its
+    refinement reads: the same indices as one call."""
     import styleswap_ext.patch_bank as pb
 
-    content, style = _smooth(8, 40, 30, seed=40), _smooth(8, 20, 20, seed=41)
+    content, style = _smooth(channels, *size, seed=40), _smooth(channels, 20, 20, seed=41)
     monkeypatch.setattr(pb, "PROGRESS_MIN_PATCHES", 10)
     monkeypatch.setattr(pb, "PROGRESS_MIN_SLAB", 50)
-    bank = PatchBank(style, search="approximate", probes=3, seed=1)
-    idx = ss.match_patches(content, style, search="approximate", probes=3, seed=1)
+    bank = PatchBank(style, 3, stride, search="approximate", probes=3, seed=1)
+    idx = ss.match_patches(content, style, 3, stride, search="approximate", probes=3, seed=1)
     assert torch.equal(bank.match(content, progress=True), idx)
-    torch.testing.assert_close(bank.swap(content), ss.style_swap(content, style, search="approximate", probes=3,
-                                                                 seed=1), rtol=0, atol=0)
+    torch.testing.assert_close(bank.swap(content), ss.style_swap(content, style, 3, stride, search="approximate",
+                                                                 probes=3, seed=1), rtol=0, atol=0)
     assert "search='approximate', probes=3, seed=1" in repr(bank)
 
 
