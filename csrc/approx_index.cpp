@@ -44,10 +44,11 @@
 
 namespace styleswap {
 
-void check_ivf_args(const char* op, const at::Tensor& content, at::TensorList styles, const at::Tensor& inv_norm,
-                    const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
-                    const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
-                    int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
+at::Tensor checked_ivf_content(const char* op, const at::Tensor& content, at::TensorList styles,
+                               const at::Tensor& inv_norm, const at::Tensor& basis, const at::Tensor& sorted,
+                               const at::Tensor& sorted_inv, const at::Tensor& order, const at::Tensor& offsets,
+                               const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes, int64_t candidates,
+                               int64_t refine) {
   check_swap_args(op, content, /*is_indices=*/false, styles, k, s);
   TORCH_CHECK_VALUE(sorted.dim() == 3 && sorted_inv.dim() == 2 && order.dim() == 2 && offsets.dim() == 2 &&
                         centroids.dim() == 3 && basis.dim() == 3,
@@ -80,6 +81,9 @@ void check_ivf_args(const char* op, const at::Tensor& content, at::TensorList st
                    op, ": a ", content.scalar_type(), " content needs a ", dtype, " index, got ", sorted.scalar_type());
   TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && offsets.scalar_type() == at::kLong, op,
                    ": order and offsets must be int64");
+  const at::Tensor checked = content.to(dtype).contiguous();
+  TORCH_CHECK_VALUE(at::isfinite(checked).all().item<bool>(), "match_patches: content contains NaN or Inf");
+  return checked;
 }
 
 StyleTable style_table(at::TensorList styles, int64_t k, int64_t s, int64_t batch, at::ScalarType dtype) {
@@ -260,11 +264,9 @@ at::Tensor match_ivf_aten(const at::Tensor& content_in, at::TensorList styles, c
                           const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
                           const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
                           int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
-  check_ivf_args("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv, order, offsets, centroids, k, s,
-                 probes, candidates, refine);
-  const auto dtype = sorted.scalar_type();
-  const at::Tensor content = content_in.to(dtype).contiguous();
-  TORCH_CHECK_VALUE(at::isfinite(content).all().item<bool>(), "match_patches: content contains NaN or Inf");
+  const at::Tensor content = checked_ivf_content("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv,
+                                                 order, offsets, centroids, k, s, probes, candidates, refine);
+  const auto dtype = content.scalar_type();
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s), n_c = grid_h * grid_w;
   const at::Tensor empty = offsets.narrow(1, 1, centroids.size(1)) == offsets.narrow(1, 0, centroids.size(1));

@@ -12,17 +12,19 @@ inline at::ScalarType approx_dtype(at::ScalarType t) { return t == at::kDouble ?
 
 // match_ivf's arguments (see approx_index.cpp for the layout): content (N, C, H, W) and its styles as
 // for match_patches, the bank's inv_norm (B, n_s), and the IVF index of ivf_build over the reduced
-// bank with its basis (B, C, dims); all on the content's device.
-void check_ivf_args(const char* op, const at::Tensor& content, at::TensorList styles, const at::Tensor& inv_norm,
-                    const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
-                    const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
-                    int64_t s, int64_t probes, int64_t candidates, int64_t refine);
+// bank with its basis (B, C, dims); all on the content's device. Checks them all and returns the
+// content in the index's dtype, contiguous, refused if it holds NaN or Inf: the kernels' first step.
+at::Tensor checked_ivf_content(const char* op, const at::Tensor& content, at::TensorList styles,
+                               const at::Tensor& inv_norm, const at::Tensor& basis, const at::Tensor& sorted,
+                               const at::Tensor& sorted_inv, const at::Tensor& order, const at::Tensor& offsets,
+                               const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes, int64_t candidates,
+                               int64_t refine);
 
 // The styles as one table of pixels, for the exact scores of the rerank and the refinement: a style
 // patch is then k runs of k*C contiguous values (no n_s x C k^2 bank needed).
 struct StyleTable {
   at::Tensor pixels;                    // (B, P, C), compute dtype: each style's pixels (y, x), styles in bank order
-  std::vector<int64_t> grids;           // per style: first bank row, grid_h, grid_w (flat, for shifted_candidate)
+  std::vector<int64_t> grids;           // per style: first bank row, grid_h, grid_w (flat)
   std::vector<int64_t> pixel0, width;   // per style: its first pixel in the table, its width Ws
   int64_t T = 0;
   int64_t style_of(int64_t m) const {   // the style that holds bank row m
@@ -30,24 +32,20 @@ struct StyleTable {
     while (t > 0 && grids[3 * t] > m) --t;
     return t;
   }
+  // The refinement step's candidate: a content patch whose grid neighbour at offset (dy, dx) chose bank
+  // row `m` is offered the style patch at the same offset back, (y - dy, x - dx) in m's style grid (the
+  // coherence of PatchMatch), or `m` itself where that leaves the grid.
+  int64_t shifted(int64_t m, int64_t dy, int64_t dx) const {
+    const int64_t t = style_of(m), first = grids[3 * t], gh = grids[3 * t + 1], gw = grids[3 * t + 2];
+    const int64_t y = (m - first) / gw - dy, x = (m - first) % gw - dx;
+    return (y >= 0 && y < gh && x >= 0 && x < gw) ? first + y * gw + x : m;
+  }
 };
 StyleTable style_table(at::TensorList styles, int64_t k, int64_t s, int64_t batch, at::ScalarType dtype);
 
 // One content sample (C, H, W) as (Hp, Wp, C), replicate-padded to its covering grid's extent, so that
 // the patch at grid (gy, gx) is k runs of k*C contiguous values from pixel (gy*s, gx*s).
 at::Tensor padded_pixels(const at::Tensor& sample, int64_t k, int64_t s);
-
-// The refinement step's candidate: a content patch whose grid neighbour at offset (dy, dx) chose bank
-// row `m` is offered the style patch at the same offset back, (y - dy, x - dx) in m's style grid (the
-// coherence of PatchMatch), or `m` itself where that leaves the grid. grids: T rows of
-// (first bank row, grid_h, grid_w), in bank order.
-inline int64_t shifted_candidate(const int64_t* grids, int64_t T, int64_t m, int64_t dy, int64_t dx) {
-  int64_t t = T - 1;
-  while (t > 0 && grids[3 * t] > m) --t;
-  const int64_t first = grids[3 * t], gh = grids[3 * t + 1], gw = grids[3 * t + 2];
-  const int64_t y = (m - first) / gw - dy, x = (m - first) % gw - dx;
-  return (y >= 0 && y < gh && x >= 0 && x < gw) ? first + y * gw + x : m;
-}
 
 // Candidates each (content patch, probed cluster) keeps by the reduced score for the exact rerank (at
 // 1024 px, 16 probes: 2 gave the PSNR of 8 within 0.25 dB at a fraction of the selection's cost; 1 gave

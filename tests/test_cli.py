@@ -365,14 +365,15 @@ def test_help(capsys):
         assert option in out
 
 
+@pytest.mark.parametrize("command, frame", [("stylize", "a.png"), ("video", "f0001.png")])
 @pytest.mark.parametrize("out_name", ["out.png", "out.mp4"])
-def test_directory_of_images_needs_a_directory_output(tmp_path, image_files, capsys, out_name):
-    """stylize on a directory writes a directory: -o named like a file is refused before anything is
-    created (it used to become a directory named out.png)."""
+def test_directory_of_images_needs_a_directory_output(tmp_path, image_files, capsys, out_name, command, frame):
+    """stylize on a directory of images, or video on a directory of frames, writes a directory: -o named
+    like a file is refused before anything is created (it used to become a directory named out.png)."""
     src = tmp_path / "photos"
     src.mkdir()
-    Image.fromarray(np.full((36, 44, 3), 90, np.uint8)).save(src / "a.png")
-    rc = cli.main(["stylize", str(src), str(image_files[1]), "-o", str(tmp_path / out_name), "-q"])
+    Image.fromarray(np.full((36, 44, 3), 90, np.uint8)).save(src / frame)
+    rc = cli.main([command, str(src), str(image_files[1]), "-o", str(tmp_path / out_name), "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "must be a directory" in err and out_name in err, err
     assert not (tmp_path / out_name).exists()

@@ -145,19 +145,6 @@ def test_video_without_pyav_is_one_clear_error(tmp_path, image_files, monkeypatc
     assert not (tmp_path / "o.mp4").exists()
 
 
-@pytest.mark.parametrize("out_name", ["notadir.png", "notadir.mp4"])
-def test_video_directory_of_frames_needs_a_directory_output(tmp_path, image_files, capsys, out_name):
-    """A directory of frames gives a directory: -o named like a file is refused before anything is
-    created (it used to become a directory named notadir.png)."""
-    src = tmp_path / "frames"
-    src.mkdir()
-    Image.fromarray(np.full((36, 44, 3), 90, np.uint8)).save(src / "f0001.png")
-    rc = cli.main(["video", str(src), str(image_files[1]), "-o", str(tmp_path / out_name), "-q"])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "must be a directory" in err and out_name in err, err
-    assert not (tmp_path / out_name).exists()
-
-
 def test_video_file_needs_a_video_output(tmp_path, image_files, capsys):
     src = tmp_path / "clip.mp4"
     src.write_bytes(b"\0" * 16)

@@ -10,7 +10,7 @@
 //  2. Rerank. Each row's `candidates` best of those get the exact score, from the content's and the
 //     styles' pixels (k runs of k*C contiguous values each); the best wins.
 //  3. Refine (`refine` passes, each over the whole grid from the last pass's choices): a patch also
-//     tries its 8 neighbours' choices shifted back by the neighbour's offset (shifted_candidate).
+//     tries its 8 neighbours' choices shifted back by the neighbour's offset (StyleTable::shifted).
 // Ties everywhere: the lowest bank index. Every result is written by the one thread that owns its row
 // or its (row, probe) entry, so the indices are the same for any thread count given the index.
 //
@@ -265,8 +265,7 @@ void refine_pass(const Sample<scalar_t>& x, const Params& P, const int64_t* choi
       for (int64_t q = 0; q < NEIGHBOURS; ++q) {
         const int64_t ny = gy + NEIGHBOUR_DY[q], nx = gx + NEIGHBOUR_DX[q];
         if (ny < 0 || ny >= grid_h || nx < 0 || nx >= grid_w) continue;
-        const int64_t cand = shifted_candidate(x.table->grids.data(), x.table->T, choice[ny * grid_w + nx],
-                                               NEIGHBOUR_DY[q], NEIGHBOUR_DX[q]);
+        const int64_t cand = x.table->shifted(choice[ny * grid_w + nx], NEIGHBOUR_DY[q], NEIGHBOUR_DX[q]);
         if (cand == choice[i] || std::find(tried, tried + n_tried, cand) != tried + n_tried) continue;
         tried[n_tried++] = cand;
         const scalar_t v = x.exact(i, cand, P.k, P.s);
@@ -297,11 +296,9 @@ at::Tensor match_ivf_cpu(const at::Tensor& content_in, at::TensorList styles, co
                          const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
                          const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
                          int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
-  check_ivf_args("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv, order, offsets, centroids, k, s,
-                 probes, candidates, refine);
-  const auto dtype = sorted.scalar_type();
-  const at::Tensor content = content_in.to(dtype).contiguous();
-  TORCH_CHECK_VALUE(at::isfinite(content).all().item<bool>(), "match_patches: content contains NaN or Inf");
+  const at::Tensor content = checked_ivf_content("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv,
+                                                 order, offsets, centroids, k, s, probes, candidates, refine);
+  const auto dtype = content.scalar_type();
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
   at::Tensor indices = at::empty({N, grid_h, grid_w}, content.options().dtype(at::kLong));
