@@ -457,26 +457,17 @@ def _check_names_a_directory(out: Path, why: str) -> None:
 
 
 def _check_common(args) -> None:
-    if args.stride > args.patch_size:
-        raise UsageError(f"--stride ({args.stride}) must not exceed --patch-size ({args.patch_size})")
-    if args.style_weights is not None:
-        if len(args.style_weights) != len(args.styles):
-            raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
-        if not any(w > 0 for w in args.style_weights):
-            raise UsageError("--style-weights must not all be 0")
-        from ._inputs import check_weight_ratios
+    """The stylisation settings (styleswap_ext/settings.py, shared with the studio), then video's own."""
+    from .settings import StylizeSettings, cli_name
 
-        try:
-            check_weight_ratios("--style-weights", args.style_weights)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    if getattr(args, "search", "exact") == "approximate":  # the controls need the exact search (for now)
-        if getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None:
-            raise UsageError("--content-mask/--style-mask need --search exact (the approximate search has no "
-                             "regions yet)")
-        if (getattr(args, "temporal_weight", None) or 0) > 0:
-            raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
-                             "is 0: every frame on its own)")
+    masks = getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None
+    try:
+        StylizeSettings.from_args(args).check(len(args.styles), masks=masks, name=cli_name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if getattr(args, "search", "exact") == "approximate" and (getattr(args, "temporal_weight", None) or 0) > 0:
+        raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
+                         "is 0: every frame on its own)")
 
 
 def _run_video(args) -> int:
