@@ -1,6 +1,7 @@
 # make demo   set up .venv, build, stylise the bundled example -> styleswap-demo.png
 # make test   set up .venv, build, run the test suite
 # make bench  CPU benchmark table (BENCHMARKS.md)
+# make studio set up, build, start the local web page (docs/studio.md); Ctrl-C stops it
 #
 # PYTHON picks the interpreter for the venv (3.10+). FORCE_CUDA=1 compiles the CUDA kernels even
 # without a visible GPU (needs nvcc and a CUDA build of torch; setup.py).
@@ -16,7 +17,7 @@ endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench studio setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cpu_table.py
+
+studio: setup
+	$(BIN)/styleswap studio
 
 clean:
 	rm -rf build $(VENV) styleswap_ext/_C*.so *.egg-info

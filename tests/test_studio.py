@@ -213,7 +213,7 @@ def test_api_parameters_default_to_the_command_lines():
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, vgg_weights):
     tmp = tmp_path_factory.mktemp("studio")
-    server = start(tmp, vgg_weights, "--device", "cpu")
+    server = start(tmp, vgg_weights, "--device", "cpu", "--max-upload-mb", "1")
     yield server
     if server.proc.poll() is None:
         stop(server)
@@ -264,6 +264,15 @@ def test_bad_upload_gets_an_error_and_the_next_request_works(client, tmp_path):
     path, _, _ = client.predict(handle_file(ASSETS / "cat.jpg"), handle_file(ASSETS / "starry_night.jpg"),
                                 api_name="/stylize", **SMALL)
     assert Image.open(path).size == (96, 72)
+
+
+def test_an_upload_over_the_limit_is_refused(client, tmp_path):
+    big = tmp_path / "big.png"  # noise does not compress: 3 MB of PNG against the server's 1 MB
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)).save(big)
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match="(?i)maximum|too large|exceeds|413"):
+        client.predict(handle_file(big), handle_file(ASSETS / "starry_night.jpg"), api_name="/stylize", **SMALL)
 
 
 def test_a_path_sent_by_a_client_is_never_read(client):

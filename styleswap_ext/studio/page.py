@@ -253,7 +253,7 @@ def _tolerant(component):
 
 def build(studio: Studio) -> gr.Blocks:
     """The Blocks of the page and the API endpoint ``stylize``."""
-    brush = gr.Brush(colors=[regions.hex_colour(c) for c in regions.PALETTE], color_mode="fixed", default_size=24)
+    brush = gr.Brush(colors=[regions.hex_colour(c) for c in regions.PALETTE], color_mode="fixed", default_size=48)
     legend = ", ".join(f"style {i + 1}: {n}" for i, n in enumerate(regions.COLOUR_NAMES))
     with gr.Blocks(title="styleswap studio", analytics_enabled=False) as demo:
         gr.Markdown("## styleswap studio\nStyle transfer by style swap (Chen & Schmidt 2016), on this machine. "
@@ -308,7 +308,7 @@ def build(studio: Studio) -> gr.Blocks:
                     gr.Markdown(f"Brush colours: {legend}. What is not painted takes style 1. "
                                 "Needs two or more styles and the exact search.")
                     editor = gr.ImageEditor(label="Regions", type="numpy", image_mode="RGBA", brush=brush,
-                                            eraser=gr.Eraser(default_size=24), layers=False, transforms=(),
+                                            eraser=gr.Eraser(default_size=48), layers=False, transforms=(),
                                             sources=(), elem_id="regions", height=560)
             with gr.Tab("Gallery", id="gallery-tab"):
                 gr.Markdown("The content under every style given here (none: every bundled style), with the "
