@@ -195,6 +195,23 @@ def test_page_handler_and_gallery_as_functions(engine, uploads):
     assert parse_weights(" 1, 0.5 ") == (1.0, 0.5) and parse_weights("") is None
 
 
+def test_page_image_inputs_pass_uploads_on_untouched(engine, uploads, tmp_path):
+    """Content uploads reach the engine as the files they are (read as the CLI reads them: a
+    transparent PNG over white, not Gradio's own conversion), unreadable ones too (the engine says why)."""
+    from gradio.data_classes import FileData
+
+    from styleswap_ext.studio.page import Studio, build
+
+    demo = build(Studio(engine))
+    rgba = tmp_path / "see-through.png"
+    Image.new("RGBA", (40, 30), (255, 0, 0, 0)).save(rgba)
+    for elem_id in ("content", "gallery_content"):
+        component = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+        for path in (rgba, uploads / "bad.jpg", uploads / "cat.jpg"):
+            assert component.preprocess(FileData(path=str(path), orig_name=path.name)) == str(path)
+    demo.close()
+
+
 def test_api_parameters_default_to_the_command_lines():
     import inspect
 

@@ -235,7 +235,9 @@ def result_outputs(out: Outcome, content) -> tuple:
 
 def _tolerant(component):
     """An image input that hands an unreadable upload on as its path (Gradio would fail in its own
-    preprocessing, with a generic message): the engine then says what is wrong with it, in the page."""
+    preprocessing, with a generic message): the engine then says what is wrong with it, in the page.
+    With ``image_mode=None`` a readable upload is passed on as the file it is, untouched, so that it
+    is read as the command line reads it (EXIF rotation, transparency over white: image_io)."""
     original = component.preprocess
 
     def preprocess(payload):
@@ -263,7 +265,7 @@ def build(studio: Studio) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1):
                         content = _tolerant(gr.Image(label="Content", type="filepath", sources=["upload", "clipboard"],
-                                                     elem_id="content", height=280))
+                                                     image_mode=None, elem_id="content", height=280))
                         gr.Examples([[str(EXAMPLE_CONTENT)]], inputs=[content], label="Example content")
                         styles = gr.Gallery(label="Style(s) — drop one or more images", type="filepath",
                                             interactive=True, elem_id="styles", columns=4, height=180,
@@ -315,7 +317,7 @@ def build(studio: Studio) -> gr.Blocks:
                             "settings of the Stylise tab.")
                 with gr.Row():
                     g_content = _tolerant(gr.Image(label="Content", type="filepath", sources=["upload", "clipboard"],
-                                                   elem_id="gallery_content", height=240))
+                                                   image_mode=None, elem_id="gallery_content", height=240))
                     g_styles = gr.Gallery(label="Styles (empty = the bundled ones)", type="filepath",
                                           interactive=True, elem_id="gallery_styles", columns=4, height=240,
                                           file_types=["image"])
