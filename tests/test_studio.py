@@ -88,9 +88,15 @@ def test_a_stylisation_equals_its_command_line_and_reuses_the_bank(engine, uploa
     second = engine.run(_req(uploads, alpha=0.8), on_stage=lambda s, d, t: stages.append(s))
     assert second.bank_reused and "bank" not in stages
     assert np.array_equal(pixels(second.path), out)
+    assert "style bank and swap reused" in second.summary  # the same content too: its swap is kept
     # the command line gives the same picture
     cli_out = _run_command(first.command, [uploads / "cat.jpg", uploads / "starry_night.jpg"], tmp_path)
     assert psnr(cli_out, out) >= 45
+    # another alpha reuses the kept swap, and still equals its command line
+    third = engine.run(_req(uploads, alpha=0.3))
+    assert "style bank and swap reused" in third.summary
+    (tmp_path / "stylised.png").unlink()
+    assert psnr(_run_command(third.command, [], tmp_path), pixels(third.path)) >= 45
     # another bank-shaping setting builds a new bank
     assert not engine.run(_req(uploads, patch_size=5, stride=2)).bank_reused
     assert content.shape[2] == 3

@@ -4,7 +4,8 @@ bank kept between requests, progress by stage, a cancel, and errors as one line 
 No Gradio here: the handlers in :mod:`styleswap_ext.studio.page` call :meth:`Engine.run` (in a
 worker thread), and the tests call it directly. The stylisation itself is the command line's:
 ``StyleBank(styles, ...)`` then ``pipeline.stylize(content, bank, ...)`` with the keyword arguments
-of :class:`~styleswap_ext.settings.StylizeSettings` (``cli._style_bank`` / ``cli._stylize_one``).
+of :class:`~styleswap_ext.settings.StylizeSettings` (``cli._style_bank`` / ``cli._stylize_one``); the
+bank is a :class:`~styleswap_ext.studio.last_swap.LastSwapBank`, which also keeps its last swap.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class Engine:
     def _style_bank(self, req, styles, style_masks, settings, encoder, stage) -> Tuple[object, bool]:
         """The StyleBank for these styles and settings: the last one when its key matches (the same
         style bytes, masks and bank-shaping settings), else a new one (the old one dropped first)."""
-        from ..pipeline import StyleBank
+        from .last_swap import LastSwapBank
 
         key = (tuple(_digest(self._uploaded(p, "style")) for p in req.styles), style_masks is not None,
                tuple(sorted(settings.bank_kwargs().items())), str(self.device))
@@ -214,8 +215,8 @@ class Engine:
                 return self._bank, True
             self._bank = self._bank_key = None  # free the old bank before building the new one
             stage("bank")
-            bank = StyleBank(styles, encoder, device=self.device, progress=False, style_masks=style_masks,
-                             **settings.bank_kwargs())
+            bank = LastSwapBank(styles, encoder, device=self.device, progress=False, style_masks=style_masks,
+                                **settings.bank_kwargs())
             self._bank, self._bank_key = bank, key
             return bank, False
 
@@ -226,7 +227,8 @@ class Engine:
                  + (f" ({settings.iters} steps from {settings.init})" if settings.method == "optimize" else ""),
                  f"content {content.width}x{content.height} -> {out.width}x{out.height}",
                  f"style(s) {sizes}" + (f" at {settings.style_size} px" if settings.style_size else ""),
-                 "style bank reused" if reused else "style bank built"]
+                 ("style bank and swap reused" if getattr(bank, "last_reused", False) else "style bank reused")
+                 if reused else "style bank built"]
         if use_regions:
             parts.append("painted regions")
         return "; ".join(parts)
