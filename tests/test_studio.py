@@ -218,6 +218,21 @@ def test_page_image_inputs_pass_uploads_on_untouched(engine, uploads, tmp_path):
     demo.close()
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["studio", "--help"], ["studio", "--port", "0"]])
+def test_the_command_line_needs_neither_gradio_nor_torch_to_answer(argv):
+    import subprocess
+    import sys
+
+    from _studio_live import REPO
+
+    probe = ("import sys; from styleswap_ext import cli; rc = cli.main(sys.argv[1:]); "
+             "print('RC', rc, 'gradio' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=REPO,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, timeout=120)
+    rc = 0 if argv[-1] == "--help" else 2  # --port 0: a usage error, before anything is imported
+    assert out.stdout.strip().splitlines()[-1] == f"RC {rc} False False", (out.stdout, out.stderr)
+
+
 def test_api_parameters_default_to_the_command_lines():
     import inspect
 
@@ -329,10 +344,12 @@ def test_four_concurrent_requests_all_get_their_results_within_the_memory_plan(l
     assert len(results) == 4 and len({r[0] for r in results}) == 4
     for (path, _, command), alpha in zip(results, alphas):
         assert Image.open(path).size == (256, 192) and (f"--alpha {alpha:g}" in command) == (alpha != 1.0)
-    # one job at a time: the peak is one job's plan (its bank rebuilt: alpha does not shape it... the plan counts it)
+    # one job at a time: the peak above the idle server is within one job's plan (the plan also counts
+    # the style bank, which these requests reuse)
     plan = memory_plan.estimate(((288, 384), (192, 256)), [((240, 384), (160, 256))], tile_size=1024)
-    assert (peak - idle) * 1024 <= plan.total, (
-        f"peak {peak / 1024:.0f} MiB, idle {idle / 1024:.0f} MiB, plan {plan.total / 2**20:.0f} MiB")
+    figures = f"peak {peak / 1024:.0f} MiB, idle {idle / 1024:.0f} MiB, plan {plan.total / 2**20:.0f} MiB"
+    print(figures)  # pytest -s shows them (docs/studio.md, "Measured")
+    assert (peak - idle) * 1024 <= plan.total, figures
 
 
 def test_ctrl_c_stops_it_cleanly_and_removes_the_uploads(tmp_path_factory, vgg_weights):

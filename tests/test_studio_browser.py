@@ -136,6 +136,8 @@ def test_a_photo_and_a_painting_give_the_apis_result(page, live, images):
     assert api_command.split(" --device")[0] in command
     shot = os.environ.get("STYLESWAP_STUDIO_SCREENSHOT")
     if shot:
+        page.set_viewport_size({"width": 1400, "height": 1000})  # the layout a desktop browser shows
+        page.wait_for_timeout(1000)
         page.screenshot(path=shot, full_page=True)
 
 

@@ -305,7 +305,7 @@ def build(studio: Studio) -> gr.Blocks:
                                            interactive=False)
                         info = gr.Markdown("", elem_id="info")
                         command = gr.Code(label="The same from the command line", language="shell",
-                                          interactive=False, elem_id="command", lines=2)
+                                          interactive=False, elem_id="command", lines=2, wrap_lines=True)
                 with gr.Accordion("Regions: paint where each style goes", open=False, elem_id="regions_panel"):
                     gr.Markdown(f"Brush colours: {legend}. What is not painted takes style 1. "
                                 "Needs two or more styles and the exact search.")
