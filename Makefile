@@ -1,6 +1,7 @@
 # make demo   set up .venv, build, stylise the bundled example -> styleswap-demo.png
 # make test   set up .venv, build, run the test suite
 # make bench  CPU benchmark table (BENCHMARKS.md)
+# make docs   the documentation site into build/docs (docs/development.md); fails on any warning
 #
 # PYTHON picks the interpreter for the venv (3.10+). FORCE_CUDA=1 compiles the CUDA kernels even
 # without a visible GPU (needs nvcc and a CUDA build of torch; setup.py).
@@ -16,7 +17,7 @@ endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench setup clean
+.PHONY: demo test bench docs setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,18 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cpu_table.py
+
+# Sphinx 9 needs Python 3.11+. autodoc imports the package, so the extension is built first (setup).
+# -W: a warning fails the build; -n: every cross-reference must resolve; a fresh build each time, so
+# that a warning of an unchanged page is never hidden by the previous build's cache.
+$(VENV)/.docs-deps: docs/requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r docs/requirements.txt
+	touch $@
+
+docs: setup $(VENV)/.docs-deps
+	rm -rf build/docs
+	$(BIN)/python -m sphinx -W --keep-going -n -q -c docs -b html . build/docs
+	@echo "docs: open build/docs/index.html"
 
 clean:
 	rm -rf build $(VENV) styleswap_ext/_C*.so *.egg-info
