@@ -2,6 +2,7 @@
 # make test   set up .venv, build, run the test suite
 # make bench  CPU benchmark table (BENCHMARKS.md)
 # make studio set up, build, start the local web page (docs/studio.md); Ctrl-C stops it
+# make docs   the documentation site into build/docs (docs/development.md); fails on any warning
 #
 # PYTHON picks the interpreter for the venv (3.10+). FORCE_CUDA=1 compiles the CUDA kernels even
 # without a visible GPU (needs nvcc and a CUDA build of torch; setup.py).
@@ -17,7 +18,7 @@ endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench studio setup clean
+.PHONY: demo test bench docs studio setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +52,18 @@ bench: setup
 
 studio: setup
 	$(BIN)/styleswap studio
+
+# Sphinx 9 needs Python 3.11+. autodoc imports the package, so the extension is built first (setup).
+# -W: a warning fails the build; -n: every cross-reference must resolve; a fresh build each time, so
+# that a warning of an unchanged page is never hidden by the previous build's cache.
+$(VENV)/.docs-deps: docs/requirements.txt | $(BIN)/python
+	$(BIN)/pip install -r docs/requirements.txt
+	touch $@
+
+docs: setup $(VENV)/.docs-deps
+	rm -rf build/docs
+	$(BIN)/python -m sphinx -W --keep-going -n -q -c docs -b html . build/docs
+	@echo "docs: open build/docs/index.html"
 
 clean:
 	rm -rf build $(VENV) styleswap_ext/_C*.so *.egg-info

@@ -509,7 +509,8 @@ def stylize(
     Raises:
         NoTrainedDecoderError: ``method="decoder"`` (or ``init="decoder"``) and no decoder installed.
         styleswap_ext.image_io.ImageLoadError: an input file cannot be read as an image.
-        ValueError / TypeError: bad argument values.
+        ValueError: bad argument values.
+        TypeError: arguments of the wrong type.
     """
     settings = _checked_settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
                                  stride=stride, iters=iters, style=style, style_weights=style_weights,
