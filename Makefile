@@ -1,6 +1,7 @@
 # make demo   set up .venv, build, stylise the bundled example -> styleswap-demo.png
 # make test   set up .venv, build, run the test suite
 # make bench  CPU benchmark table (BENCHMARKS.md)
+# make studio set up, build, start the local web page (docs/studio.md); Ctrl-C stops it
 # make docs   the documentation site into build/docs (docs/development.md); fails on any warning
 #
 # PYTHON picks the interpreter for the venv (3.10+). FORCE_CUDA=1 compiles the CUDA kernels even
@@ -17,7 +18,7 @@ endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench docs setup clean
+.PHONY: demo test bench docs studio setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/cpu_table.py
+
+studio: setup
+	$(BIN)/styleswap studio
 
 # Sphinx 9 needs Python 3.11+. autodoc imports the package, so the extension is built first (setup).
 # -W: a warning fails the build; -n: every cross-reference must resolve; a fresh build each time, so

@@ -4,6 +4,7 @@
     styleswap video IN STYLE [STYLE ...] -o OUT [options]
     styleswap demo [-o styleswap-demo.png]
     styleswap train-decoder --content-dir DIR --style-dir DIR --out CKPT [options]   (see training.py)
+    styleswap studio [--host H] [--port P]   (a local web page: styleswap_ext/studio, docs/studio.md)
 
 ``stylize DIR`` and ``video FRAMES_DIR`` launched by ``torchrun --nproc_per_node N`` shard the
 files across the processes (see :mod:`styleswap_ext.distributed`).
@@ -210,6 +211,14 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     wi.add_argument("path", metavar="PATH", help="torchvision's vgg19-dcbb9e9d.pth, or its conv1_1-conv3_1 slice")
     wi.add_argument("-q", "--quiet", action="store_true", help="no message")
     wsub.add_parser("status", help="where the weights come from, and the cache's state")
+
+    st = sub.add_parser("studio", help="a local web page for stylising images (needs styleswap[studio])",
+                        description="Start the studio: a web page on this machine (127.0.0.1, offline) to stylise "
+                                    "images with masks, sliders and a gallery; prints its address. Ctrl-C stops "
+                                    "it. See docs/studio.md.")
+    from .studio import add_arguments as _add_studio_arguments  # no Gradio, no torch
+
+    _add_studio_arguments(st, _int_at_least, _float_in)
 
     t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
                        description="Train the decoder on random crops of content and style images and their "
@@ -457,26 +466,17 @@ def _check_names_a_directory(out: Path, why: str) -> None:
 
 
 def _check_common(args) -> None:
-    if args.stride > args.patch_size:
-        raise UsageError(f"--stride ({args.stride}) must not exceed --patch-size ({args.patch_size})")
-    if args.style_weights is not None:
-        if len(args.style_weights) != len(args.styles):
-            raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
-        if not any(w > 0 for w in args.style_weights):
-            raise UsageError("--style-weights must not all be 0")
-        from ._inputs import check_weight_ratios
+    """The stylisation settings (styleswap_ext/settings.py, shared with the studio), then video's own."""
+    from .settings import StylizeSettings, cli_name
 
-        try:
-            check_weight_ratios("--style-weights", args.style_weights)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    if getattr(args, "search", "exact") == "approximate":  # the controls need the exact search (for now)
-        if getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None:
-            raise UsageError("--content-mask/--style-mask need --search exact (the approximate search has no "
-                             "regions yet)")
-        if (getattr(args, "temporal_weight", None) or 0) > 0:
-            raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
-                             "is 0: every frame on its own)")
+    masks = getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None
+    try:
+        StylizeSettings.from_args(args).check(len(args.styles), masks=masks, name=cli_name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if getattr(args, "search", "exact") == "approximate" and (getattr(args, "temporal_weight", None) or 0) > 0:
+        raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
+                         "is 0: every frame on its own)")
 
 
 def _run_video(args) -> int:
@@ -650,6 +650,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run_weights(args)
         if args.command == "video":
             return _run_video(args)
+        if args.command == "studio":
+            from .studio import run as _run_studio
+
+            return _run_studio(args)
         return _run_stylize(args)
     except UsageError as e:
         _say_error(str(e))

@@ -452,6 +452,7 @@ def stylize(
     content_mask=None,
     style_masks: Optional[Sequence] = None,
     temporal: Optional[TemporalState] = None,
+    on_stage: Optional[Callable[[str, int, int], None]] = None,
 ):
     """Stylise ``content`` with ``style`` by style swap (Chen & Schmidt 2016).
 
@@ -496,6 +497,9 @@ def stylize(
             label. With a :class:`StyleBank`, give ``style_masks`` to the bank.
         temporal: a :class:`TemporalState` shared by the frames of a video (in order): each frame
             prefers the previous frame's style patches (docs/video.md). None = no temporal term.
+        on_stage: ``on_stage(stage, done, total)`` as the work goes: ``"bank"`` (encoding the styles),
+            then per content image ``"encode"``, ``"swap"``, ``"decode"``, and ``"optimize"`` with the
+            steps done of ``iters``. An exception it raises stops the run there (the studio's cancel).
 
     Returns:
         A PIL image when ``content`` is a path or PIL image; a tensor shaped like ``content`` (on its
@@ -519,8 +523,14 @@ def stylize(
     # inputs first, so that a bad file fails before any model is loaded
     content_t, content_was_tensor, style_ts = _load_inputs(content, content_size, settings.styles, style_size)
     encoder, decoder = _models_on(settings.device, method, init, encoder, decoder, vgg_weights, decoder_weights)
+
+    def stage(name, done=0, total=1):
+        if on_stage is not None:
+            on_stage(name, done, total)
+
     bank = settings.bank
     if bank is None:
+        stage("bank")
         bank = StyleBank(style_ts, encoder, style_weights=settings.style_weights, patch_size=settings.patch_size,
                          stride=settings.stride, device=settings.device, precision=settings.precision,
                          tile_size=settings.tile_size, progress=progress, search=search,
@@ -530,16 +540,18 @@ def stylize(
         for n in range(content_t.shape[0]):
             c = _content_image(content_t[n:n + 1], settings.device, encoder.downsampling, settings.patch_size)
             with torch.no_grad():
+                stage("encode")
                 cf = tiling.encode(encoder, c, settings.tile_size, progress)
                 labels = None if settings.content_labels is None else masks.feature_labels(
                     settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]), "content mask",
                     c.device)
+                stage("swap")
                 if temporal is None:
                     target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
                 else:
                     target = bank.swap_temporal(cf, temporal, settings.alpha, progress, content_labels=labels)
             out, hist = _invert(target, c, method, init, encoder, decoder, settings.tile_size, iters, lr, tv_weight,
-                                progress)
+                                progress, stage)
             if hist is not None:
                 histories.append(hist)
             out = out.float().clamp(0, 1)
@@ -661,18 +673,23 @@ def _content_image(c: torch.Tensor, dev, step: int, patch_size: int) -> torch.Te
     return c[..., :h, :w]
 
 
-def _invert(target, c, method, init, encoder, decoder, tile_size, iters, lr, tv_weight, progress):
+def _invert(target, c, method, init, encoder, decoder, tile_size, iters, lr, tv_weight, progress, stage):
     """The image whose features are ``target``: one decoder pass, or the optimisation from ``init``;
-    ``(image, objective history or None)``."""
-    if method == "decoder":
-        return tiling.decode(decoder, target, tile_size, progress), None
+    ``(image, objective history or None)``. ``stage(name, done, total)`` hears of each step."""
+    if method == "decoder" or init == "decoder":
+        stage("decode")
+        decoded = tiling.decode(decoder, target, tile_size, progress)
+        if method == "decoder":
+            return decoded, None
     if init == "content":
         x0 = c
     elif init == "random":
         x0 = torch.rand_like(c)
     else:
-        x0 = tiling.decode(decoder, target, tile_size, progress)
-    return optimize_image(encoder, target, x0, iters, lr, tv_weight, progress)
+        x0 = decoded
+    stage("optimize", 0, iters)
+    return optimize_image(encoder, target, x0, iters, lr, tv_weight, progress,
+                          callback=lambda step, _image: stage("optimize", step, iters))
 
 
 def _as_result(results: List[torch.Tensor], content, content_was_tensor: bool):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"
+# the project's shared folder beside the checkout; STYLESWAP_TEST_SHARED names it elsewhere (a git worktree)
+SHARED = Path(os.environ.get("STYLESWAP_TEST_SHARED") or REPO.parent / "shared")
+SHARED_VGG = SHARED / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"
 
 
 @pytest.fixture(autouse=True)
