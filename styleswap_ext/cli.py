@@ -637,8 +637,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    from ._signals import Stopped, stop_signals_raise
+
     warnings_shown = contextlib.ExitStack()
     warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
+    warnings_shown.enter_context(stop_signals_raise())  # SIGTERM/SIGHUP clean up as Ctrl-C does
     # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
     args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
     try:
@@ -654,6 +657,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as e:
         _say_error(str(e))
         return 2
+    except Stopped as e:  # SIGTERM / SIGHUP: temporary files are gone, the usual 128 + signal exit code
+        _say_error(f"stopped by {e.name}")
+        return 128 + e.signum
     except KeyboardInterrupt:
         _say_error("interrupted")
         return 130
