@@ -253,11 +253,22 @@ def _output_for(content: Path, out_dir: Path) -> Path:
     return out_dir / f"{content.stem}_stylized{ext}"
 
 
-def _check_outputs(jobs, inputs, out_dir=None) -> None:
-    """Before any work (styleswap_ext/_outputs.py): no output is an input, no two inputs share an
-    output name, and the output folder takes new files."""
+def _files_read(args) -> List[Path]:
+    """Every file a run reads besides its images: masks and weights files (an output must be none of them)."""
+    from .models import ENV_VGG_WEIGHTS
+
+    named = [getattr(args, "content_mask", None), *(getattr(args, "style_mask", None) or []),
+             args.vgg_weights, os.environ.get(ENV_VGG_WEIGHTS), args.decoder_weights]
+    return [Path(p) for p in named if p]
+
+
+def _check_outputs(jobs, inputs, out_dir=None, args=None) -> None:
+    """Before any work (styleswap_ext/_outputs.py): no output is an input (an image, or with ``args``
+    any other file the run reads), no two inputs share an output name, and the output folder takes
+    new files."""
     from . import _outputs
 
+    inputs = list(inputs) + (_files_read(args) if args is not None else [])
     try:
         _outputs.check_distinct_outputs(jobs)
         for _, dst in jobs:
@@ -327,9 +338,9 @@ def _run_stylize(args) -> int:
             _check_output_file(out)
             jobs = [(content, out)]
         image_io.probe_image(content)  # fail fast on a missing or non-image file, before any model is loaded
-    _check_masks(args, None if content.is_dir() else content)
+    _check_masks(args, [src for src, _ in jobs])
     _check_outputs(jobs, [src for src, _ in jobs] + [Path(s) for s in args.styles],
-                   out if content.is_dir() else None)
+                   out if content.is_dir() else None, args)
 
     many = len(jobs) > 1
     w = distributed.world()
@@ -392,31 +403,40 @@ def _run_stylize(args) -> int:
     return 0
 
 
-def _image_size(path) -> tuple:
-    """(height, width) of an image file as load_image will see it (EXIF rotation included), header only."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        w, h = im.size
-        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
-
-
-def _check_masks(args, content) -> None:
-    """--content-mask / --style-mask before any model loads: readable, one per style, every content
-    label in some style mask, each at its image's aspect ratio (a usage error otherwise)."""
+def _check_masks(args, contents) -> None:
+    """--content-mask / --style-mask before any model loads (styleswap_ext/masks.py): given together,
+    readable, one per style, at their images' aspect ratios, and every label of each content's
+    patches the label of some style patch of a weighted style, on the feature grids the run uses (a
+    usage error otherwise). A content label that vanishes at the feature resolution is one warning
+    line, here (the pipeline's own check of each image then stays quiet)."""
     content_mask, style_masks = getattr(args, "content_mask", None), getattr(args, "style_mask", None)
     if content_mask is None and style_masks is None:
         return
-    from . import masks
+    import warnings
 
+    from . import masks
+    from ._choices import FEATURE_STEP
+    from .image_io import ImageLoadError, image_size
+
+    names = masks.CLI_NAMES
     try:
-        c, s, _ = masks.load_masks(content_mask, style_masks, len(args.styles))
-        for i, (lab, path) in enumerate(zip(s, args.styles)):
-            masks.check_aspect(lab, _image_size(path), f"--style-mask {i + 1} ({style_masks[i]})")
-        if c is not None and content is not None:
-            masks.check_aspect(c, _image_size(content), f"--content-mask ({content_mask})")
+        masks.check_given(content_mask, style_masks, names)
+        loaded = masks.load_masks(content_mask, style_masks, len(args.styles), names)
+        style_hws = [image_size(p) for p in args.styles]
+        for content in contents:
+            try:
+                content_hw = image_size(content)
+            except ImageLoadError:
+                if len(contents) == 1:
+                    raise
+                continue  # one unreadable image of a directory is reported when its turn comes
+            masks.check_regions(content_mask, style_masks, content_hw, style_hws, patch_size=args.patch_size,
+                                stride=args.stride, downsampling=FEATURE_STEP, style_weights=args.style_weights,
+                                content_size=args.content_size, style_size=args.style_size, names=names,
+                                loaded=loaded)
     except masks.MaskError as e:
         raise UsageError(str(e)) from None
+    warnings.filterwarnings("ignore", category=masks.MaskWarning)
 
 
 def _style_bank(args, styles, encoder, device):
@@ -550,6 +570,7 @@ def _run_demo(args) -> int:
 
     out = Path(args.output)
     _check_output_file(out)
+    _check_outputs([(DEMO_CONTENT, out)], [DEMO_CONTENT, DEMO_STYLE], None, args)
     device = pipeline.resolve_device(args.device)
     decoder = None
     method = args.method
