@@ -610,6 +610,10 @@ def _run_weights(args) -> int:
     where = {"env": f"${models.ENV_VGG_WEIGHTS} = {st['path']}", "cache": "the cache",
              "download": f"a download of {st['path']} (548 MB; needs the internet)"}[st["source"]]
     print(f"a run without --vgg-weights takes them from {where}")
+    if st["source"] == "env" and not Path(st["path"]).expanduser().is_file():
+        what = "is a directory" if Path(st["path"]).expanduser().is_dir() else "does not exist"
+        print(f"but that file {what}: such a run fails; point ${models.ENV_VGG_WEIGHTS} at the weights file, "
+              "or unset it")
     return 0
 
 
