@@ -513,6 +513,7 @@ def _run_video(args) -> int:
         files = sorted(p for p in src.iterdir() if is_image_path(p))
         if not files:
             raise ImageLoadError(f"no image files in directory: {src}")
+        files = files[:args.max_frames]  # None: all
     else:
         if not src.is_file():
             raise UsageError(f"input not found: {str(src)!r}")
@@ -531,9 +532,11 @@ def _run_video(args) -> int:
 
             if args.codec not in av.codecs_available:
                 raise UsageError(f"--codec {args.codec!r} is not available in this FFmpeg build")
+        _check_encoder(args, out)
     # frames keep their names, so a frames directory written into itself would replace its inputs
     _check_outputs([(p, out / p.name) for p in files] if frames_dir else [(src, out)],
-                   (files if frames_dir else [src]) + [Path(s) for s in args.styles], out if frames_dir else None)
+                   (files if frames_dir else [src]) + [Path(s) for s in args.styles], out if frames_dir else None,
+                   args)
     w = distributed.world()
     if frames_dir and w.distributed:
         files = distributed.shard(files, w)
@@ -561,6 +564,23 @@ def _run_video(args) -> int:
     _info(args, f"wrote {out} ({info['frames']} frames, {info['size'][0]}x{info['size'][1]}, "
                 f"{info['fps']:.3g} fps, {info['codec']}{audio})")
     return 0
+
+
+def _check_encoder(args, out: Path) -> None:
+    """--crf within its encoder's range, and --codec (or the container's default) able to write ``out``:
+    usage errors naming what would work, before any work."""
+    from . import video
+
+    codec = args.codec or video.default_codec(out)
+    if codec in video.CRF_RANGE:
+        lo, hi = video.CRF_RANGE[codec]
+        if not lo <= args.crf <= hi:
+            raise UsageError(f"--crf must be an integer in [{lo}, {hi}] for {codec}, got {args.crf}")
+    problem = video.encoder_problem(out, codec, args.crf)
+    if problem is not None:
+        working = [c for c in video.SUGGESTED_CODECS if c != codec and video.encoder_problem(out, c) is None]
+        raise UsageError(f"--codec {codec!r} cannot write {out.suffix} video ({problem}); use a video encoder "
+                         f"such as {', '.join(working) or 'libx264'}")
 
 
 def _run_demo(args) -> int:

@@ -66,6 +66,54 @@ def default_codec(path) -> str:
     return prefs[-1]
 
 
+# encoders whose quality is a CRF (set from ``quality``), with the range each accepts; libx264 would clamp
+# anything above 51 (8-bit) without a word
+CRF_RANGE = {"libx264": (0, 51), "libvpx-vp9": (0, 63)}
+SUGGESTED_CODECS = ("libx264", "libvpx-vp9", "mpeg4")  # tried quietly (libx265, SVT-AV1 print banners)
+
+
+def _stream_settings(codec: str, quality: int) -> tuple:
+    """(pix_fmt, options) of the output stream for ``codec``."""
+    pix_fmt = "yuv420p" if codec not in ("gif",) else "rgb8"
+    return pix_fmt, ({"crf": str(quality)} if codec in CRF_RANGE else {})
+
+
+def encoder_problem(dst, codec: str, quality: int = 18) -> Optional[str]:
+    """Why ``codec`` cannot write the video ``dst`` (its container from the extension), or None: a trial
+    encode of one small frame into a temporary file, with the stream settings of :func:`stylize_video`.
+    Run before any work, so that an audio or image codec, an encoder this machine cannot open (e.g. a
+    hardware one) or a container that does not take it is refused at once, not after the first frame."""
+    import tempfile
+
+    av = require_av()
+    if codec not in av.codecs_available:
+        return "it is not in this FFmpeg build"
+    try:
+        if av.Codec(codec, "w").type != "video":
+            return f"it is an {av.Codec(codec, 'w').type} encoder, not a video one"
+    except Exception:  # noqa: BLE001 - a decoder only
+        return "it is not an encoder"
+    pix_fmt, options = _stream_settings(codec, quality)
+    with tempfile.TemporaryDirectory(prefix="styleswap-codec-") as d:
+        try:
+            out = av.open(str(Path(d) / f"trial{Path(dst).suffix}"), "w")
+            try:
+                stream = out.add_stream(codec, rate=25)
+                stream.width, stream.height, stream.pix_fmt = 64, 64, pix_fmt
+                stream.options = options
+                frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+                frame.pts = 0
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                for packet in stream.encode():
+                    out.mux(packet)
+            finally:
+                out.close()
+        except Exception as e:  # noqa: BLE001 - whatever FFmpeg says, it cannot write this video
+            return " ".join(str(e).split()) or type(e).__name__
+    return None
+
+
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
@@ -108,9 +156,9 @@ def stylize_video(src, dst, stylize_frame: FrameFn, *, codec: Optional[str] = No
             out = av.open(str(tmp), "w")
             try:
                 vout = out.add_stream(codec, rate=rate)
-                vout.pix_fmt = "yuv420p" if codec not in ("gif",) else "rgb8"
-                if codec in ("libx264", "libvpx-vp9"):
-                    vout.options = {"crf": str(quality)}
+                vout.pix_fmt, options = _stream_settings(codec, quality)
+                if options:
+                    vout.options = options
                 audio_out = {a.index: out.add_stream_from_template(a) for a in audio_in}
                 pending = []  # audio packets before the video stream's size is known
                 configured = False
