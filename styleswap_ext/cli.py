@@ -164,6 +164,9 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     s.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (format from its extension), or a directory when CONTENT is one")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="leave outputs that exist alone (an interrupted batch resumes); without it they are "
+                        "replaced, one line each in directory mode")
     _add_run_options(s)
     m = s.add_argument_group("regions (docs/regions.md)")
     m.add_argument("--content-mask", metavar="PATH",
@@ -181,6 +184,9 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     v.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output video file (container from its extension), or a directory when IN is one")
+    v.add_argument("--skip-existing", action="store_true",
+                   help="leave outputs (the video, or frames of a directory) that exist alone; without it they "
+                        "are replaced, one line per frame in directory mode")
     v.add_argument("--codec", default=None, help="video encoder (default: libx264 for .mp4/.mov/.mkv, "
                                                    "libvpx-vp9 for .webm, else mpeg4)")
     v.add_argument("--crf", type=_int_at_least(0), default=18, help="quality for libx264/libvpx-vp9 (default 18)")
@@ -346,6 +352,9 @@ def _run_stylize(args) -> int:
     w = distributed.world()
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
+    jobs, replacing = _existing_outputs(args, jobs, content.is_dir())  # after sharding: each rank sees its own
+    if not jobs and args.skip_existing:
+        return 0
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
         from . import memory_plan, tiling
@@ -365,6 +374,13 @@ def _run_stylize(args) -> int:
         failures += 1
         bar.clear()
         _say_error(_describe(exc, src))
+
+    def saved(dst, exc):
+        if exc is not None:
+            failed(exc, dst)
+        elif dst in replacing:
+            bar.clear()
+            _info(args, f"replaced {dst}")
 
     # Contents are decoded one ahead in the background (the first one while the models load and the
     # style bank is built) and results saved behind (styleswap_ext/overlap.py). image_io.load_image
@@ -386,12 +402,10 @@ def _run_stylize(args) -> int:
             except Exception as e:  # per image: report, go on with the others
                 failed(e, src)
                 continue
-            for saved, exc in saver.submit(dst, result, dst):
-                if exc is not None:
-                    failed(exc, saved)
-        for saved, exc in saver.finish():
-            if exc is not None:
-                failed(exc, saved)
+            for done in saver.submit(dst, result, dst):
+                saved(*done)
+        for done in saver.finish():
+            saved(*done)
     if failures:
         _say_error(f"{failures} of {len(jobs)} images failed")
         return 1
@@ -458,6 +472,20 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=
         progress=args.progress if progress is None else progress, tile_size=args.tile_size,
         content_mask=getattr(args, "content_mask", None), temporal=temporal,
     )
+
+
+def _existing_outputs(args, jobs, directory_mode: bool):
+    """``(jobs to run, outputs they will replace)``. With --skip-existing a job whose output exists is
+    left out (one line says how many: an interrupted batch resumes); without it, in directory mode,
+    each replaced output gets one line when it is written (the set returned), so a re-run replaces
+    nothing silently."""
+    existing = {dst for _, dst in jobs if dst.exists()}
+    if getattr(args, "skip_existing", False):
+        if existing:
+            what = f"{len(existing)} of {len(jobs)} outputs" if directory_mode else str(jobs[0][1])
+            _info(args, f"skipping {what}: already there (--skip-existing)")
+        return [job for job in jobs if job[1] not in existing], set()
+    return jobs, (existing if directory_mode else set())
 
 
 def _is_image_name(path: Path) -> bool:
@@ -543,6 +571,12 @@ def _run_video(args) -> int:
     elif w.distributed and w.rank > 0:
         _info(args, f"rank {w.rank}: a video file is done by rank 0 only")
         return 0
+    jobs, replacing = _existing_outputs(args, [(p, out / p.name) for p in files] if frames_dir else [(src, out)],
+                                        frames_dir)
+    if not jobs and args.skip_existing:
+        return 0
+    if frames_dir:
+        files = [p for p, _ in jobs]
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
@@ -555,7 +589,11 @@ def _run_video(args) -> int:
         return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
 
     if frames_dir:
-        n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)
+        def saved(dst):
+            if dst in replacing:
+                _info(args, f"replaced {dst}")
+
+        n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files, saved=saved)
         _info(args, f"wrote {n} frames to {out}")
         return 0
     info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,

@@ -209,11 +209,11 @@ def stylize_video(src, dst, stylize_frame: FrameFn, *, codec: Optional[str] = No
 
 
 def stylize_frames_dir(src_dir, dst_dir, stylize_frame: FrameFn, *, progress: bool = True,
-                       files=None) -> int:
+                       files=None, saved: Optional[Callable[[Path], object]] = None) -> int:
     """Every image of ``src_dir`` -> ``dst_dir`` under the same file name. -> number of frames.
 
     ``files``: the frames to do (default: all images of ``src_dir``, sorted); the torchrun sharding
-    passes its share here.
+    passes its share here. ``saved(path)``, if given, is called after each frame is written.
     """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     if files is None:
@@ -222,16 +222,18 @@ def stylize_frames_dir(src_dir, dst_dir, stylize_frame: FrameFn, *, progress: bo
         raise image_io.ImageLoadError(f"no image files in directory: {src_dir}")
     dst_dir.mkdir(parents=True, exist_ok=True)
 
-    def check(saved):  # the first failed save stops the run, as a failed frame does
-        for _, exc in saved:
+    def check(done):  # the first failed save stops the run, as a failed frame does
+        for path, exc in done:
             if exc is not None:
                 raise exc
+            if saved is not None:
+                saved(path)
 
     # frames decoded one ahead and saved behind, in background threads (overlap.py)
     with Prefetcher(lambda p: image_io.load_image(p), files) as frames, BackgroundSaver(image_io.save_image) as saver:
         for p, frame in tqdm(frames, total=len(files), desc="frames", unit="frame", file=sys.stderr,
                              disable=not progress, dynamic_ncols=True):
             out = stylize_frame(image_io.pil_to_tensor(frame.result()).unsqueeze(0))
-            check(saver.submit(p, image_io.tensor_to_pil(out), dst_dir / p.name))
+            check(saver.submit(dst_dir / p.name, image_io.tensor_to_pil(out), dst_dir / p.name))
         check(saver.finish())
     return len(files)
