@@ -238,9 +238,11 @@ def _pixel_norms(st: torch.Tensor, dtype) -> torch.Tensor:
     """The (B, 1, H, W) norms of a style's pixels in ``dtype``. Where the sum of squares overflows it
     (a finite pixel of norm above ~1.8e19 in float32), they are taken in float64 and capped at the
     dtype's largest value, so that prepare_bank refuses the style as too large for float32 matching,
-    as the exact search does, rather than as holding NaN or Inf, which it does not."""
+    as the exact search does, rather than as holding NaN or Inf, which it does not. (Not under
+    torch.compile, where the test would be a data-dependent branch: there such a style keeps the
+    NaN-or-Inf message.)"""
     norms = torch.linalg.vector_norm(st.to(dtype), dim=1, keepdim=True)
-    if dtype == torch.float64 or bool(torch.isfinite(norms).all()):
+    if dtype == torch.float64 or torch.compiler.is_compiling() or bool(torch.isfinite(norms).all()):
         return norms
     wide = torch.linalg.vector_norm(st.to(torch.float64), dim=1, keepdim=True)
     return torch.where(torch.isfinite(wide), wide.clamp(max=torch.finfo(dtype).max), wide).to(dtype)
