@@ -313,7 +313,8 @@ def install_vgg_weights(path) -> Path:
 
 def _checked_cache(path: Path):
     """``(state dict, None)`` when the cache file ``path`` holds torchvision's conv1_1-conv3_1 (sha256
-    over the tensors, :data:`VGG19_SLICE_SHA256`; ~20 ms for its 2.3 MB, measured on the shared 2-core CPU), else ``(None, what is wrong)``."""
+    over the tensors, :data:`VGG19_SLICE_SHA256`; ~20 ms for its 2.3 MB on the 2-core CPU), else
+    ``(None, what is wrong)``."""
     try:
         sd = _read_state_dict(path, "cached VGG-19 weights")
         digest = vgg_slice_digest(_slice_vgg(sd, "relu3_1", str(path)))
