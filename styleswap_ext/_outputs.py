@@ -45,7 +45,7 @@ def check_writable_dir(directory, output=None) -> None:
     """ValueError unless a new file can be created in ``directory`` (named as the folder of ``output``)."""
     directory = Path(directory)
     what = f"cannot write {str(output)!r}: its folder {str(directory)!r}" if output is not None \
-        else f"cannot write to the output folder {str(directory)!r}"
+        else f"the output folder {str(directory)!r}"
     try:
         fd, trial = tempfile.mkstemp(prefix=".styleswap-write-check.", dir=directory)
     except OSError as e:

@@ -165,6 +165,9 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     s.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (format from its extension), or a directory when CONTENT is one")
+    s.add_argument("--skip-existing", action="store_true",
+                   help="leave outputs that exist alone (an interrupted batch resumes); without it they are "
+                        "replaced, one line each in directory mode")
     _add_run_options(s)
     m = s.add_argument_group("regions (docs/regions.md)")
     m.add_argument("--content-mask", metavar="PATH",
@@ -182,6 +185,9 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     v.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
     v.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output video file (container from its extension), or a directory when IN is one")
+    v.add_argument("--skip-existing", action="store_true",
+                   help="leave outputs (the video, or frames of a directory) that exist alone; without it they "
+                        "are replaced, one line per frame in directory mode")
     v.add_argument("--codec", default=None, help="video encoder (default: libx264 for .mp4/.mov/.mkv, "
                                                    "libvpx-vp9 for .webm, else mpeg4)")
     v.add_argument("--crf", type=_int_at_least(0), default=18, help="quality for libx264/libvpx-vp9 (default 18)")
@@ -262,11 +268,22 @@ def _output_for(content: Path, out_dir: Path) -> Path:
     return out_dir / f"{content.stem}_stylized{ext}"
 
 
-def _check_outputs(jobs, inputs, out_dir=None) -> None:
-    """Before any work (styleswap_ext/_outputs.py): no output is an input, no two inputs share an
-    output name, and the output folder takes new files."""
+def _files_read(args) -> List[Path]:
+    """Every file a run reads besides its images: masks and weights files (an output must be none of them)."""
+    from .models import ENV_VGG_WEIGHTS
+
+    named = [getattr(args, "content_mask", None), *(getattr(args, "style_mask", None) or []),
+             args.vgg_weights, os.environ.get(ENV_VGG_WEIGHTS), args.decoder_weights]
+    return [Path(p) for p in named if p]
+
+
+def _check_outputs(jobs, inputs, out_dir=None, args=None) -> None:
+    """Before any work (styleswap_ext/_outputs.py): no output is an input (an image, or with ``args``
+    any other file the run reads), no two inputs share an output name, and the output folder takes
+    new files."""
     from . import _outputs
 
+    inputs = list(inputs) + (_files_read(args) if args is not None else [])
     try:
         _outputs.check_distinct_outputs(jobs)
         for _, dst in jobs:
@@ -336,14 +353,17 @@ def _run_stylize(args) -> int:
             _check_output_file(out)
             jobs = [(content, out)]
         image_io.probe_image(content)  # fail fast on a missing or non-image file, before any model is loaded
-    _check_masks(args, None if content.is_dir() else content)
+    _check_masks(args, [src for src, _ in jobs])
     _check_outputs(jobs, [src for src, _ in jobs] + [Path(s) for s in args.styles],
-                   out if content.is_dir() else None)
+                   out if content.is_dir() else None, args)
 
     many = len(jobs) > 1
     w = distributed.world()
     if w.distributed:  # torchrun: this process's share of the files, each written by one process
         jobs = distributed.shard(jobs, w)
+    jobs, replacing = _existing_outputs(args, jobs, content.is_dir())  # after sharding: each rank sees its own
+    if not jobs and args.skip_existing:
+        return 0
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
         from . import memory_plan, tiling
@@ -363,6 +383,13 @@ def _run_stylize(args) -> int:
         failures += 1
         bar.clear()
         _say_error(_describe(exc, src))
+
+    def saved(dst, exc):
+        if exc is not None:
+            failed(exc, dst)
+        elif dst in replacing:
+            bar.clear()
+            _info(args, f"replaced {dst}")
 
     # Contents are decoded one ahead in the background (the first one while the models load and the
     # style bank is built) and results saved behind (styleswap_ext/overlap.py). image_io.load_image
@@ -384,12 +411,10 @@ def _run_stylize(args) -> int:
             except Exception as e:  # per image: report, go on with the others
                 failed(e, src)
                 continue
-            for saved, exc in saver.submit(dst, result, dst):
-                if exc is not None:
-                    failed(exc, saved)
-        for saved, exc in saver.finish():
-            if exc is not None:
-                failed(exc, saved)
+            for done in saver.submit(dst, result, dst):
+                saved(*done)
+        for done in saver.finish():
+            saved(*done)
     if failures:
         _say_error(f"{failures} of {len(jobs)} images failed")
         return 1
@@ -401,31 +426,40 @@ def _run_stylize(args) -> int:
     return 0
 
 
-def _image_size(path) -> tuple:
-    """(height, width) of an image file as load_image will see it (EXIF rotation included), header only."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        w, h = im.size
-        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
-
-
-def _check_masks(args, content) -> None:
-    """--content-mask / --style-mask before any model loads: readable, one per style, every content
-    label in some style mask, each at its image's aspect ratio (a usage error otherwise)."""
+def _check_masks(args, contents) -> None:
+    """--content-mask / --style-mask before any model loads (styleswap_ext/masks.py): given together,
+    readable, one per style, at their images' aspect ratios, and every label of each content's
+    patches the label of some style patch of a weighted style, on the feature grids the run uses (a
+    usage error otherwise). A content label that vanishes at the feature resolution is one warning
+    line, here (the pipeline's own check of each image then stays quiet)."""
     content_mask, style_masks = getattr(args, "content_mask", None), getattr(args, "style_mask", None)
     if content_mask is None and style_masks is None:
         return
-    from . import masks
+    import warnings
 
+    from . import masks
+    from ._choices import FEATURE_STEP
+    from .image_io import ImageLoadError, image_size
+
+    names = masks.CLI_NAMES
     try:
-        c, s, _ = masks.load_masks(content_mask, style_masks, len(args.styles))
-        for i, (lab, path) in enumerate(zip(s, args.styles)):
-            masks.check_aspect(lab, _image_size(path), f"--style-mask {i + 1} ({style_masks[i]})")
-        if c is not None and content is not None:
-            masks.check_aspect(c, _image_size(content), f"--content-mask ({content_mask})")
+        masks.check_given(content_mask, style_masks, names)
+        loaded = masks.load_masks(content_mask, style_masks, len(args.styles), names)
+        style_hws = [image_size(p) for p in args.styles]
+        for content in contents:
+            try:
+                content_hw = image_size(content)
+            except ImageLoadError:
+                if len(contents) == 1:
+                    raise
+                continue  # one unreadable image of a directory is reported when its turn comes
+            masks.check_regions(content_mask, style_masks, content_hw, style_hws, patch_size=args.patch_size,
+                                stride=args.stride, downsampling=FEATURE_STEP, style_weights=args.style_weights,
+                                content_size=args.content_size, style_size=args.style_size, names=names,
+                                loaded=loaded)
     except masks.MaskError as e:
         raise UsageError(str(e)) from None
+    warnings.filterwarnings("ignore", category=masks.MaskWarning)
 
 
 def _style_bank(args, styles, encoder, device):
@@ -447,6 +481,20 @@ def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=
         progress=args.progress if progress is None else progress, tile_size=args.tile_size,
         content_mask=getattr(args, "content_mask", None), temporal=temporal,
     )
+
+
+def _existing_outputs(args, jobs, directory_mode: bool):
+    """``(jobs to run, outputs they will replace)``. With --skip-existing a job whose output exists is
+    left out (one line says how many: an interrupted batch resumes); without it, in directory mode,
+    each replaced output gets one line when it is written (the set returned), so a re-run replaces
+    nothing silently."""
+    existing = {dst for _, dst in jobs if dst.exists()}
+    if getattr(args, "skip_existing", False):
+        if existing:
+            what = f"{len(existing)} of {len(jobs)} outputs" if directory_mode else str(jobs[0][1])
+            _info(args, f"skipping {what}: already there (--skip-existing)")
+        return [job for job in jobs if job[1] not in existing], set()
+    return jobs, (existing if directory_mode else set())
 
 
 def _is_image_name(path: Path) -> bool:
@@ -493,6 +541,7 @@ def _run_video(args) -> int:
         files = sorted(p for p in src.iterdir() if is_image_path(p))
         if not files:
             raise ImageLoadError(f"no image files in directory: {src}")
+        files = files[:args.max_frames]  # None: all
     else:
         if not src.is_file():
             raise UsageError(f"input not found: {str(src)!r}")
@@ -511,15 +560,23 @@ def _run_video(args) -> int:
 
             if args.codec not in av.codecs_available:
                 raise UsageError(f"--codec {args.codec!r} is not available in this FFmpeg build")
+        _check_encoder(args, out)
     # frames keep their names, so a frames directory written into itself would replace its inputs
     _check_outputs([(p, out / p.name) for p in files] if frames_dir else [(src, out)],
-                   (files if frames_dir else [src]) + [Path(s) for s in args.styles], out if frames_dir else None)
+                   (files if frames_dir else [src]) + [Path(s) for s in args.styles], out if frames_dir else None,
+                   args)
     w = distributed.world()
     if frames_dir and w.distributed:
         files = distributed.shard(files, w)
     elif w.distributed and w.rank > 0:
         _info(args, f"rank {w.rank}: a video file is done by rank 0 only")
         return 0
+    jobs, replacing = _existing_outputs(args, [(p, out / p.name) for p in files] if frames_dir else [(src, out)],
+                                        frames_dir)
+    if not jobs and args.skip_existing:
+        return 0
+    if frames_dir:
+        files = [p for p, _ in jobs]
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
@@ -532,7 +589,11 @@ def _run_video(args) -> int:
         return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
 
     if frames_dir:
-        n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)
+        def saved(dst):
+            if dst in replacing:
+                _info(args, f"replaced {dst}")
+
+        n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files, saved=saved)
         _info(args, f"wrote {n} frames to {out}")
         return 0
     info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,
@@ -543,6 +604,23 @@ def _run_video(args) -> int:
     return 0
 
 
+def _check_encoder(args, out: Path) -> None:
+    """--crf within its encoder's range, and --codec (or the container's default) able to write ``out``:
+    usage errors naming what would work, before any work."""
+    from . import video
+
+    codec = args.codec or video.default_codec(out)
+    if codec in video.CRF_RANGE:
+        lo, hi = video.CRF_RANGE[codec]
+        if not lo <= args.crf <= hi:
+            raise UsageError(f"--crf must be an integer in [{lo}, {hi}] for {codec}, got {args.crf}")
+    problem = video.encoder_problem(out, codec, args.crf)
+    if problem is not None:
+        working = [c for c in video.SUGGESTED_CODECS if c != codec and video.encoder_problem(out, c) is None]
+        raise UsageError(f"--codec {codec!r} cannot write {out.suffix} video ({problem}); use a video encoder "
+                         f"such as {', '.join(working) or 'libx264'}")
+
+
 def _run_demo(args) -> int:
     from . import pipeline
     from .image_io import save_image
@@ -550,6 +628,7 @@ def _run_demo(args) -> int:
 
     out = Path(args.output)
     _check_output_file(out)
+    _check_outputs([(DEMO_CONTENT, out)], [DEMO_CONTENT, DEMO_STYLE], None, args)
     device = pipeline.resolve_device(args.device)
     decoder = None
     method = args.method
@@ -589,6 +668,10 @@ def _run_weights(args) -> int:
     where = {"env": f"${models.ENV_VGG_WEIGHTS} = {st['path']}", "cache": "the cache",
              "download": f"a download of {st['path']} (548 MB; needs the internet)"}[st["source"]]
     print(f"a run without --vgg-weights takes them from {where}")
+    if st["source"] == "env" and not Path(st["path"]).expanduser().is_file():
+        what = "is a directory" if Path(st["path"]).expanduser().is_dir() else "does not exist"
+        print(f"but that file {what}: such a run fails; point ${models.ENV_VGG_WEIGHTS} at the weights file, "
+              "or unset it")
     return 0
 
 
@@ -637,8 +720,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    from ._signals import Stopped, stop_signals_raise
+
     warnings_shown = contextlib.ExitStack()
     warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
+    warnings_shown.enter_context(stop_signals_raise())  # SIGTERM/SIGHUP clean up as Ctrl-C does
     # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
     args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
     try:
@@ -658,6 +744,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as e:
         _say_error(str(e))
         return 2
+    except Stopped as e:  # SIGTERM / SIGHUP: temporary files are gone, the usual 128 + signal exit code
+        _say_error(f"stopped by {e.name}")
+        return 128 + e.signum
     except KeyboardInterrupt:
         _say_error("interrupted")
         return 130

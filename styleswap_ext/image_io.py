@@ -32,7 +32,7 @@ import io
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Tuple, Union
 
 import numpy as np
 import torch
@@ -137,6 +137,15 @@ def probe_image(path: PathLike) -> None:
         pass
 
 
+def image_size(path: PathLike) -> Tuple[int, int]:
+    """``(height, width)`` of an image file as :func:`load_image` will see it (EXIF rotation included),
+    from its header only; :class:`ImageLoadError` naming the file if it cannot be read."""
+    p = Path(path)
+    with _reading(p), Image.open(p) as im:
+        w, h = im.size
+        return (w, h) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (h, w)
+
+
 def load_image(path: PathLike) -> Image.Image:
     """Open ``path`` as an 8-bit RGB PIL image (see the module docstring for the conversions)."""
     p = Path(path)
@@ -232,6 +241,14 @@ def resize_longest(img: Image.Image, size) -> Image.Image:
     if size is None:
         return img
     w, h = img.size
-    scale = size / max(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    new = resized_size((h, w), size)[::-1]
     return img if new == (w, h) else img.resize(new, Image.Resampling.LANCZOS)
+
+
+def resized_size(hw: Tuple[int, int], size) -> Tuple[int, int]:
+    """``(height, width)`` after :func:`resize_longest` of an image of ``hw`` to ``size`` (None: unchanged)."""
+    h, w = hw
+    if size is None:
+        return h, w
+    scale = size / max(w, h)
+    return max(1, round(h * scale)), max(1, round(w * scale))

@@ -14,7 +14,9 @@ Where the weights come from (:func:`load_encoder`), first hit wins:
 1. the ``weights`` argument (CLI ``--vgg-weights``): a path or a state dict;
 2. the environment variable ``STYLESWAP_VGG19_WEIGHTS`` (a path);
 3. the sliced checkpoint cached by an earlier download in the cache directory
-   (``$STYLESWAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/styleswap``, else ``~/.cache/styleswap``);
+   (``$STYLESWAP_CACHE_DIR``, else ``$XDG_CACHE_HOME/styleswap``, else ``~/.cache/styleswap``), used
+   only when the sha256 of its tensors is torchvision's (a wrong or truncated file there is skipped
+   with one line, and the download below replaces it);
 4. torchvision's published ``vgg19-dcbb9e9d.pth`` (IMAGENET1K_V1), fetched with
    ``torch.hub.load_state_dict_from_url`` (sha256 prefix checked, progress bar; the full 548 MB
    file lands in torch hub's checkpoint directory, as torchvision would put it), sliced to the
@@ -55,7 +57,7 @@ from typing import Mapping, Optional, Union
 import torch
 from torch import nn
 
-from ._atomic import atomic_path
+from ._atomic import torch_save_atomic
 
 __all__ = [
     "VGGEncoder",
@@ -203,6 +205,8 @@ def _cache_file(layer: str) -> Path:
 def _load_file(path, what: str):
     """The object stored in a weights file (``torch.load(weights_only=True)``, or safetensors)."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise FileNotFoundError(f"{what} file {path} is a directory: give the weights file (.pth) itself")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
@@ -213,7 +217,13 @@ def _load_file(path, what: str):
                 raise RuntimeError(f"{path} is a .safetensors file: install the 'safetensors' package to read it") from e
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, FileNotFoundError):
+    except (RuntimeError, EOFError) as e:
+        # a zip without its end, or the old format cut short: torch says so in a page of text
+        if isinstance(e, EOFError) or "PytorchStreamReader" in str(e) or "unexpected EOF" in str(e):
+            raise RuntimeError(f"cannot read {what} file {path}: not a complete checkpoint (truncated or corrupt: "
+                               "an interrupted download or copy?)") from e
+        raise
+    except FileNotFoundError:
         raise
     except pickle.UnpicklingError as e:
         # torch's message is a page long and suggests weights_only=False, which we never do
@@ -266,8 +276,7 @@ def _download_vgg(layer: str, progress: bool) -> dict:
     sliced = _slice_vgg(sd, layer, VGG19_URL)
     try:  # cache the slice; a read-only cache is not an error
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            torch.save(sliced, tmp)
+        torch_save_atomic(sliced, target)
     except OSError:
         pass
     return sliced
@@ -298,9 +307,49 @@ def install_vgg_weights(path) -> Path:
                            f"{VGG19_SLICE_SHA256[:16]}... (other weights can still be used with --vgg-weights)")
     target = _cache_file("relu3_1")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        torch.save(sliced, tmp)
+    torch_save_atomic(sliced, target)
     return target
+
+
+def _checked_cache(path: Path):
+    """``(state dict, None)`` when the cache file ``path`` holds torchvision's conv1_1-conv3_1 (sha256
+    over the tensors, :data:`VGG19_SLICE_SHA256`; ~20 ms for its 2.3 MB on the 2-core CPU), else
+    ``(None, what is wrong)``."""
+    try:
+        sd = _read_state_dict(path, "cached VGG-19 weights")
+        digest = vgg_slice_digest(_slice_vgg(sd, "relu3_1", str(path)))
+    except RuntimeError as e:
+        return None, str(e)
+    if digest != VGG19_SLICE_SHA256:
+        return None, (f"the sha256 of its conv1_1-conv3_1 is {digest[:16]}..., not torchvision's "
+                      f"{VGG19_SLICE_SHA256[:16]}...")
+    return sd, None
+
+
+def _cached_or_downloaded(layer: str, progress: bool):
+    """``(state dict, source)`` from the cache when it holds the expected weights, else from the download
+    (which replaces a wrong or broken cache file). A cache file that fails the check is never used: the
+    run says so in one line (a warning when the download replaces it, the error when that fails too)."""
+    import warnings
+
+    cache = _cache_file(layer)
+    if not cache.is_file():
+        return _download_vgg(layer, progress), VGG19_URL
+    sd, problem = _checked_cache(cache)
+    if problem is None:
+        return sd, str(cache)
+    try:
+        sd = _download_vgg(layer, progress)
+    except WeightsUnavailableError as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        raise WeightsUnavailableError(
+            f"the cached VGG-19 weights {cache} are not the expected ones, so they were not used ({problem}), "
+            f"and downloading them failed ({cause.__class__.__name__}: {cause}): put the right file into the "
+            f"cache with `styleswap weights install vgg19-dcbb9e9d.pth` (from {VGG19_URL}), or pass it with "
+            f"--vgg-weights PATH") from e
+    warnings.warn(f"the cached VGG-19 weights {cache} were not the expected ones ({problem}): "
+                  "not used; downloaded them again", stacklevel=3)
+    return sd, VGG19_URL
 
 
 def vgg_weights_status() -> dict:
@@ -310,11 +359,7 @@ def vgg_weights_status() -> dict:
     cache = _cache_file("relu3_1")
     cache_ok = None
     if cache.is_file():
-        try:
-            cache_ok = vgg_slice_digest(_slice_vgg(_read_state_dict(cache, "cached VGG-19 weights"), "relu3_1",
-                                                   str(cache))) == VGG19_SLICE_SHA256
-        except RuntimeError:
-            cache_ok = False
+        cache_ok = _checked_cache(cache)[1] is None
     if os.environ.get(ENV_VGG_WEIGHTS):
         source, path = "env", os.environ[ENV_VGG_WEIGHTS]
     elif cache.is_file():
@@ -339,10 +384,8 @@ def load_encoder(
     elif os.environ.get(ENV_VGG_WEIGHTS):
         path = os.environ[ENV_VGG_WEIGHTS]
         sd, source = _read_state_dict(path, f"VGG-19 weights ({ENV_VGG_WEIGHTS})"), path
-    elif _cache_file(layer).is_file():
-        sd, source = _read_state_dict(_cache_file(layer), "cached VGG-19 weights"), str(_cache_file(layer))
-    else:
-        sd, source = _download_vgg(layer, progress), VGG19_URL
+    else:  # the cache (only if its sha256 is right), else the download
+        sd, source = _cached_or_downloaded(layer, progress)
 
     encoder = VGGEncoder(layer)
     encoder.features.load_state_dict(_slice_vgg(sd, layer, source), strict=True)

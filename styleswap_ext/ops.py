@@ -163,6 +163,7 @@ DEFAULT_PROBES = 16
 REDUCED_CHANNELS = _choices.REDUCED_CHANNELS
 CANDIDATES = 8
 REFINE = 1
+MAX_SEED = 2 ** 63 - 1
 
 
 class SearchArgs(NamedTuple):
@@ -182,6 +183,8 @@ def check_search(search, probes=None, seed=None) -> SearchArgs:
         return SearchArgs(False, 0, 0)
     probes = DEFAULT_PROBES if probes is None else _check_int("probes", probes)
     seed = 0 if seed is None else _check_int("seed", seed, minimum=0)
+    if seed > MAX_SEED:  # the ops take an int64
+        raise ValueError(f"seed must be an int in [0, 2**63 - 1], got {seed}")
     return SearchArgs(True, probes, seed)
 
 
@@ -227,8 +230,22 @@ def approx_inv_norm(styles, k: int, s: int, weights=None) -> torch.Tensor:
     without the bank: a patch's norm is the norm of its pixels' norms, so prepare_bank of the
     one-channel maps of pixel norms gives it at 1 / (C) of the cost."""
     dtype = _approx_dtype(styles[0].dtype)
-    norms = [torch.linalg.vector_norm(st.detach().to(dtype), dim=1, keepdim=True) for st in styles]
+    norms = [_pixel_norms(st.detach(), dtype) for st in styles]
     return torch.ops.styleswap.prepare_bank(norms, k, s, weights)[1]
+
+
+def _pixel_norms(st: torch.Tensor, dtype) -> torch.Tensor:
+    """The (B, 1, H, W) norms of a style's pixels in ``dtype``. Where the sum of squares overflows it
+    (a finite pixel of norm above ~1.8e19 in float32), they are taken in float64 and capped at the
+    dtype's largest value, so that prepare_bank refuses the style as too large for float32 matching,
+    as the exact search does, rather than as holding NaN or Inf, which it does not. (Not under
+    torch.compile, where the test would be a data-dependent branch: there such a style keeps the
+    NaN-or-Inf message.)"""
+    norms = torch.linalg.vector_norm(st.to(dtype), dim=1, keepdim=True)
+    if dtype == torch.float64 or torch.compiler.is_compiling() or bool(torch.isfinite(norms).all()):
+        return norms
+    wide = torch.linalg.vector_norm(st.to(torch.float64), dim=1, keepdim=True)
+    return torch.where(torch.isfinite(wide), wide.clamp(max=torch.finfo(dtype).max), wide).to(dtype)
 
 
 def build_index(styles, inv_norm: torch.Tensor, patch_size: int, stride: int, seed: int = 0) -> IvfIndex:

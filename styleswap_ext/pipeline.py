@@ -58,7 +58,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import image_io, masks, memory_plan, tiling
-from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
+from ._choices import FEATURE_STEP, INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .ops import check_search
@@ -329,6 +329,7 @@ class StyleBank:
         memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
                                  patch_size=patch_size, stride=stride, precision=precision, search=search)
         _, mask_labels, self.mask_colours = masks.load_masks(None, style_masks, len(styles_in))
+        self.style_masks = None if style_masks is None else list(style_masks)  # as given: stylize checks regions
         style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
         min_side = encoder.downsampling * patch_size
         feats = []
@@ -342,11 +343,13 @@ class StyleBank:
                 f = tiling.encode(encoder.to(self.device).eval(), s.to(self.device), tile_size, progress)
                 feats.append(f.bfloat16() if precision == "bf16" else f)
         self.features: List[torch.Tensor] = feats
+        self.style_sizes = [tuple(st.shape[-2:]) for st in style_ts]  # (h, w) of each style image as encoded
+        self.downsampling = encoder.downsampling
         # the style masks on each style's feature grid (None without masks)
         self.style_labels: Optional[List[torch.Tensor]] = None
         if mask_labels is not None:
             self.style_labels = [masks.feature_labels(lab, tuple(s.shape[-2:]), tuple(f.shape[-2:]),
-                                                      f"style mask {i}", self.device)
+                                                      masks.API_NAMES.style(i, style_masks[i]), self.device)
                                  for i, (lab, s, f) in enumerate(zip(mask_labels, style_ts, feats))]
         self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, search, self.style_labels)
 
@@ -522,6 +525,8 @@ def stylize(
                              stride=settings.stride, precision=settings.precision, init=init, search=search)
     # inputs first, so that a bad file fails before any model is loaded
     content_t, content_was_tensor, style_ts = _load_inputs(content, content_size, settings.styles, style_size)
+    if content_mask is not None:  # the labels on the grids of these images, before any model is loaded
+        _check_regions(settings, content_mask, style_masks, tuple(content_t.shape[-2:]), style_ts, encoder)
     encoder, decoder = _models_on(settings.device, method, init, encoder, decoder, vgg_weights, decoder_weights)
 
     def stage(name, done=0, total=1):
@@ -543,8 +548,8 @@ def stylize(
                 stage("encode")
                 cf = tiling.encode(encoder, c, settings.tile_size, progress)
                 labels = None if settings.content_labels is None else masks.feature_labels(
-                    settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]), "content mask",
-                    c.device)
+                    settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]),
+                    masks.API_NAMES.content(content_mask), c.device)
                 stage("swap")
                 if temporal is None:
                     target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
@@ -620,13 +625,15 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
             raise ValueError("content_mask needs style masks: build the StyleBank with style_masks")
     else:
         styles_in, style_weights = _check_styles(style, style_weights)
-    # masks before any heavy work: a content label that no style mask has stops here
+    # masks read before any heavy work (unreadable, mixed kinds); their labels are checked on the feature
+    # grids once the images' sizes are known (_check_regions)
     if bank is not None and content_mask is not None:
-        content_labels, colours = masks.load_labels(content_mask, "content mask")
+        content_labels, colours = masks.load_labels(content_mask, masks.API_NAMES.content())
         if colours != bank.mask_colours:
             raise masks.MaskError("the content mask and the style masks mix colour images and integer label maps")
-        masks.check_covered(content_labels, bank.style_labels, colours)
     else:
+        if style_masks is not None or content_mask is not None:
+            masks.check_given(content_mask, style_masks)
         content_labels, _, _ = masks.load_masks(content_mask, style_masks, len(styles_in))
     dev = bank.device if bank is not None else resolve_device(device)
     if tile_size is None:
@@ -636,6 +643,19 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
     return _Settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
                      stride=stride, bank=bank, styles=styles_in, style_weights=style_weights, device=dev,
                      tile_size=tile_size, content_labels=content_labels)
+
+
+def _check_regions(settings: _Settings, content_mask, style_masks, content_hw, style_ts, encoder) -> None:
+    """masks.check_regions for this content (loaded, resized) against the styles (loaded, or the bank's)."""
+    bank = settings.bank
+    if bank is not None:
+        style_masks, style_hws, weights = bank.style_masks, bank.style_sizes, bank.style_weights
+        step = bank.downsampling
+    else:
+        style_hws, weights = [tuple(st.shape[-2:]) for st in style_ts], settings.style_weights
+        step = encoder.downsampling if encoder is not None else FEATURE_STEP  # load_encoder's relu3_1
+    masks.check_regions(content_mask, style_masks, content_hw, style_hws, patch_size=settings.patch_size,
+                        stride=settings.stride, downsampling=step, style_weights=weights)
 
 
 def _load_inputs(content, content_size, styles, style_size) -> Tuple[torch.Tensor, bool, List[torch.Tensor]]:

@@ -59,7 +59,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ._atomic import atomic_path
+from ._atomic import torch_save_atomic
 from ._machine import device_name
 
 __all__ = ["TrainingError", "split_names", "list_images", "ImageBank", "decoder_loss", "make_targets",
@@ -267,6 +267,9 @@ def add_arguments(p: argparse.ArgumentParser, int_at_least, float_in) -> None:
     t.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write (and to resume from)")
     t.add_argument("--resume", action="store_true",
                    help="continue from --out when it exists (iteration, optimiser, split); else start fresh")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if --out exists, replacing it (without --resume or --overwrite an "
+                        "existing --out is refused)")
     t.add_argument("--iters", type=int_at_least(1), default=80000,
                    help="total iterations to reach, counting resumed ones (default 80000, the authors')")
     t.add_argument("--batch-size", type=int_at_least(1), default=2,
@@ -304,6 +307,36 @@ def check_arguments(args) -> None:
         raise ValueError(f"--image-size must be a multiple of 4 (the encoder's downsampling), got {args.image_size}")
     if args.load_size is not None and args.load_size < args.image_size:
         raise ValueError(f"--load-size ({args.load_size}) must be >= --image-size ({args.image_size})")
+    for flag, directory in (("--content-dir", args.content_dir), ("--style-dir", args.style_dir)):
+        if not Path(directory).is_dir():
+            what = "is not a directory" if Path(directory).exists() else "not found"
+            raise ValueError(f"{flag} {str(directory)!r}: directory {what}")
+    _check_out(args)
+
+
+def _check_out(args) -> None:
+    """--out loses no file: it is not in the data directories (a training image, or a file that would
+    join them), not a weights file the run reads, and an existing checkpoint is replaced only when
+    --overwrite says so (--resume continues it)."""
+    from . import _outputs
+    from .models import ENV_VGG_WEIGHTS, _cache_file
+
+    out, overwrite = Path(args.out), getattr(args, "overwrite", False)
+    if args.resume and overwrite:
+        raise ValueError("--resume continues --out and --overwrite replaces it: give one of them")
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a directory; give a checkpoint file name such as decoder.pth")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {str(out)!r}: output directory does not exist: {str(out.parent)!r}")
+    for flag, directory in (("--content-dir", args.content_dir), ("--style-dir", args.style_dir)):
+        if Path(os.path.realpath(out)).is_relative_to(os.path.realpath(directory)):
+            raise ValueError(f"--out {str(out)!r} is inside {flag} {str(directory)!r}: the checkpoint would replace "
+                             "a training image or be read as one; write it outside the data directories")
+    weights = [w for w in (args.vgg_weights, os.environ.get(ENV_VGG_WEIGHTS), _cache_file("relu3_1")) if w]
+    _outputs.check_not_an_input(out, weights, what="--out")
+    if out.exists() and not args.resume and not overwrite:
+        raise ValueError(f"--out {str(out)!r} exists: give --resume to continue that training, or --overwrite to "
+                         "start afresh and replace it")
 
 
 # --- the loop -------------------------------------------------------------------------------------
@@ -315,9 +348,13 @@ def _say(args, rank: int, message: str) -> None:
         sys.stderr.flush()
 
 
+def _progress(args) -> bool:
+    """Progress bars: the CLI's ``args.progress`` (off with -q or when stderr is not a terminal, e.g. a log)."""
+    return getattr(args, "progress", not args.quiet)
+
+
 def _save_atomic(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    torch_save_atomic(obj, path)
 
 
 def _plain_args(args) -> dict:
@@ -408,7 +445,7 @@ def train(args) -> dict:
     split = _image_split(args, ckpt)
     banks = _image_banks(args, split)
     swap = swap_function(args.swap, ctx.device)
-    encoder = load_encoder(args.vgg_weights, device=ctx.device, progress=not args.quiet and ctx.rank == 0)
+    encoder = load_encoder(args.vgg_weights, device=ctx.device, progress=_progress(args) and ctx.rank == 0)
     state = _TrainState(args, ctx, ckpt, split)
     _say(args, ctx.rank, f"styleswap train-decoder: {len(banks['content', 'train'])}+{len(banks['style', 'train'])} "
                          f"train / {len(banks['content', 'val'])}+{len(banks['style', 'val'])} val images "
@@ -420,7 +457,7 @@ def train(args) -> dict:
 
     first = state.iteration
     bar = tqdm(total=args.iters, initial=state.iteration, desc="train-decoder", unit="it", file=sys.stderr,
-               disable=args.quiet or ctx.rank != 0, dynamic_ncols=True)
+               disable=not _progress(args) or ctx.rank != 0, dynamic_ncols=True)
     losses, clock = _LossLog(ctx), _StopClock(args, ctx)
     last_val, stopped = None, False
     state.decoder.train()

@@ -66,6 +66,54 @@ def default_codec(path) -> str:
     return prefs[-1]
 
 
+# encoders whose quality is a CRF (set from ``quality``), with the range each accepts; libx264 would clamp
+# anything above 51 (8-bit) without a word
+CRF_RANGE = {"libx264": (0, 51), "libvpx-vp9": (0, 63)}
+SUGGESTED_CODECS = ("libx264", "libvpx-vp9", "mpeg4")  # tried quietly (libx265, SVT-AV1 print banners)
+
+
+def _stream_settings(codec: str, quality: int) -> tuple:
+    """(pix_fmt, options) of the output stream for ``codec``."""
+    pix_fmt = "yuv420p" if codec not in ("gif",) else "rgb8"
+    return pix_fmt, ({"crf": str(quality)} if codec in CRF_RANGE else {})
+
+
+def encoder_problem(dst, codec: str, quality: int = 18) -> Optional[str]:
+    """Why ``codec`` cannot write the video ``dst`` (its container from the extension), or None: a trial
+    encode of one small frame into a temporary file, with the stream settings of :func:`stylize_video`.
+    Run before any work, so that an audio or image codec, an encoder this machine cannot open (e.g. a
+    hardware one) or a container that does not take it is refused at once, not after the first frame."""
+    import tempfile
+
+    av = require_av()
+    if codec not in av.codecs_available:
+        return "it is not in this FFmpeg build"
+    try:
+        if av.Codec(codec, "w").type != "video":
+            return f"it is an {av.Codec(codec, 'w').type} encoder, not a video one"
+    except Exception:  # noqa: BLE001 - a decoder only
+        return "it is not an encoder"
+    pix_fmt, options = _stream_settings(codec, quality)
+    with tempfile.TemporaryDirectory(prefix="styleswap-codec-") as d:
+        try:
+            out = av.open(str(Path(d) / f"trial{Path(dst).suffix}"), "w")
+            try:
+                stream = out.add_stream(codec, rate=25)
+                stream.width, stream.height, stream.pix_fmt = 64, 64, pix_fmt
+                stream.options = options
+                frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+                frame.pts = 0
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                for packet in stream.encode():
+                    out.mux(packet)
+            finally:
+                out.close()
+        except Exception as e:  # noqa: BLE001 - whatever FFmpeg says, it cannot write this video
+            return " ".join(str(e).split()) or type(e).__name__
+    return None
+
+
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
@@ -108,9 +156,9 @@ def stylize_video(src, dst, stylize_frame: FrameFn, *, codec: Optional[str] = No
             out = av.open(str(tmp), "w")
             try:
                 vout = out.add_stream(codec, rate=rate)
-                vout.pix_fmt = "yuv420p" if codec not in ("gif",) else "rgb8"
-                if codec in ("libx264", "libvpx-vp9"):
-                    vout.options = {"crf": str(quality)}
+                vout.pix_fmt, options = _stream_settings(codec, quality)
+                if options:
+                    vout.options = options
                 audio_out = {a.index: out.add_stream_from_template(a) for a in audio_in}
                 pending = []  # audio packets before the video stream's size is known
                 configured = False
@@ -161,11 +209,11 @@ def stylize_video(src, dst, stylize_frame: FrameFn, *, codec: Optional[str] = No
 
 
 def stylize_frames_dir(src_dir, dst_dir, stylize_frame: FrameFn, *, progress: bool = True,
-                       files=None) -> int:
+                       files=None, saved: Optional[Callable[[Path], object]] = None) -> int:
     """Every image of ``src_dir`` -> ``dst_dir`` under the same file name. -> number of frames.
 
     ``files``: the frames to do (default: all images of ``src_dir``, sorted); the torchrun sharding
-    passes its share here.
+    passes its share here. ``saved(path)``, if given, is called after each frame is written.
     """
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     if files is None:
@@ -174,16 +222,18 @@ def stylize_frames_dir(src_dir, dst_dir, stylize_frame: FrameFn, *, progress: bo
         raise image_io.ImageLoadError(f"no image files in directory: {src_dir}")
     dst_dir.mkdir(parents=True, exist_ok=True)
 
-    def check(saved):  # the first failed save stops the run, as a failed frame does
-        for _, exc in saved:
+    def check(done):  # the first failed save stops the run, as a failed frame does
+        for path, exc in done:
             if exc is not None:
                 raise exc
+            if saved is not None:
+                saved(path)
 
     # frames decoded one ahead and saved behind, in background threads (overlap.py)
     with Prefetcher(lambda p: image_io.load_image(p), files) as frames, BackgroundSaver(image_io.save_image) as saver:
         for p, frame in tqdm(frames, total=len(files), desc="frames", unit="frame", file=sys.stderr,
                              disable=not progress, dynamic_ncols=True):
             out = stylize_frame(image_io.pil_to_tensor(frame.result()).unsqueeze(0))
-            check(saver.submit(p, image_io.tensor_to_pil(out), dst_dir / p.name))
+            check(saver.submit(dst_dir / p.name, image_io.tensor_to_pil(out), dst_dir / p.name))
         check(saver.finish())
     return len(files)

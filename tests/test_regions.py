@@ -219,7 +219,8 @@ def test_masks_colours_become_shared_labels(tmp_path):
     small = masks.resize_labels(c, (9, 12))
     assert small.shape == (9, 12) and (small[:, :4] == 0xFF0000).all() and (small[:, 4:] == 0x0000FF).all()
     with pytest.raises(masks.MaskError, match="colour #0000ff, which no style mask has"):
-        masks.load_masks(paths["content"], [paths["a"]], 1)
+        masks.check_regions(paths["content"], [paths["a"]], (36, 48), [(48, 48)], patch_size=3, stride=1,
+                            downsampling=4)
     with pytest.raises(masks.MaskError, match="one per style"):
         masks.load_masks(paths["content"], [paths["a"]], 2)
     with pytest.raises(masks.MaskError, match="aspect ratio"):

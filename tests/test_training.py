@@ -262,16 +262,18 @@ def test_bad_arguments_exit_2(data_dirs, tmp_path, vgg_weights, capsys, change, 
     assert not (tmp_path / "ck.pth").exists()
 
 
-def test_missing_or_empty_directories_exit_1(data_dirs, tmp_path, vgg_weights, capsys):
+def test_missing_or_empty_directories(data_dirs, tmp_path, vgg_weights, capsys):
+    """A directory that is not there is a usage error (exit 2, before any work); one without images a
+    failure of the run (exit 1), as for stylize DIR."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    for bad, needle in ((tmp_path / "nope", "directory not found"), (empty, "no image files")):
+    for bad, needle, code in ((tmp_path / "nope", "directory not found", 2), (empty, "no image files", 1)):
         argv = _train_argv(data_dirs, tmp_path / "ck.pth", vgg_weights, "--iters", "1")
         argv[argv.index("--style-dir") + 1] = str(bad)
-        assert cli.main(argv) == 1
+        assert cli.main(argv) == code
         assert needle in _one_error_line(capsys.readouterr().err)
     argv = _train_argv(data_dirs, tmp_path / "no" / "ck.pth", vgg_weights, "--iters", "1")
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == 2
     assert "output directory does not exist" in _one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "ck.pth").exists()
 
