@@ -346,6 +346,13 @@ def test_errors_name_the_argument():
         tiled(c.double(), patches, inv, 36, 3, 1)
     with pytest.raises(ValueError, match="num_patches"):
         tiled(c, patches, inv, 37, 3, 1)
+    # Every reducer reads a column tile's inverse norms as one run (the fused CUDA reduce: float4 loads;
+    # before this check a strided inv_norm reached an internal assert there, issue 37).
+    strided = torch.stack([inv, inv], dim=-1)[..., 0]  # (1, 36), stride 2 along the rows
+    assert strided.stride(1) == 2 and torch.equal(strided, inv)
+    with pytest.raises(ValueError, match=r"inv_norm must have unit stride along its rows .*inv_norm.contiguous\(\)"):
+        tiled(c, patches, strided, 36, 3, 1)
+    assert torch.equal(tiled(c, patches, strided.contiguous(), 36, 3, 1), tiled(c, patches, inv, 36, 3, 1))
     bad = c.clone()
     bad[0, 0, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN or Inf"):
