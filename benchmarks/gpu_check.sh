@@ -75,7 +75,7 @@ OUT=${OUT:-$PWD/gpu_out}
 RUN=${RUN_DIR:-$PWD/gpu_run}
 CARRY=${CARRY:-.carry}
 mkdir -p "$OUT" "$RUN"
-CARRY=$(cd "$CARRY" 2>/dev/null && pwd || echo "$PWD/$CARRY")  # absolute: the children run elsewhere
+case $CARRY in /*) ;; *) CARRY="$PWD/$CARRY" ;; esac  # absolute: the children run elsewhere
 STEPS=${STEPS:-"build tests kernels bench e2e stages sanitize sweep profile train quality"}
 ORDER="build tests kernels bench e2e stages sanitize sweep profile train quality"
 EXP_KERNELS=${EXP_KERNELS:-"cublas cublas_fused wgmma tma"}
@@ -141,25 +141,29 @@ pack() {
   return 0
 }
 
-# exit_name RC CAP SECONDS: how a capped command ended, in words: a timeout (124; 137 = killed after
-# the TERM was ignored) or a crash (128 + signal) is named as such.
+# exit_name RC CAP SECONDS [NOMINAL]: how a capped command ended, in words: a timeout (124; 137 = killed
+# after the TERM was ignored) or a crash (128 + signal) is named as such; a timeout at a cap that the
+# budget had clipped below the step's own (NOMINAL) is "CUT SHORT", the budget's doing, not the command's.
 exit_name() {
-  local rc=$1 cap=$2 el=$3
-  if [ "$rc" -eq 124 ] || { [ "$rc" -eq 137 ] && [ "$el" -ge "$cap" ]; }; then echo "TIMEOUT after $cap s"
+  local rc=$1 cap=$2 el=$3 nominal=${4:-$2}
+  if [ "$rc" -eq 124 ] || { [ "$rc" -eq 137 ] && [ "$el" -ge "$cap" ]; }; then
+    if [ "$cap" -lt "$nominal" ]; then echo "CUT SHORT at $cap s (the budget left it $cap of its $nominal s)"; else echo "TIMEOUT after $cap s"; fi
   elif [ "$rc" -gt 128 ]; then echo "CRASHED (SIG$(kill -l $(( rc - 128 )) 2>/dev/null || echo $(( rc - 128 ))), exit $rc)"
   else echo "exit $rc"; fi
 }
 
-# pytest_run LOG CAP KERNEL EMPTY_OK SPEC [KEXPR]: one pytest process on tests/FILE.py (SPEC = FILE, or
-# FILE:EXPR for the file's tests that -k EXPR selects) under CAP, STYLESWAP_MATCH_KERNEL=KERNEL ("" =
+# pytest_run LOG CAP KEEP KERNEL EMPTY_OK SPEC [KEXPR]: one pytest process on tests/FILE.py (SPEC = FILE,
+# or FILE:EXPR for the file's tests that -k EXPR selects) under CAP clipped to the budget less KEEP
+# seconds (limit), STYLESWAP_MATCH_KERNEL=KERNEL ("" =
 # unset: the default path), -k "(KEXPR) and (EXPR)". Sets VERDICT to one line and returns 0 only for a
 # pass: exit 0 with at least one test passed, or 5 (nothing selected) where EMPTY_OK=1 (VERDICT_SHORT:
-# passed, FAILED, TIMEOUT after N s, CRASHED (SIGSEGV, exit 139), NO TEST RAN, ...). The exit code
+# passed, FAILED, TIMEOUT after N s, CUT SHORT ..., CRASHED (SIGSEGV, exit 139), NO TEST RAN, ...). The exit code
 # decides, not the log: -rfEs lists the FAILED, ERROR and SKIPPED lines (pytest.ini's -ra is replaced),
 # -v names each test as it starts (the one a timeout or a crash interrupted is the last named), and a
 # test that runs into the cap dumps its stack (faulthandler_timeout).
 pytest_run() {
-  local log=$1 cap=$2 kernel=$3 empty_ok=$4 spec=$5 kexpr=${6:-}
+  local log=$1 nominal=$2 cap kernel=$4 empty_ok=$5 spec=$6 kexpr=${7:-}
+  cap=$(limit "$nominal" "$3")
   local file=${spec%%:*} sel="" k
   [[ $spec == *:* ]] && sel=${spec#*:}
   k=$kexpr
@@ -182,7 +186,7 @@ pytest_run() {
        VERDICT_SHORT="NO TESTS SELECTED" VERDICT="NO TESTS SELECTED (exit 5)" ;;
     2) VERDICT_SHORT=INTERRUPTED VERDICT="INTERRUPTED (exit 2: a collection error?): $line" ;;
     3 | 4) VERDICT_SHORT="PYTEST ERROR" VERDICT="PYTEST ERROR (exit $rc)" ;;
-    *) VERDICT_SHORT=$(exit_name $rc "$cap" $(( $(now) - t0 )))
+    *) VERDICT_SHORT=$(exit_name $rc "$cap" $(( $(now) - t0 )) "$nominal")
        local where
        where=$(grep -oE 'File "[^"]*tests/[^"]*", line [0-9]+ in test_[A-Za-z0-9_]+' "$log" | tail -1 | sed 's|File "[^"]*/tests/|tests/|; s|", line| line|')
        [ -z "$where" ] && where=$(grep -oE "tests/[A-Za-z0-9_]+\.py::[^ ]+" "$log" | tail -1)
@@ -204,11 +208,11 @@ if has build && ! cuda_built; then
   stamp "build (sm_90a)"
   rm -rf build styleswap_ext/_C*.so
   export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 STYLESWAP_PTXAS_VERBOSE=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
-  t0=$(now)
-  capped $(limit 330) $PY setup.py build_ext --inplace > "$RUN/build.log" 2>&1
+  t0=$(now) cap=$(limit 330)
+  capped $cap $PY setup.py build_ext --inplace > "$RUN/build.log" 2>&1
   rc=$?
   grep -E "ptxas info|bytes stack frame|spill|Compiling entry|Function properties" "$RUN/build.log" > "$RUN/ptxas.log"
-  stamp "build rc=$rc$([ $rc -ne 0 ] && echo " ($(exit_name $rc 330 $(( $(now) - t0 ))))")"
+  stamp "build rc=$rc$([ $rc -ne 0 ] && echo " ($(exit_name $rc $cap $(( $(now) - t0 )) 330))")"
   if [ $rc -ne 0 ]; then grep -E "error" "$RUN/build.log" | head -30; tail -20 "$RUN/build.log"; pack; exit 1; fi
 fi
 $PY -c "import styleswap_ext, torch; assert styleswap_ext.CUDA_BUILT, 'no CUDA kernels'; print('import ok', torch.cuda.is_available())" 2>&1 | tee -a "$RUN/summary.txt" || { pack; exit 1; }
@@ -219,7 +223,7 @@ if want tests 30 0; then
   # crash in one (2026-11-27: a SIGSEGV in test_cuda.py) must not hide the others.
   for spec in $TEST_FILES; do
     f=${spec%%:*}
-    pytest_run "$RUN/tests_$f.log" $(limit ${TESTS_CAP_S:-75}) "" 0 "$spec" "not experimental"
+    pytest_run "$RUN/tests_$f.log" ${TESTS_CAP_S:-75} 0 "" 0 "$spec" "not experimental"
     stamp "tests $spec: $VERDICT"
     report_failures "$RUN/tests_$f.log" 20
   done
@@ -239,18 +243,21 @@ if want kernels 30; then
       NOT_RUN="$NOT_RUN kernels-$kernel"; stamp "kernel $kernel not tested: $(left) s left, $reserve s kept for later steps"; continue
     fi
     # (own tests: "not KERNEL_fused" because -k matches substrings, and cublas's own tests are not cublas_fused's)
-    if ! pytest_run "$RUN/tests_own_$kernel.log" $(limit ${OWN_CAP_S:-45} $reserve) "" 0 test_cuda "experimental and $kernel and not ${kernel}_fused"; then
+    if ! pytest_run "$RUN/tests_own_$kernel.log" ${OWN_CAP_S:-45} $reserve "" 0 test_cuda "experimental and $kernel and not ${kernel}_fused"; then
       stamp "kernel $kernel, own tests: $VERDICT"
       report_failures "$RUN/tests_own_$kernel.log"
-      FAILED_KERNELS="$FAILED_KERNELS $kernel (own tests: $VERDICT_SHORT)"
+      if [[ $VERDICT_SHORT == "CUT SHORT"* ]]; then NOT_RUN="$NOT_RUN kernels-$kernel"
+      else FAILED_KERNELS="$FAILED_KERNELS $kernel (own tests: $VERDICT_SHORT)"; fi
       continue
     fi
     stamp "kernel $kernel, own tests: $VERDICT"
     ok=1
     for spec in $PATH_TEST_FILES; do
       f=${spec%%:*}
-      if ! pytest_run "$RUN/tests_${kernel}_$f.log" $(limit ${PATH_CAP_S:-100} $reserve) "$kernel" 1 "$spec" "${PATH_TESTS_K:-not experimental}"; then
-        ok=0; FAILED_KERNELS="$FAILED_KERNELS $kernel ($spec: $VERDICT_SHORT)"
+      if ! pytest_run "$RUN/tests_${kernel}_$f.log" ${PATH_CAP_S:-100} $reserve "$kernel" 1 "$spec" "${PATH_TESTS_K:-not experimental}"; then
+        ok=0  # (cut short by the budget: not tested, not failed)
+        if [[ $VERDICT_SHORT == "CUT SHORT"* ]]; then NOT_RUN="$NOT_RUN kernels-$kernel"
+        else FAILED_KERNELS="$FAILED_KERNELS $kernel ($spec: $VERDICT_SHORT)"; fi
       fi
       stamp "tests $spec (STYLESWAP_MATCH_KERNEL=$kernel): $VERDICT"
       report_failures "$RUN/tests_${kernel}_$f.log"
@@ -282,7 +289,7 @@ if want bench 60; then
   t0=$(now)
   capped $cap $PY benchmarks/bench_gpu.py "${bench_args[@]}" ${BENCH_ARGS:-} > "$RUN/bench.log" 2> "$RUN/bench.err"
   rc=$?
-  stamp "bench rc=$rc$([ $rc -ne 0 ] && echo " ($(exit_name $rc $cap $(( $(now) - t0 ))))")"
+  stamp "bench rc=$rc$([ $rc -ne 0 ] && echo " ($(exit_name $rc $cap $(( $(now) - t0 )) 160))")"
   if [ $rc -ne 0 ] && [ -s "$RUN/bench.json" ]; then  # cut short: report what was measured
     $PY benchmarks/bench_gpu.py --table-from "$RUN/bench.json" >> "$RUN/bench.log" 2>&1
   fi
@@ -352,7 +359,7 @@ if want sanitize 30; then
         case $rc in
           0) what=clean ;;
           9) what="ERRORS FOUND" ;;
-          *) what=$(exit_name $rc $cap $(( $(now) - t0 ))) ;;
+          *) what=$(exit_name $rc $cap $(( $(now) - t0 )) ${SANITIZE_CAP_S:-120}) ;;
         esac
         stamp "sanitize $tool $kernel: $what : $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$RUN/sanitize_${tool}_$kernel.log" | tail -1)"
       done
@@ -374,7 +381,7 @@ elif [ -n "${TILE_SWEEP:-}" ] && want sweep 20; then
   capped $cap $PY benchmarks/bench_gpu.py --cases 256:256 --modes tf32,bf16 --highest-case "" --skip conv,peer,tiles,bank,agree \
     --kernels cublas_fused --tile-sweep "$TILE_SWEEP" --out "$RUN/sweep.json" > "$RUN/sweep.log" 2> "$RUN/sweep.err"
   rc=$?
-  stamp "sweep rc=$rc$([ $rc -ne 0 ] && echo " ($(exit_name $rc $cap $(( $(now) - t0 ))))")"
+  stamp "sweep rc=$rc$([ $rc -ne 0 ] && echo " ($(exit_name $rc $cap $(( $(now) - t0 )) ${SWEEP_CAP_S:-90}))")"
   pack
 fi
 

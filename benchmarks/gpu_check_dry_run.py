@@ -51,9 +51,9 @@ ESTIMATES = {
     "sweep": 20,  # 1024 px, TF32 and bf16: default, GEMM, cublas_fused and 4 tile shapes
     "memcheck": 20,  # sanitize_small.py: 15-20 s per tool on the H200, plus the tiled private-op calls
     "racecheck": 25,
-    "e2e": 60,
+    "e2e": 25,  # one e2e.py call: the 4096 px and 3840x2160 bar cases, JPEG (~20 s per kernel, 2026-11-27)
     "stages": 40,
-    "quality": 60,
+    "quality": 100,  # docs/gpu_session.md's QUALITY_S
     "other": 5,
 }
 
@@ -79,10 +79,10 @@ def _kind(role: str, argv: list, env) -> str:
     script = Path(argv[0]).stem if argv else ""
     if script == "bench_gpu":
         return "sweep" if "--tile-sweep" in argv else "bench"
-    if script in ("e2e", "quality_report"):
-        return {"e2e": "e2e", "quality_report": "quality"}[script]
-    if script == "e2e_stages":
-        return "stages"
+    if script in ("e2e", "quality_report", "e2e_stages"):
+        return {"e2e": "e2e", "quality_report": "quality", "e2e_stages": "stages"}[script]
+    if argv[:2] == ["-m", "styleswap_ext"] and "--time-limit" in argv:  # train-decoder: until its limit
+        return "train:" + argv[argv.index("--time-limit") + 1]
     return "other"
 
 
@@ -107,7 +107,7 @@ def stub(role: str, argv: list) -> int:
         print(f"stub {role}: {' '.join(argv)}")
         return 0
     overrides = json.loads(env.get("DRY_ESTIMATES", "{}"))
-    est = overrides.get(kind, ESTIMATES.get(kind, ESTIMATES["other"]))
+    est = int(kind[6:]) + 10 if kind.startswith("train:") else overrides.get(kind, ESTIMATES.get(kind, ESTIMATES["other"]))
     cap = int(env.get("GPU_CHECK_CAP", 10**9))
     spent = min(est, cap)
     t = int(Path(clock).read_text()) + spent
@@ -171,6 +171,10 @@ def dry_run(root: Path, env_overrides: dict, estimates: dict | None = None) -> d
     """Runs the script with the simulated clock; returns its summary lines, the simulated seconds and the
     stub calls in order."""
     script = scratch_copy(root)
+    carry = root / ".carry"  # what prepare_carry.sh provides, as empty stand-ins: the e2e/train/quality steps run
+    for d in ("data/content", "data/style", "ust_baseline", "runs"):
+        (carry / d).mkdir(parents=True, exist_ok=True)
+    (carry / "vgg19_conv1_1-conv3_1_torchvision.pth").touch()
     env = stub_env(root)
     env.setdefault("PRESET", "tiled")
     env.update(env_overrides)
