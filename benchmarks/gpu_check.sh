@@ -154,10 +154,10 @@ exit_name() {
 
 # pytest_run LOG CAP KEEP KERNEL EMPTY_OK SPEC [KEXPR]: one pytest process on tests/FILE.py (SPEC = FILE,
 # or FILE:EXPR for the file's tests that -k EXPR selects) under CAP clipped to the budget less KEEP
-# seconds (limit), STYLESWAP_MATCH_KERNEL=KERNEL ("" =
-# unset: the default path), -k "(KEXPR) and (EXPR)". Sets VERDICT to one line and returns 0 only for a
-# pass: exit 0 with at least one test passed, or 5 (nothing selected) where EMPTY_OK=1 (VERDICT_SHORT:
-# passed, FAILED, TIMEOUT after N s, CUT SHORT ..., CRASHED (SIGSEGV, exit 139), NO TEST RAN, ...). The exit code
+# seconds (limit), STYLESWAP_MATCH_KERNEL=KERNEL ("" = unset: the default path), -k "(KEXPR) and
+# (EXPR)". Sets VERDICT to one line and returns 0 only for a pass: exit 0 with at least one test
+# passed, or 5 (nothing selected) where EMPTY_OK=1. VERDICT_SHORT: passed, FAILED, TIMEOUT after N s,
+# CUT SHORT ..., CRASHED (SIGSEGV, exit 139), NO TEST RAN, NO TESTS SELECTED, ... The exit code
 # decides, not the log: -rfEs lists the FAILED, ERROR and SKIPPED lines (pytest.ini's -ra is replaced),
 # -v names each test as it starts (the one a timeout or a crash interrupted is the last named), and a
 # test that runs into the cap dumps its stack (faulthandler_timeout).
@@ -254,13 +254,15 @@ if want kernels 30; then
     ok=1
     for spec in $PATH_TEST_FILES; do
       f=${spec%%:*}
-      if ! pytest_run "$RUN/tests_${kernel}_$f.log" ${PATH_CAP_S:-100} $reserve "$kernel" 1 "$spec" "${PATH_TESTS_K:-not experimental}"; then
-        ok=0  # (cut short by the budget: not tested, not failed)
-        if [[ $VERDICT_SHORT == "CUT SHORT"* ]]; then NOT_RUN="$NOT_RUN kernels-$kernel"
-        else FAILED_KERNELS="$FAILED_KERNELS $kernel ($spec: $VERDICT_SHORT)"; fi
-      fi
+      pytest_run "$RUN/tests_${kernel}_$f.log" ${PATH_CAP_S:-100} $reserve "$kernel" 1 "$spec" "${PATH_TESTS_K:-not experimental}"
+      rc=$?
       stamp "tests $spec (STYLESWAP_MATCH_KERNEL=$kernel): $VERDICT"
       report_failures "$RUN/tests_${kernel}_$f.log"
+      [ $rc = 0 ] && continue
+      ok=0
+      # cut short by the budget: not tested (a second call can), not failed
+      if [[ $VERDICT_SHORT == "CUT SHORT"* ]]; then NOT_RUN="$NOT_RUN kernels-$kernel"; break; fi
+      FAILED_KERNELS="$FAILED_KERNELS $kernel ($spec: $VERDICT_SHORT)"
     done
     [ $ok = 1 ] && OK_KERNELS="$OK_KERNELS $kernel"
   done
