@@ -209,6 +209,11 @@ void check_tiled_args(const at::Tensor& content, const at::Tensor& patches, cons
   const auto ct = content.scalar_type(), pt = patches.scalar_type();
   const bool ok = pt == ct || (reduced(ct) && pt == at::kFloat);
   check_match_bank_args(content, patches, inv_norm, n_s, k, s, ok ? pt : ct);
+  // The reducers read a column tile's inverse norms as one contiguous run (the fused CUDA reduce loads
+  // them as float4): a (B, R) inv_norm must have unit stride along R, as prepare_bank returns it.
+  TORCH_CHECK_VALUE(inv_norm.size(1) <= 1 || inv_norm.stride(1) == 1,
+                    "_match_bank_tiled: inv_norm must have unit stride along its rows (the (B, R) layout of "
+                    "prepare_bank), got strides ", inv_norm.strides(), "; pass inv_norm.contiguous()");
   TORCH_CHECK_VALUE(at::isfinite(content).all().item<bool>(), "_match_bank_tiled: content contains NaN or Inf");
 }
 

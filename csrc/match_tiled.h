@@ -31,8 +31,8 @@ class TileReducer {
  public:
   virtual ~TileReducer() = default;
   virtual void begin(int64_t rows) = 0;
-  // scores: (m, nt) contiguous raw dot products (float32, or float64 for a float64 bank); inv:
-  // (nt) inverse norms of columns j0 .. j0 + nt - 1. Score = dot * inv; NaN scores never win.
+  // scores: (m, nt) raw dot products with unit column stride (float32, or float64 for a float64 bank); inv:
+  // (nt) contiguous inverse norms of columns j0 .. j0 + nt - 1. Score = dot * inv; NaN scores never win.
   virtual void fold(const at::Tensor& scores, const at::Tensor& inv, int64_t j0) = 0;
   // Writes the m chosen indices (int64; 0 where no score ever won, e.g. every score NaN).
   virtual void finish(at::Tensor indices) = 0;
@@ -55,7 +55,8 @@ at::Tensor match_bank_tiled(const at::Tensor& content, const at::Tensor& patches
                             int64_t* row_tiles = nullptr, const MatchControls* controls = nullptr);
 
 // The private op's checks (ValueError / TypeError naming the argument): the match_bank checks with
-// the bank dtype the driver takes for this content, tile sizes >= 0 (0 = default), finite content.
+// the bank dtype the driver takes for this content, tile sizes >= 0 (0 = default), an inv_norm with
+// unit stride along its rows (what every reducer's fold() is given), finite content.
 void check_tiled_args(const at::Tensor& content, const at::Tensor& patches, const at::Tensor& inv_norm, int64_t n_s,
                       int64_t k, int64_t s, int64_t tile_rows, int64_t tile_cols);
 

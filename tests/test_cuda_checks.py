@@ -65,3 +65,14 @@ def test_match_kernel_launch_counts_without_a_gpu():
     assert set(counts) == {"wmma", "wgmma", "tma", "float64", "cublas", "cublas_fused"}
     if not torch.cuda.is_available():
         assert all(v == 0 for v in counts.values()), counts
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_tiled_private_op_refuses_a_strided_inv_norm_before_any_work(fused):
+    """_match_bank_tiled's CUDA entry runs check_tiled_args first: an inv_norm without unit stride along
+    its rows is a ValueError naming it (it used to reach TORCH_INTERNAL_ASSERT in the fused reducer)."""
+    st = _style()
+    patches, inv = OPS.prepare_bank([st], 3, 1)
+    strided = torch.stack([inv, inv], dim=-1)[..., 0]
+    with pytest.raises(ValueError, match="inv_norm must have unit stride along its rows"):
+        OPS._match_bank_tiled.default.redispatch(CUDA, st, patches, strided, 36, 3, 1, 0, 0, fused)

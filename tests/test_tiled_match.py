@@ -182,12 +182,12 @@ def test_many_ragged_tiles_equal_one_tile():
 
 @pytest.mark.parametrize("bank_dtype", [None, torch.float64, torch.bfloat16])
 def test_exact_ties_pick_lowest_index(bank_dtype):
-    """Identical style patches: the lowest index wins, whether the twins share a column tile or not."""
+    """Identical style patches: the lowest index wins, whether the twins share a column tile or not.
+    Small integers: every product and partial sum is exact, so a BLAS that sums a narrower tile in
+    another order still gives the twins equal scores (benchmarks/CUDA_NOTES.md §8, "Ties")."""
     dtype = torch.float64 if bank_dtype == torch.float64 else torch.float32
     g = torch.Generator().manual_seed(11)
-    half = torch.randn(1, 8, 10, 9, generator=g).to(dtype)
-    if bank_dtype == torch.bfloat16:
-        half = half.bfloat16().float()  # exact in bf16: the bank cast below loses nothing
+    half = torch.randint(-3, 4, (1, 8, 10, 9), generator=g).to(dtype)  # exact in bf16 too
     style = torch.cat([half, half], dim=3)  # patch (y, x) == patch (y, x + 9) where both fit
     k = 3
     gw = style.shape[3] - k + 1
@@ -206,6 +206,37 @@ def test_exact_ties_pick_lowest_index(bank_dtype):
     if bank_dtype == torch.bfloat16:
         patches2, inv2 = cuda_layout(patches2, inv2, torch.bfloat16)
     assert torch.equal(tiled(content, patches2, inv2, 2 * n_s, k, 1, 5, 11)[0], expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("tiles", [(0, 2048), (50, 0)])
+def test_column_tiles_of_a_1024px_style_with_identical_patches(dtype, tiles):
+    """The column tiling of a 1024 px match (issue 37): a 256 x 256 style map, k = 3, so n_s = 64,516 bank
+    rows, in the GPU's 2,048-wide column tiles (31 full ones and a last one of 1,028) or the CPU's
+    default 1,024 (63 and a last one of 4). A flat region (identical patches) spans column tiles 12-17
+    of 2,048 and appears again in the narrow last tile. With small integers every product and partial
+    sum is exact, so the narrower tile's GEMM (another BLAS kernel, another summation order) cannot
+    change a score: the picks equal the CPU op's bit for bit and every flat content patch takes the
+    lowest flat index. tests/test_cuda.py::test_experimental_tiled_path_at_1024px is the GPU twin."""
+    g = torch.Generator().manual_seed(37)
+    gw = 254
+    style = torch.randint(-3, 4, (1, 4, 256, 256), generator=g).float()
+    style[:, :, 100:140, 30:200] = 2.0  # patches (100..137, 30..197): indices 25,430 .. 34,995
+    style[:, :, 252:256, 10:60] = 2.0  # patches (252..253, 10..57): indices >= 64,018, in the last tile
+    first_flat, last_tile_start = 100 * gw + 30, 31 * 2048
+    assert first_flat // 2048 == 12 and (137 * gw + 197) // 2048 == 17 and 252 * gw + 10 >= last_tile_start
+    content = torch.randint(-3, 4, (1, 4, 6, 40), generator=g).float()
+    content[:, :, :, :10] = 1.0  # content patches with x <= 7 are flat: their best is any flat style patch
+    patches, inv = prepare_bank([style], 3, 1)
+    n_s = inv.shape[1]
+    assert n_s == 64_516 and n_s - last_tile_start == 1028
+    expected = match_bank(content, patches, inv, n_s, 3, 1)
+    if dtype == torch.bfloat16:  # the GPU's bf16 bank layout (padded, bf16 values: exact for these integers)
+        patches, inv = cuda_layout(patches, inv, torch.bfloat16)
+        content = content.bfloat16()
+    idx = tiled(content, patches, inv, n_s, 3, 1, *tiles)
+    assert torch.equal(idx, expected)
+    assert (idx[0, :, :8] == first_flat).all(), idx[0, :, :8]
 
 
 def test_zero_norm_style_patches_and_zero_content():
@@ -346,6 +377,13 @@ def test_errors_name_the_argument():
         tiled(c.double(), patches, inv, 36, 3, 1)
     with pytest.raises(ValueError, match="num_patches"):
         tiled(c, patches, inv, 37, 3, 1)
+    # Every reducer reads a column tile's inverse norms as one run (the fused CUDA reduce: float4 loads;
+    # before this check a strided inv_norm reached an internal assert there, issue 37).
+    strided = torch.stack([inv, inv], dim=-1)[..., 0]  # (1, 36), stride 2 along the rows
+    assert strided.stride(1) == 2 and torch.equal(strided, inv)
+    with pytest.raises(ValueError, match=r"inv_norm must have unit stride along its rows .*inv_norm.contiguous\(\)"):
+        tiled(c, patches, strided, 36, 3, 1)
+    assert torch.equal(tiled(c, patches, strided.contiguous(), 36, 3, 1), tiled(c, patches, inv, 36, 3, 1))
     bad = c.clone()
     bad[0, 0, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN or Inf"):

@@ -23,10 +23,13 @@ __host__ __device__ inline void covering_range(int64_t y, int64_t k, int64_t s, 
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Blocks of `threads` (or rows per block) for n items: at least 1; 0 where the grid would exceed
+// 2^31 - 1 blocks, so that the launch itself fails with cudaErrorInvalidConfiguration and the caller's
+// launch check reports it. Nothing is thrown here: this is host code compiled by nvcc, and an exception
+// thrown through it once killed the process (benchmarks/CUDA_NOTES.md §6).
 inline unsigned int blocks_for(int64_t n, int threads) {
   const int64_t b = (n + threads - 1) / threads;
-  TORCH_CHECK(b <= INT32_MAX, "styleswap: launch of ", b, " blocks is too large");
-  return static_cast<unsigned int>(b < 1 ? 1 : b);
+  return b > INT32_MAX ? 0u : static_cast<unsigned int>(b < 1 ? 1 : b);
 }
 
 }  // namespace cuda_detail

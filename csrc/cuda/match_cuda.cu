@@ -275,7 +275,7 @@ at::Tensor nonfinite_flags(const std::vector<at::Tensor>& tensors) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const at::Tensor& t = tensors[i];
     const int64_t n = t.numel();
-    const unsigned int blocks = std::min<unsigned int>(blocks_for(n, 256), 1024);
+    const unsigned int blocks = blocks_for(std::min<int64_t>(n, 1024 * 256), 256);  // grid-stride: <= 1024 blocks
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.scalar_type(), "styleswap_nonfinite_flags", [&] {
       nonfinite_kernel<scalar_t><<<blocks, 256, 0, stream>>>(t.data_ptr<scalar_t>(), n, flags.data_ptr<int>() + i);
     });

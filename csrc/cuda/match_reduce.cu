@@ -11,9 +11,7 @@
 // one warp and the tiles are folded in stream order, so no atomics are needed and the result is
 // deterministic. Same key as the WMMA kernel (match_cuda.cu): -0 is mapped to +0 first, key 0 (no
 // score ever won) unpacks to index 0, the CPU kernel's result for such a row.
-#include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -83,10 +81,12 @@ __global__ void keys_to_indices_kernel(const unsigned long long* __restrict__ ke
 
 namespace cuda_ops {
 
-void fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
-                     int64_t* keys) {
-  if (rows <= 0 || nt <= 0) return;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+// No ATen call and no throw here (host code compiled by nvcc; benchmarks/CUDA_NOTES.md §6): the
+// launch's error code goes back to FusedReducer in ops_cuda.cpp, which raises it. A grid too large
+// for one launch is a zero-block launch (blocks_for), i.e. cudaErrorInvalidConfiguration.
+cudaError_t fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
+                            int64_t* keys, cudaStream_t stream) {
+  if (rows <= 0 || nt <= 0) return cudaSuccess;
   auto* kp = reinterpret_cast<unsigned long long*>(keys);
   const unsigned int blocks = blocks_for(rows, REDUCE_THREADS / 32);
   const bool vec = ld % 4 == 0 && reinterpret_cast<uintptr_t>(scores) % 16 == 0 &&
@@ -96,15 +96,14 @@ void fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, 
   } else {
     fold_scores_kernel<false><<<blocks, REDUCE_THREADS, 0, stream>>>(scores, ld, rows, nt, inv, j0, kp);
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return cudaGetLastError();
 }
 
-void keys_to_indices(const int64_t* keys, int64_t n, int64_t* out) {
-  if (n <= 0) return;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+cudaError_t keys_to_indices(const int64_t* keys, int64_t n, int64_t* out, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
   keys_to_indices_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(reinterpret_cast<const unsigned long long*>(keys), n,
                                                                   out);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return cudaGetLastError();
 }
 
 }  // namespace cuda_ops

@@ -6,6 +6,8 @@
 // the process with SIGSEGV instead of raising, while the same check thrown from match_bank's did
 // not; keeping errors out of .cu host code is the layout of pytorch/extension-cpp.
 #include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -78,8 +80,8 @@ std::tuple<at::Tensor, at::Tensor> prepare_bank_cuda(at::TensorList styles_in, i
 }
 
 // The fused reduce (match_reduce.cu) as the tiled driver's reducer: per row tile, one packed key per
-// row, zeroed, folded by one kernel per score tile, unpacked at the end. Host-compiled on purpose (the
-// allocations may throw; see the top of this file).
+// row, zeroed, folded by one kernel per score tile, unpacked at the end. Host-compiled on purpose: the
+// allocations may throw, and the launches' errors are raised here, not in the .cu (top of this file).
 class FusedReducer final : public tiled::TileReducer {
  public:
   explicit FusedReducer(const at::TensorOptions& options) : options_(options.dtype(at::kLong)) {}
@@ -91,16 +93,20 @@ class FusedReducer final : public tiled::TileReducer {
   }
 
   void fold(const at::Tensor& scores, const at::Tensor& inv, int64_t j0) override {
-    // The driver hands float32 tiles (m, nt) with unit column stride and a contiguous inv.
+    // What the driver hands every reducer (match_tiled.h): float32 tiles (m, nt) with unit column stride
+    // (float64 banks never take this reducer) and a contiguous inv (check_tiled_args: inv_norm rows have
+    // unit stride). Not reachable from the ops' arguments.
     TORCH_INTERNAL_ASSERT(scores.scalar_type() == at::kFloat && scores.stride(1) == 1 && inv.is_contiguous() &&
                           scores.size(0) == rows_);
-    cuda_ops::fold_score_tile(scores.data_ptr<float>(), scores.stride(0), scores.size(0), scores.size(1),
-                              inv.data_ptr<float>(), j0, keys_.data_ptr<int64_t>());
+    C10_CUDA_CHECK(cuda_ops::fold_score_tile(scores.data_ptr<float>(), scores.stride(0), scores.size(0),
+                                             scores.size(1), inv.data_ptr<float>(), j0, keys_.data_ptr<int64_t>(),
+                                             at::cuda::getCurrentCUDAStream()));
   }
 
   void finish(at::Tensor indices) override {
     at::Tensor out = indices.is_contiguous() ? indices : at::empty({rows_}, options_);
-    cuda_ops::keys_to_indices(keys_.data_ptr<int64_t>(), rows_, out.data_ptr<int64_t>());
+    C10_CUDA_CHECK(cuda_ops::keys_to_indices(keys_.data_ptr<int64_t>(), rows_, out.data_ptr<int64_t>(),
+                                             at::cuda::getCurrentCUDAStream()));
     if (!out.is_same(indices)) indices.copy_(out);
   }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <cuda_runtime_api.h>
 
 #include <cstdint>
 #include <map>
@@ -40,12 +41,13 @@ at::Tensor match_bank(const at::Tensor& content, const at::Tensor& patches, cons
 std::map<std::string, int64_t> match_kernel_launches();
 void count_tiled_launches(bool fused, int64_t row_tiles);
 
-// The tiled driver's fused reduce (match_reduce.cu), on the current stream: folds a float32 score
-// tile (rows x nt, row stride ld; inv = nt inverse norms of columns j0..) into `rows` packed keys
-// (zeroed before the first tile), read once; then keys_to_indices unpacks n keys (key 0 -> index 0).
-void fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
-                     int64_t* keys);
-void keys_to_indices(const int64_t* keys, int64_t n, int64_t* out);
+// The tiled driver's fused reduce (match_reduce.cu), on `stream`: folds a float32 score tile (rows x
+// nt, row stride ld; inv = nt inverse norms of columns j0..) into `rows` packed keys (zeroed before
+// the first tile), read once; then keys_to_indices unpacks n keys (key 0 -> index 0). They throw
+// nothing: the launch's error code is returned for the caller (ops_cuda.cpp) to raise.
+cudaError_t fold_score_tile(const float* scores, int64_t ld, int64_t rows, int64_t nt, const float* inv, int64_t j0,
+                            int64_t* keys, cudaStream_t stream);
+cudaError_t keys_to_indices(const int64_t* keys, int64_t n, int64_t* out, cudaStream_t stream);
 
 // swap_gather / swap_gather_backward on contiguous styles (<= MAX_STYLES) and contiguous indices
 // that are all in [0, n_s).
