@@ -68,3 +68,20 @@ def test_cli_weights_install_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("styleswap: error: ") and "missing.pth" in err
     assert cli.main(["weights"]) == 2
+
+
+def test_offline_without_weights_names_weights_install(monkeypatch, capsys, image_files):
+    """Offline with an empty cache: one line that names `styleswap weights install PATH` and
+    --vgg-weights (before: it said to copy the 548 MB checkpoint to the cache file's path)."""
+    import urllib.error
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    content, style = image_files
+    assert cli.main(["stylize", str(content), str(style), "-o", str(content.parent / "o.png"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("styleswap: error: no VGG-19 weights available")
+    assert "`styleswap weights install PATH`" in err and "--vgg-weights PATH" in err
+    assert "copy it to" not in err
