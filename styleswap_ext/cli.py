@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from . import _stages
 from ._choices import MIN_TILE_SIZE
 
 PROG = "styleswap"
@@ -117,8 +118,9 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         g.add_argument("--preserve-color", action="store_true",
                        help="keep the content's colours (luminance-only transfer)")
         g.add_argument("--search", choices=("exact", "approximate"), default="exact",
-                       help="patch search: exact (default) or approximate (clustered; far faster for large "
-                            "images, close to exact: docs/approximate_search.md)")
+                       help="patch search: exact (default) or approximate (style patches grouped in clusters, "
+                            "each content patch compared with a few clusters only: far faster for large images, "
+                            "close to exact)")
     g.add_argument("--content-size", type=_int_at_least(16), default=None,
                    help="resize the content so its longest side is this many px"
                         + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
@@ -165,7 +167,8 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file (format from its extension), or a directory when CONTENT is one")
     _add_run_options(s)
-    m = s.add_argument_group("regions (docs/regions.md)")
+    m = s.add_argument_group("regions (each content region takes its style patches from the style regions of "
+                             "the same colour)")
     m.add_argument("--content-mask", metavar="PATH",
                    help="region mask of the content: an image whose distinct colours (or an integer PNG whose "
                         "values) are labels; each region takes only the style patches of its label")
@@ -214,7 +217,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
                        description="Train the decoder on random crops of content and style images and their "
                                    "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
-                                   "DistributedDataParallel. See docs/training.md.")
+                                   "DistributedDataParallel.")
     if train_options:
         from .training import add_arguments as _add_train_arguments
 
@@ -293,6 +296,7 @@ def _check_output_file(path: Path) -> None:
 def _load_styles_and_models(args):
     """The style images, the encoder and (when the method needs one) the decoder, in the order that
     fails fastest: images first, then weights."""
+    _stages.stage("loading the style images and the models")
     from .image_io import load_image
     from .models import load_decoder, load_encoder
 
@@ -385,10 +389,10 @@ def _run_stylize(args) -> int:
         _say_error(f"{failures} of {len(jobs)} images failed")
         return 1
     if not many:
-        _info(args, f"wrote {jobs[0][1]}")
+        _info(args, f"wrote {jobs[0][1]}{_stages.elapsed()}")
     else:
         who = f" (rank {w.rank} of {w.size})" if w.distributed else ""
-        _info(args, f"wrote {len(jobs)} images to {out}{who}")
+        _info(args, f"wrote {len(jobs)} images to {out}{who}{_stages.elapsed()}")
     return 0
 
 
@@ -421,6 +425,9 @@ def _check_masks(args, content) -> None:
 
 def _style_bank(args, styles, encoder, device):
     from . import pipeline
+    from ._text import plural
+
+    _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({args.search} search)")
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
@@ -461,7 +468,10 @@ def _check_common(args) -> None:
         raise UsageError(f"--stride ({args.stride}) must not exceed --patch-size ({args.patch_size})")
     if args.style_weights is not None:
         if len(args.style_weights) != len(args.styles):
-            raise UsageError(f"--style-weights got {len(args.style_weights)} values for {len(args.styles)} styles")
+            from ._text import plural
+
+            raise UsageError(f"--style-weights got {plural(len(args.style_weights), 'value')} for "
+                             f"{plural(len(args.styles), 'style')}")
         if not any(w > 0 for w in args.style_weights):
             raise UsageError("--style-weights must not all be 0")
         from ._inputs import check_weight_ratios
@@ -533,13 +543,13 @@ def _run_video(args) -> int:
 
     if frames_dir:
         n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files)
-        _info(args, f"wrote {n} frames to {out}")
+        _info(args, f"wrote {n} frames to {out}{_stages.elapsed()}")
         return 0
     info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,
                                max_frames=args.max_frames, progress=args.progress)
     audio = f", {info['audio_streams']} audio stream(s) copied" if info["audio_streams"] else ""
     _info(args, f"wrote {out} ({info['frames']} frames, {info['size'][0]}x{info['size'][1]}, "
-                f"{info['fps']:.3g} fps, {info['codec']}{audio})")
+                f"{info['fps']:.3g} fps, {info['codec']}{audio}){_stages.elapsed()}")
     return 0
 
 
@@ -564,6 +574,7 @@ def _run_demo(args) -> int:
         why = "" if args.method else "no trained decoder is installed, so "
         _info(args, f"styleswap demo: {why}using --method optimize "
                     f"({args.iters} iterations, lr {DEMO_LR}, at {size} px on {device.type})")
+    _stages.stage("loading the models")
     encoder = load_encoder(args.vgg_weights, progress=args.progress)
     start = time.perf_counter()
     result = pipeline.stylize(
@@ -641,6 +652,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
     # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
     args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
+    # there, one line per stage instead (styleswap_ext/_stages.py); a video's frames get none each
+    if args.command in ("stylize", "video", "demo") and not getattr(args, "quiet", False) and not sys.stderr.isatty():
+        _stages.enable(detail=args.command != "video")
+        _stages.stage("starting: loading torch, checking the inputs")
+    warnings_shown.callback(_stages.disable)
     try:
         if args.command == "demo":
             return _run_demo(args)

@@ -60,6 +60,8 @@ from tqdm.auto import tqdm
 from . import image_io, masks, memory_plan, tiling
 from ._choices import INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
+from ._text import plural
+from ._stages import stage
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .ops import check_search
 from .patch_bank import PatchBank
@@ -288,7 +290,7 @@ def _check_styles(style, style_weights) -> Tuple[list, Optional[List[float]]]:
     if style_weights is not None:
         style_weights = real_list("style_weights", style_weights)
         if len(style_weights) != len(styles_in):
-            raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
+            raise ValueError(f"got {plural(len(style_weights), 'style weight')} for {plural(len(styles_in), 'style')}")
         if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
             raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
         check_weight_ratios("style_weights", style_weights)
@@ -529,14 +531,17 @@ def stylize(
         for n in range(content_t.shape[0]):
             c = _content_image(content_t[n:n + 1], settings.device, encoder.downsampling, settings.patch_size)
             with torch.no_grad():
+                stage(f"encoding the content ({c.shape[-1]}x{c.shape[-2]} px)", detail=True)
                 cf = tiling.encode(encoder, c, settings.tile_size, progress)
                 labels = None if settings.content_labels is None else masks.feature_labels(
                     settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]), "content mask",
                     c.device)
+                stage(f"swapping the patches ({bank.patch_bank.search} search)", detail=True)
                 if temporal is None:
                     target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
                 else:
                     target = bank.swap_temporal(cf, temporal, settings.alpha, progress, content_labels=labels)
+            stage("decoding" if method == "decoder" else f"optimising the image ({iters} iterations)", detail=True)
             out, hist = _invert(target, c, method, init, encoder, decoder, settings.tile_size, iters, lr, tv_weight,
                                 progress)
             if hist is not None:
