@@ -4,8 +4,7 @@ Where stderr is not a terminal (a batch job, a CI log, ``nohup``) the command li
 bars off, and a run of minutes would print nothing until "wrote ...". There it calls :func:`enable`,
 and each stage then prints one line with the time since the start::
 
-    styleswap: 0.0 s starting: loading torch, checking the inputs
-    styleswap: 2.3 s loading the style images and the models
+    styleswap: 2.3 s loaded the style images and the models
     styleswap: 3.1 s encoding 1 style into the patch bank (exact search)
     styleswap: 4.0 s encoding the content (512x384 px)
     styleswap: 4.6 s swapping the patches (exact search)

@@ -296,7 +296,6 @@ def _check_output_file(path: Path) -> None:
 def _load_styles_and_models(args):
     """The style images, the encoder and (when the method needs one) the decoder, in the order that
     fails fastest: images first, then weights."""
-    _stages.stage("loading the style images and the models")
     from .image_io import load_image
     from .models import load_decoder, load_encoder
 
@@ -305,6 +304,8 @@ def _load_styles_and_models(args):
     if args.method == "decoder" or args.init == "decoder":
         decoder = load_decoder(args.decoder_weights)
     encoder = load_encoder(args.vgg_weights, progress=args.progress)
+    # said once done: a missing file or weights fails with its one error line before any stage line
+    _stages.stage("loaded the style images and the models")
     return styles, encoder, decoder
 
 
@@ -574,8 +575,8 @@ def _run_demo(args) -> int:
         why = "" if args.method else "no trained decoder is installed, so "
         _info(args, f"styleswap demo: {why}using --method optimize "
                     f"({args.iters} iterations, lr {DEMO_LR}, at {size} px on {device.type})")
-    _stages.stage("loading the models")
     encoder = load_encoder(args.vgg_weights, progress=args.progress)
+    _stages.stage("loaded the models")
     start = time.perf_counter()
     result = pipeline.stylize(
         DEMO_CONTENT, DEMO_STYLE, method=method, content_size=size, style_size=args.style_size,
@@ -655,7 +656,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     # there, one line per stage instead (styleswap_ext/_stages.py); a video's frames get none each
     if args.command in ("stylize", "video", "demo") and not getattr(args, "quiet", False) and not sys.stderr.isatty():
         _stages.enable(detail=args.command != "video")
-        _stages.stage("starting: loading torch, checking the inputs")
     warnings_shown.callback(_stages.disable)
     try:
         if args.command == "demo":

@@ -4,6 +4,7 @@ no output file left behind)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def run(capsys, argv):
 
 
 def assert_one_error_line(err, *needles):
-    lines = err.strip().splitlines()
+    # stage lines ("styleswap: 2.1 s ...", stderr not a terminal: styleswap_ext/_stages.py) may come first
+    lines = [line for line in err.strip().splitlines() if not re.match(r"styleswap: \d+\.\d s ", line)]
     assert len(lines) == 1, err
     assert lines[0].startswith("styleswap: error: "), err
     assert "Traceback" not in err
