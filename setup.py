@@ -109,8 +109,8 @@ class _BuildExtension(BuildExtension.with_options(use_ninja=True)):
                 jobs = os.environ.get("MAX_JOBS", "unset: one per core")
                 print(f"setup.py: compiling {what} with ninja (MAX_JOBS={jobs})", file=sys.stderr, flush=True)
             else:
-                print(f"setup.py: ninja not found: compiling {what} one at a time, several times slower "
-                      "(pip install ninja, then build again)", file=sys.stderr, flush=True)
+                print(f"setup.py: ninja not found: compiling {what} one at a time, on one core (pip install "
+                      "ninja, then build again, to use MAX_JOBS cores)", file=sys.stderr, flush=True)
         super().run()
 
 
