@@ -8,10 +8,11 @@ TORCH_CUDA_ARCH_LIST picks the GPU architectures (e.g. "9.0" for H100/H200).
 
 import glob
 import os
+import sys
 
 import torch
 from setuptools import setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension, is_ninja_available
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -80,9 +81,42 @@ def _extension():
     )
 
 
+def _find_ninja() -> bool:
+    """torch compiles in parallel (MAX_JOBS jobs) only with a `ninja` on PATH. pip's ninja package puts one
+    in the venv's bin/, which is not on PATH when that venv is not activated (`.venv/bin/pip install .`,
+    the Makefile): add it. False if there is none (torch then compiles one file at a time)."""
+    if is_ninja_available():
+        return True
+    try:
+        import ninja
+    except ImportError:
+        return False
+    os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    return is_ninja_available()
+
+
+HAVE_NINJA = _find_ninja()  # before BuildExtension looks for it
+
+
+class _BuildExtension(BuildExtension.with_options(use_ninja=True)):
+    """torch's build, with one line on what it compiles and how (`pip install -v` shows it)."""
+
+    def run(self):
+        for ext in self.extensions:
+            cu = sum(src.endswith(".cu") for src in ext.sources)
+            what = f"{len(ext.sources) - cu} C++" + (f" and {cu} CUDA" if cu else "") + " files"
+            if HAVE_NINJA:
+                jobs = os.environ.get("MAX_JOBS", "unset: one per core")
+                print(f"setup.py: compiling {what} with ninja (MAX_JOBS={jobs})", file=sys.stderr, flush=True)
+            else:
+                print(f"setup.py: ninja not found: compiling {what} one at a time, on one core (pip install "
+                      "ninja, then build again, to use MAX_JOBS cores)", file=sys.stderr, flush=True)
+        super().run()
+
+
 # Everything else (name, version, dependencies, the `styleswap` script, package data) is in
 # pyproject.toml.
 setup(
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": _BuildExtension},
 )

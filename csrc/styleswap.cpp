@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/isa.h"
 #include "patch_grid.h"
 
 namespace styleswap {
@@ -272,8 +273,8 @@ std::map<std::string, int64_t> match_kernel_launches();  // csrc/cuda/match_cuda
 }
 #endif
 
-// The module carries the registrations above (importing it is what matters), two build facts and
-// the match-kernel launch counts.
+// The module carries the registrations above (importing it is what matters), two build facts, the
+// CPU kernels' ISA and the match-kernel launch counts.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("cuda_built") = pybind11::bool_(
 #ifdef STYLESWAP_WITH_CUDA
@@ -292,6 +293,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return false;
 #endif
   }, pybind11::arg("device") = 0);
+  // The ISA the CPU hot loops run (csrc/cpu/isa.h): "avx512", "avx2" or "baseline"; ValueError for a
+  // bad STYLESWAP_CPU_ISA.
+  m.def("cpu_isa", []() {
+    try {
+      return std::string(styleswap::cpu_isa_name(styleswap::cpu_isa()));
+    } catch (const c10::ValueError& e) {
+      throw pybind11::value_error(e.what_without_backtrace());
+    }
+  });
   // Launches of each CUDA match kernel in this process ("wmma", "wgmma", "tma", "float64"; one per
   // content chunk): lets a test check which kernel ran, since the experimental ones fall back quietly.
   m.def("match_kernel_launches", []() {

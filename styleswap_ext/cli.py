@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from . import _stages
 from ._choices import MIN_TILE_SIZE
 
 PROG = "styleswap"
@@ -118,8 +119,9 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         g.add_argument("--preserve-color", action="store_true",
                        help="keep the content's colours (luminance-only transfer)")
         g.add_argument("--search", choices=("exact", "approximate"), default="exact",
-                       help="patch search: exact (default) or approximate (clustered; far faster for large "
-                            "images, close to exact: docs/approximate_search.md)")
+                       help="patch search: exact (default) or approximate (style patches grouped in clusters, "
+                            "each content patch compared with a few clusters only: far faster for large images, "
+                            "close to exact)")
     g.add_argument("--content-size", type=_int_at_least(16), default=None,
                    help="resize the content so its longest side is this many px"
                         + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
@@ -169,7 +171,8 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
                    help="leave outputs that exist alone (an interrupted batch resumes); without it they are "
                         "replaced, one line each in directory mode")
     _add_run_options(s)
-    m = s.add_argument_group("regions (docs/regions.md)")
+    m = s.add_argument_group("regions (each content region takes its style patches from the style regions of "
+                             "the same colour)")
     m.add_argument("--content-mask", metavar="PATH",
                    help="region mask of the content: an image whose distinct colours (or an integer PNG whose "
                         "values) are labels; each region takes only the style patches of its label")
@@ -229,7 +232,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
                        description="Train the decoder on random crops of content and style images and their "
                                    "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
-                                   "DistributedDataParallel. See docs/training.md.")
+                                   "DistributedDataParallel.")
     if train_options:
         from .training import add_arguments as _add_train_arguments
 
@@ -327,6 +330,8 @@ def _load_styles_and_models(args):
     if args.method == "decoder" or args.init == "decoder":
         decoder = load_decoder(args.decoder_weights)
     encoder = load_encoder(args.vgg_weights, progress=args.progress)
+    # said once done: a missing file or weights fails with its one error line before any stage line
+    _stages.stage("loaded the style images and the models")
     return styles, encoder, decoder
 
 
@@ -419,10 +424,10 @@ def _run_stylize(args) -> int:
         _say_error(f"{failures} of {len(jobs)} images failed")
         return 1
     if not many:
-        _info(args, f"wrote {jobs[0][1]}")
+        _info(args, f"wrote {jobs[0][1]}{_stages.elapsed()}")
     else:
         who = f" (rank {w.rank} of {w.size})" if w.distributed else ""
-        _info(args, f"wrote {len(jobs)} images to {out}{who}")
+        _info(args, f"wrote {len(jobs)} images to {out}{who}{_stages.elapsed()}")
     return 0
 
 
@@ -464,6 +469,9 @@ def _check_masks(args, contents) -> None:
 
 def _style_bank(args, styles, encoder, device):
     from . import pipeline
+    from ._text import plural
+
+    _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({args.search} search)")
 
     return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
@@ -594,13 +602,13 @@ def _run_video(args) -> int:
                 _info(args, f"replaced {dst}")
 
         n = video.stylize_frames_dir(src, out, frame_fn, progress=args.progress, files=files, saved=saved)
-        _info(args, f"wrote {n} frames to {out}")
+        _info(args, f"wrote {n} frames to {out}{_stages.elapsed()}")
         return 0
     info = video.stylize_video(src, out, frame_fn, codec=args.codec, quality=args.crf,
                                max_frames=args.max_frames, progress=args.progress)
     audio = f", {info['audio_streams']} audio stream(s) copied" if info["audio_streams"] else ""
     _info(args, f"wrote {out} ({info['frames']} frames, {info['size'][0]}x{info['size'][1]}, "
-                f"{info['fps']:.3g} fps, {info['codec']}{audio})")
+                f"{info['fps']:.3g} fps, {info['codec']}{audio}){_stages.elapsed()}")
     return 0
 
 
@@ -644,6 +652,7 @@ def _run_demo(args) -> int:
         _info(args, f"styleswap demo: {why}using --method optimize "
                     f"({args.iters} iterations, lr {DEMO_LR}, at {size} px on {device.type})")
     encoder = load_encoder(args.vgg_weights, progress=args.progress)
+    _stages.stage("loaded the models")
     start = time.perf_counter()
     result = pipeline.stylize(
         DEMO_CONTENT, DEMO_STYLE, method=method, content_size=size, style_size=args.style_size,
@@ -727,6 +736,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     warnings_shown.enter_context(stop_signals_raise())  # SIGTERM/SIGHUP clean up as Ctrl-C does
     # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
     args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
+    # there, one line per stage instead (styleswap_ext/_stages.py); a video's frames get none each
+    if args.command in ("stylize", "video", "demo") and not getattr(args, "quiet", False) and not sys.stderr.isatty():
+        _stages.enable(detail=args.command != "video")
+    warnings_shown.callback(_stages.disable)
     try:
         if args.command == "demo":
             return _run_demo(args)

@@ -270,8 +270,9 @@ def _download_vgg(layer: str, progress: bool) -> dict:
     except Exception as e:
         raise WeightsUnavailableError(
             f"no VGG-19 weights available: downloading {VGG19_URL} failed ({e.__class__.__name__}: {e}). "
-            f"Download that file on a machine with internet access and pass it with --vgg-weights PATH "
-            f"(Python: weights=PATH), or set {ENV_VGG_WEIGHTS}=PATH, or copy it to {target}"
+            f"Download that file where there is internet access, then run `styleswap weights install PATH` "
+            f"once (it checks the file and caches the layers used, offline from then on), or pass it with "
+            f"--vgg-weights PATH (Python: weights=PATH) or {ENV_VGG_WEIGHTS}=PATH on every run"
         ) from e
     sliced = _slice_vgg(sd, layer, VGG19_URL)
     try:  # cache the slice; a read-only cache is not an error

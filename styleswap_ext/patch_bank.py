@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from . import ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
 from ._inputs import StyleArg, bank_patch_labels, check_geometry, covering_grid, prepare, prepare_styles, real_list
+from ._text import plural
 
 # With progress=True, contents of more patches than this, or matches of more content x style patch
 # pairs than PROGRESS_MIN_PAIRS (the work: ~2 s on a 2-core CPU; a 512 px photo against a 1024 px
@@ -90,7 +91,7 @@ class PatchBank:
             return None
         weights = real_list("weights", weights)
         if len(weights) != n:
-            raise ValueError(f"got {len(weights)} weights for {n} style tensors")
+            raise ValueError(f"got {plural(len(weights), 'weight')} for {plural(n, 'style tensor')}")
         if any(not (math.isfinite(w) and w > 0) for w in weights):
             raise ValueError(f"weights must be finite and > 0, got {weights}")
         return weights

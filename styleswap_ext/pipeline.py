@@ -57,9 +57,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import image_io, masks, memory_plan, tiling
+from . import _stages, image_io, masks, memory_plan, tiling
 from ._choices import FEATURE_STEP, INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
+from ._text import plural
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
 from .ops import check_search
 from .patch_bank import PatchBank
@@ -288,7 +289,7 @@ def _check_styles(style, style_weights) -> Tuple[list, Optional[List[float]]]:
     if style_weights is not None:
         style_weights = real_list("style_weights", style_weights)
         if len(style_weights) != len(styles_in):
-            raise ValueError(f"got {len(style_weights)} style weights for {len(styles_in)} styles")
+            raise ValueError(f"got {plural(len(style_weights), 'style weight')} for {plural(len(styles_in), 'style')}")
         if any(not (w >= 0 and math.isfinite(w)) for w in style_weights) or not any(w > 0 for w in style_weights):
             raise ValueError(f"style weights must be finite, >= 0 and not all 0, got {style_weights}")
         check_weight_ratios("style_weights", style_weights)
@@ -529,7 +530,11 @@ def stylize(
         _check_regions(settings, content_mask, style_masks, tuple(content_t.shape[-2:]), style_ts, encoder)
     encoder, decoder = _models_on(settings.device, method, init, encoder, decoder, vgg_weights, decoder_weights)
 
-    def stage(name, done=0, total=1):
+    def stage(name, message=None, done=0, total=1):
+        """One stage: to the caller's ``on_stage`` (the studio), and as a log line where the command line
+        asked for them (styleswap_ext/_stages.py: stderr not a terminal)."""
+        if message is not None:
+            _stages.stage(message, detail=True)
         if on_stage is not None:
             on_stage(name, done, total)
 
@@ -545,12 +550,12 @@ def stylize(
         for n in range(content_t.shape[0]):
             c = _content_image(content_t[n:n + 1], settings.device, encoder.downsampling, settings.patch_size)
             with torch.no_grad():
-                stage("encode")
+                stage("encode", f"encoding the content ({c.shape[-1]}x{c.shape[-2]} px)")
                 cf = tiling.encode(encoder, c, settings.tile_size, progress)
                 labels = None if settings.content_labels is None else masks.feature_labels(
                     settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]),
                     masks.API_NAMES.content(content_mask), c.device)
-                stage("swap")
+                stage("swap", f"swapping the patches ({bank.patch_bank.search} search)")
                 if temporal is None:
                     target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
                 else:
@@ -695,9 +700,9 @@ def _content_image(c: torch.Tensor, dev, step: int, patch_size: int) -> torch.Te
 
 def _invert(target, c, method, init, encoder, decoder, tile_size, iters, lr, tv_weight, progress, stage):
     """The image whose features are ``target``: one decoder pass, or the optimisation from ``init``;
-    ``(image, objective history or None)``. ``stage(name, done, total)`` hears of each step."""
+    ``(image, objective history or None)``. ``stage(name, message, done, total)`` hears of each step."""
     if method == "decoder" or init == "decoder":
-        stage("decode")
+        stage("decode", "decoding")
         decoded = tiling.decode(decoder, target, tile_size, progress)
         if method == "decoder":
             return decoded, None
@@ -707,9 +712,9 @@ def _invert(target, c, method, init, encoder, decoder, tile_size, iters, lr, tv_
         x0 = torch.rand_like(c)
     else:
         x0 = decoded
-    stage("optimize", 0, iters)
+    stage("optimize", f"optimising the image ({iters} iterations)", 0, iters)
     return optimize_image(encoder, target, x0, iters, lr, tv_weight, progress,
-                          callback=lambda step, _image: stage("optimize", step, iters))
+                          callback=lambda step, _image: stage("optimize", None, step, iters))
 
 
 def _as_result(results: List[torch.Tensor], content, content_was_tensor: bool):

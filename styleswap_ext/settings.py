@@ -19,6 +19,7 @@ import shlex
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 from ._choices import INITS, METHODS, MIN_TILE_SIZE, PRECISIONS, SEARCHES, TV_WEIGHT
+from ._text import plural
 
 __all__ = ["StylizeSettings", "DEVICES", "MIN_IMAGE_SIZE", "FLAGS", "cli_name", "python_name"]
 
@@ -185,7 +186,8 @@ class StylizeSettings:
             raise ValueError(f"{name('stride')} ({s.stride}) must not exceed {name('patch_size')} ({s.patch_size})")
         if s.style_weights is not None:
             if n_styles is not None and len(s.style_weights) != n_styles:
-                raise ValueError(f"{name('style_weights')} got {len(s.style_weights)} values for {n_styles} styles")
+                raise ValueError(f"{name('style_weights')} got {plural(len(s.style_weights), 'value')} for "
+                                 f"{plural(n_styles, 'style')}")
             if not any(w > 0 for w in s.style_weights):
                 raise ValueError(f"{name('style_weights')} must not all be 0")
             from ._inputs import check_weight_ratios  # imports torch: only when there are weights

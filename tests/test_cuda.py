@@ -151,6 +151,7 @@ def test_exact_ties_pick_lowest_index(mode, precision):
     dtype, prec, _ = MODES[mode]
     precision(prec)
     g = torch.Generator().manual_seed(11)
+    # integer values (exact in every mode): the twins' dot products are equal wherever they sit in the GEMM
     half = torch.randint(-3, 4, (1, 16, 10, 9), generator=g).float()
     style = torch.cat([half, half], dim=3).to(dtype)  # patch (y, x) == patch (y, x + 9) where both fit
     k = 3

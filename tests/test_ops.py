@@ -46,6 +46,12 @@ def assert_best(indices, content, style, k, s, rtol):
     assert gap <= rtol, f"chosen patch scores {gap:.3g} (relative) below the best"
 
 
+def small_ints(*shape, generator):
+    """Integer values in [-3, 3] as float32: every dot product is exact in any summation order, so two
+    computations of the op (other strides, batches, banks) give equal scores on every processor."""
+    return torch.randint(-3, 4, shape, generator=generator).float()
+
+
 def random_case(draw_shape, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
     n, c, h, w, k, s, kind, n_styles = draw_shape
@@ -91,15 +97,16 @@ def test_fused_matches_reference(shape, seed):
 
 @pytest.mark.parametrize("k,s", [(3, 1), (4, 3), (5, 2), (2, 2)])
 def test_uncovered_border_replicates(k, s):
-    """(H - k) not a multiple of s: the last patch row reads replicated rows; every pixel is covered."""
+    """(H - k) not a multiple of s: the last patch row reads replicated rows; every pixel is covered.
+    Compared by score (the reference divides where the op multiplies: near-ties may go either way)."""
     g = torch.Generator().manual_seed(1)
     content, style = torch.randn(1, 4, 11, 10, generator=g), torch.randn(1, 4, 9, 9, generator=g)
     idx = ss.match_patches(content, style, k, s)
     assert idx.shape[1:] == ((11 - k + s - 1) // s + 1, (10 - k + s - 1) // s + 1)
-    assert torch.equal(idx, ref.match_patches(content, style, k, s))
+    assert_best(idx, content, style, k, s, rtol=1e-5)  # exact_scores pads by replication too
     out = ss.style_swap(content, style, k, s)
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, ref.style_swap(content, style, k, s))
+    torch.testing.assert_close(out, ref.rebuild(content, style, idx, k, s))
 
 
 def test_agrees_with_reference_on_relu31_like_features():
@@ -122,11 +129,13 @@ def _no_parallel_distinct_patches(style, k, s):
     return parallel.sum() == p.shape[0]  # only each patch with itself
 
 
+@pytest.mark.exactness
 def test_exact_ties_go_to_lowest_index():
     """A style made of a repeated tile has many identical patches: the lowest index must win.
 
     Integer-valued features make every dot product exact, so identical patches tie exactly in both
-    implementations."""
+    implementations; the best distinct score is checked to be well clear of the tie (no rounding of
+    either implementation can reorder them)."""
     g = torch.Generator().manual_seed(4)
     tile = torch.randint(0, 50, (3, 4, 5), generator=g).float()
     style = tile.repeat(1, 4, 3)  # (3, 16, 15): patch (y, x) == patch (y + 4, x) == patch (y, x + 5)
@@ -140,6 +149,9 @@ def test_exact_ties_go_to_lowest_index():
         lowest = (scores == best).to(torch.int8).argmax(dim=2)  # first index reaching the maximum
         assert torch.equal(idx.reshape(2, -1), lowest)
         assert (scores == best).sum(dim=2).min() >= 2  # the test really has ties
+        runner_up = scores.masked_fill(scores == best, float("-inf")).max(dim=2, keepdim=True).values
+        # each implementation rounds a score a few float32 ulps (~2e-7) from the exact one: 1e-6 is clear
+        assert ((best - runner_up) / best.abs()).min() > 1e-6
 
 
 def test_zero_norm_style_patches_give_no_nan():
@@ -149,7 +161,9 @@ def test_zero_norm_style_patches_give_no_nan():
     content[..., :4, :4] = 0  # zero content patches: every score 0, lowest index
     out = ss.style_swap(content, style)
     assert torch.isfinite(out).all()
-    assert torch.equal(ss.match_patches(content, style), ref.match_patches(content, style))
+    idx = ss.match_patches(content, style)
+    assert_best(idx, content, style, 3, 1, rtol=1e-5)
+    assert idx[0, :2, :2].eq(0).all()
     assert ss.match_patches(torch.zeros(1, 8, 5, 5), style).eq(0).all()
 
 
@@ -159,10 +173,13 @@ def test_identity_when_style_is_content():
     torch.testing.assert_close(ss.style_swap(x, x, 1, 1), x)
 
 
+@pytest.mark.exactness
 def test_batch_semantics():
+    """Batches and banks of several styles give what each sample or style gives alone. Integer values:
+    a patch's score does not depend on where it sits in the GEMM, so the picks can be compared."""
     g = torch.Generator().manual_seed(5)
-    content = torch.randn(3, 6, 12, 12, generator=g)
-    styles = torch.randn(3, 6, 10, 11, generator=g)
+    content = small_ints(3, 6, 12, 12, generator=g)
+    styles = small_ints(3, 6, 10, 11, generator=g)
     per_sample = ss.style_swap(content, styles)
     for n in range(3):
         torch.testing.assert_close(per_sample[n], ss.style_swap(content[n], styles[n]))
@@ -182,16 +199,18 @@ def test_3d_content_returns_3d():
     assert ss.match_patches(content, style).shape == (6, 6)
 
 
+@pytest.mark.exactness
 def test_non_contiguous_inputs():
-    g = torch.Generator().manual_seed(6)
-    content = torch.randn(2, 10, 13, 5, generator=g)
-    style = torch.randn(1, 10, 9, 6, generator=g)
+    g = torch.Generator().manual_seed(6)  # integer values: other strides may not change a pick
+    content = small_ints(2, 10, 13, 5, generator=g)
+    style = small_ints(1, 10, 9, 6, generator=g)
     c_nc = content.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
     s_nc = style.contiguous(memory_format=torch.channels_last)
     assert not c_nc.is_contiguous() and not s_nc.is_contiguous()
     torch.testing.assert_close(ss.style_swap(c_nc, s_nc), ss.style_swap(content, style), rtol=0, atol=0)
 
 
+@pytest.mark.exactness
 def test_deterministic():
     g = torch.Generator().manual_seed(7)
     content, style = torch.randn(2, 32, 30, 30, generator=g), torch.randn(32, 30, 30, generator=g)

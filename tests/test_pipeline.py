@@ -156,7 +156,7 @@ def test_bf16_precision_runs(encoder, decoder, content_pil, style_pil):
     (dict(init="zeros", method="optimize"), "init"),
     (dict(precision="fp8"), "precision"),
     (dict(content_size=0), "content_size"),
-    (dict(style_weights=[1.0, 2.0]), "style weights"),
+    (dict(style_weights=[1.0, 2.0]), "got 2 style weights for 1 style$"),
     (dict(style_weights=[0.0]), "style weights"),
     (dict(method="optimize", iters=-1), "iters"),
     (dict(patch_size=5, content_size=16), "too small"),

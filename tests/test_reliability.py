@@ -3,6 +3,7 @@ wrong result with exit 0, destroyed a file, or failed late with an unclear messa
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -31,7 +32,8 @@ def run(capsys, argv):
 
 
 def one_error_line(err, *needles):
-    lines = err.strip().splitlines()
+    # stage lines ("styleswap: 2.1 s ...", stderr not a terminal: styleswap_ext/_stages.py) may come first
+    lines = [line for line in err.strip().splitlines() if not re.match(r"styleswap: \d+\.\d s ", line)]
     assert len(lines) == 1 and lines[0].startswith("styleswap: error: "), err
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -42,13 +44,16 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
 
 
 def _features(seed, shape):
+    """Positive, like relu3_1 features (every score > 0), and multiples of 1/8: every dot product is exact
+    in any summation order, so two banks holding the same patches give the same picks on any processor."""
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=g)  # non-negative, like relu3_1 features: every score > 0
+    return torch.randint(1, 9, shape, generator=g) / 8
 
 
 # --- 1. style weights: only their ratios matter -------------------------------------------------------------------
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("huge", [1e37, 1e38, 1e39])

@@ -39,6 +39,7 @@ def _all_paths(content, styles, previous, weight, k=3, **labels):
     }
 
 
+@pytest.mark.exactness
 def test_weight_zero_is_the_plain_match():
     content, styles, n_s, g = _case(0)
     plain = match_patches(content, styles, 3, 1)
@@ -60,6 +61,7 @@ def test_huge_weight_keeps_previous_except_where_the_content_is_zero():
         assert (idx[zero] == 0).all(), name
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("weight", [0.02, 0.1, 0.3])
 def test_paths_agree_with_the_reference_on_random_cases(seed, weight):
@@ -74,6 +76,7 @@ def test_paths_agree_with_the_reference_on_random_cases(seed, weight):
     assert before <= kept < 1 and (weight < 0.3 or kept > before)  # the bonus acts, but does not freeze all
 
 
+@pytest.mark.exactness
 def test_with_labels_the_previous_patch_of_another_label_gets_no_bonus():
     content, styles, n_s, g = _case(7)
     clab = torch.randint(0, 2, content.shape[-2:], generator=g)

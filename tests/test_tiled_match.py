@@ -28,6 +28,13 @@ prepare_bank = torch.ops.styleswap.prepare_bank
 match_bank = torch.ops.styleswap.match_bank
 
 
+def small_ints(*shape, generator, dtype=torch.float32):
+    """Integer values in [-3, 3]: every dot product of such patches is exact in any summation order
+    (BLAS kernels sum in an order that depends on the processor and on where a row sits in the GEMM),
+    so equal scores are equal on every machine and a test may compare indices exactly."""
+    return torch.randint(-3, 4, shape, generator=generator).to(dtype)
+
+
 def grid(n: int, k: int, s: int) -> int:
     return (n - k + s - 1) // s + 1
 
@@ -109,6 +116,7 @@ def tiles_for(rng: random.Random, n_c: int, n_s: int):
     return rng.choice([(0, 0), (rng.randint(1, n_c + 2), rng.randint(1, n_s + 2)), (rng.randint(1, 7), rng.randint(1, 9))])
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("seed", range(16))
 def test_random_shapes_equal_reference_and_cpu_op(dtype, tol, seed):
@@ -166,12 +174,14 @@ def test_property_equals_reference(case):
     same_or_near_tie(idx, match_bank(content, patches, inv, n_s, k, s), content, styles, k, s, 1e-12, weights)
 
 
+@pytest.mark.exactness
 def test_many_ragged_tiles_equal_one_tile():
-    """float64 makes the GEMM's per-element result independent of the tile shape here, so every tiling
-    must give exactly the indices of the untiled search."""
+    """Integer-valued data makes every score independent of the tile shape (exact dot products, one
+    scaling), so every tiling must give exactly the indices of the untiled search, ties included."""
     g = torch.Generator().manual_seed(1)
-    content = torch.randn(2, 6, 17, 13, generator=g, dtype=torch.float64)
-    styles = [torch.randn(1, 6, 11, 9, generator=g, dtype=torch.float64), torch.randn(2, 6, 7, 8, generator=g, dtype=torch.float64)]
+    f64 = dict(generator=g, dtype=torch.float64)
+    content = small_ints(2, 6, 17, 13, **f64)
+    styles = [small_ints(1, 6, 11, 9, **f64), small_ints(2, 6, 7, 8, **f64)]
     patches, inv = prepare_bank(styles, 3, 1, [1.0, 1.5])
     n_s = inv.shape[1]
     expected = tiled(content, patches, inv, n_s, 3, 1, 10_000, 10_000)
@@ -180,14 +190,15 @@ def test_many_ragged_tiles_equal_one_tile():
         assert torch.equal(tiled(content, patches, inv, n_s, 3, 1, tr, tc), expected), (tr, tc)
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("bank_dtype", [None, torch.float64, torch.bfloat16])
 def test_exact_ties_pick_lowest_index(bank_dtype):
     """Identical style patches: the lowest index wins, whether the twins share a column tile or not.
-    Small integers: every product and partial sum is exact, so a BLAS that sums a narrower tile in
-    another order still gives the twins equal scores (benchmarks/CUDA_NOTES.md §8, "Ties")."""
+    Integer values (exact in bf16 too): the twins' dot products are equal wherever they sit in the bank
+    (with random floats MKL on an AMD AVX2 CPU gave float64 twins different last bits)."""
     dtype = torch.float64 if bank_dtype == torch.float64 else torch.float32
     g = torch.Generator().manual_seed(11)
-    half = torch.randint(-3, 4, (1, 8, 10, 9), generator=g).to(dtype)  # exact in bf16 too
+    half = small_ints(1, 8, 10, 9, generator=g, dtype=dtype)
     style = torch.cat([half, half], dim=3)  # patch (y, x) == patch (y, x + 9) where both fit
     k = 3
     gw = style.shape[3] - k + 1
@@ -208,6 +219,7 @@ def test_exact_ties_pick_lowest_index(bank_dtype):
     assert torch.equal(tiled(content, patches2, inv2, 2 * n_s, k, 1, 5, 11)[0], expected)
 
 
+@pytest.mark.exactness
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("tiles", [(0, 2048), (50, 0)])
 def test_column_tiles_of_a_1024px_style_with_identical_patches(dtype, tiles):
@@ -239,14 +251,16 @@ def test_column_tiles_of_a_1024px_style_with_identical_patches(dtype, tiles):
     assert (idx[0, :, :8] == first_flat).all(), idx[0, :, :8]
 
 
+@pytest.mark.exactness
 def test_zero_norm_style_patches_and_zero_content():
+    g = torch.Generator().manual_seed(12)
     flat = torch.zeros(1, 4, 9, 9)  # every patch has norm 0: eps keeps the scores finite (all 0)
-    content = torch.randn(1, 4, 6, 7)
+    content = small_ints(1, 4, 6, 7, generator=g)  # exact scores: the two ops' picks may be compared
     patches, inv = prepare_bank([flat], 3, 1)
     assert torch.isfinite(inv).all()
     assert torch.count_nonzero(tiled(content, patches, inv, 49, 3, 1, 5, 6)) == 0
     # A bank whose zero patches score 0: they win only where every real score is below 0.
-    style = torch.randn(1, 4, 9, 9)
+    style = small_ints(1, 4, 9, 9, generator=g)
     style[..., :4, :] = 0  # the first rows of patches are all zero
     patches, inv = prepare_bank([style], 3, 1)
     for c in (content, torch.zeros(1, 4, 6, 7)):
@@ -255,12 +269,14 @@ def test_zero_norm_style_patches_and_zero_content():
         check_scores(idx, c, [style], 3, 1, 1e-6)
 
 
+@pytest.mark.exactness
 def test_padded_cuda_layout_never_picks_padding():
     """Padded bank rows score exactly 0 (zero patch, inv_norm 0); with every real score negative they
-    would win if the reduce read them."""
+    would win if the reduce read them. Integer values: the padded GEMM (longer rows) and the CPU op's
+    give the same scores, so the picks are compared exactly."""
     g = torch.Generator().manual_seed(4)
-    style = torch.rand(1, 5, 8, 11, generator=g) + 0.1  # positive
-    content = -(torch.rand(2, 5, 9, 7, generator=g) + 0.1)  # negative: every real score < 0
+    style = torch.randint(1, 4, (1, 5, 8, 11), generator=g).float()  # positive
+    content = -torch.randint(1, 4, (2, 5, 9, 7), generator=g).float()  # negative: every real score < 0
     patches, inv = prepare_bank([style], 3, 1)
     n_s = inv.shape[1]
     pp, piv = cuda_layout(patches, inv)
@@ -281,6 +297,7 @@ def _raw_bank_k1(style: torch.Tensor):
     return patches[None], inv[None]
 
 
+@pytest.mark.exactness
 def test_nan_and_minus_inf_scores_follow_the_cpu_kernel():
     """Finite inputs can still overflow a dot product: a NaN score never wins, a row whose scores are
     all NaN or all -inf gets index 0 (the CPU kernel's '>' comparisons)."""
@@ -300,11 +317,12 @@ def test_nan_and_minus_inf_scores_follow_the_cpu_kernel():
     assert tiled(neg, pb, ib, 3, 1, 1, 1, 1).item() == 0
 
 
+@pytest.mark.exactness
 def test_non_contiguous_inputs():
-    g = torch.Generator().manual_seed(23)
-    content = torch.randn(2, 18, 16, 24, generator=g)[:, ::2]  # channel stride 2
-    style1 = torch.randn(1, 9, 24, 13, generator=g).transpose(2, 3)
-    style2 = torch.randn(2, 9, 13, 17, generator=g).to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(23)  # integer values: other strides may not change a pick
+    content = small_ints(2, 18, 16, 24, generator=g)[:, ::2]  # channel stride 2
+    style1 = small_ints(1, 9, 24, 13, generator=g).transpose(2, 3)
+    style2 = small_ints(2, 9, 13, 17, generator=g).to(memory_format=torch.channels_last)
     patches, inv = prepare_bank([style1, style2], 3, 2)
     n_s = inv.shape[1]
     wide = torch.zeros(2, n_s, patches.shape[2] + 5)
@@ -351,10 +369,11 @@ def test_inputs_that_require_grad():
     assert torch.equal(idx, tiled(content.detach(), patches.detach(), inv.detach(), 25, 3, 1, 4, 6))
 
 
+@pytest.mark.exactness
 def test_default_tiles_from_environment(monkeypatch):
-    g = torch.Generator().manual_seed(8)
-    content = torch.randn(1, 3, 12, 11, generator=g, dtype=torch.float64)
-    style = torch.randn(1, 3, 10, 9, generator=g, dtype=torch.float64)
+    g = torch.Generator().manual_seed(8)  # integer values: other tiles may not change a pick
+    content = small_ints(1, 3, 12, 11, generator=g, dtype=torch.float64)
+    style = small_ints(1, 3, 10, 9, generator=g, dtype=torch.float64)
     patches, inv = prepare_bank([style], 3, 1)
     expected = tiled(content, patches, inv, 56, 3, 1)
     for env in ["3,5", "1,1", "1000,1000", "bad", "0,4"]:  # malformed values keep the defaults

@@ -152,3 +152,20 @@ def test_status_says_when_the_environment_names_a_missing_file(tmp_path, monkeyp
     proc = styleswap("weights", "status")
     assert proc.returncode == 0
     assert "gone.pth" in proc.stdout and "does not exist" in proc.stdout, proc.stdout
+
+
+def test_offline_without_weights_names_weights_install(monkeypatch, capsys, image_files):
+    """Offline with an empty cache: one line that names `styleswap weights install PATH` and
+    --vgg-weights (before: it said to copy the 548 MB checkpoint to the cache file's path)."""
+    import urllib.error
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    content, style = image_files
+    assert cli.main(["stylize", str(content), str(style), "-o", str(content.parent / "o.png"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("styleswap: error: no VGG-19 weights available")
+    assert "`styleswap weights install PATH`" in err and "--vgg-weights PATH" in err
+    assert "copy it to" not in err

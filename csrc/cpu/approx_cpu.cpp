@@ -31,6 +31,7 @@
 
 #include "../approx_index.h"
 #include "../patch_grid.h"
+#include "isa.h"
 
 namespace styleswap {
 namespace {
@@ -51,18 +52,13 @@ void copy_patch(const scalar_t* src, int64_t C, int64_t H, int64_t W, int64_t y0
     }
 }
 
-// The hot loops are built for AVX-512, AVX2 and the baseline, the best one picked at load time (the
-// extension is otherwise built for the baseline x86-64). Each machine always runs the same one, so the
-// results stay deterministic there.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define STYLESWAP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define STYLESWAP_CLONES
-#endif
+// The hot loops are built for AVX-512, AVX2 and the baseline, the one to run picked once per process
+// (csrc/cpu/isa.h: the best this CPU runs, or STYLESWAP_CPU_ISA). The extension is otherwise built for
+// the baseline x86-64. Each process always runs the same one, so the results stay deterministic there.
 
 // <a, b> over n values, four independent contiguous streams (vectorised, fixed order: deterministic).
 template <typename scalar_t>
-STYLESWAP_CLONES scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
+STYLESWAP_ALWAYS_INLINE scalar_t dot_body(const scalar_t* a, const scalar_t* b, int64_t n) {
   const int64_t q = n / 4;
   scalar_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
@@ -75,12 +71,13 @@ STYLESWAP_CLONES scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
   for (int64_t i = 4 * q; i < n; ++i) s0 += a[i] * b[i];
   return (s0 + s1) + (s2 + s3);
 }
+STYLESWAP_ISA_CLONES(dot, dot_body)
 
 // One style row's scores v[0..n) against n content rows' best (b1, i1) and second best (b2, i2), `id`
 // its place: a strict > keeps the earlier place among equal scores. Branch-free, one type: vectorised.
 template <typename scalar_t>
-STYLESWAP_CLONES void keep_top2(const scalar_t* v, int64_t n, scalar_t id, scalar_t* b1, scalar_t* b2, scalar_t* i1,
-                                scalar_t* i2) {
+STYLESWAP_ALWAYS_INLINE void keep_top2_body(const scalar_t* v, int64_t n, scalar_t id, scalar_t* b1, scalar_t* b2,
+                                            scalar_t* i1, scalar_t* i2) {
 #pragma omp simd
   for (int64_t r = 0; r < n; ++r) {
     const bool gt1 = v[r] > b1[r], gt2 = v[r] > b2[r];
@@ -90,6 +87,7 @@ STYLESWAP_CLONES void keep_top2(const scalar_t* v, int64_t n, scalar_t id, scala
     i1[r] = gt1 ? id : i1[r];
   }
 }
+STYLESWAP_ISA_CLONES(keep_top2, keep_top2_body)
 
 // (score, bank index) ordered by score, then the lower index.
 template <typename scalar_t>
@@ -298,6 +296,7 @@ at::Tensor match_ivf_cpu(const at::Tensor& content_in, at::TensorList styles, co
                          int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
   const at::Tensor content = checked_ivf_content("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv,
                                                  order, offsets, centroids, k, s, probes, candidates, refine);
+  cpu_isa();  // a bad STYLESWAP_CPU_ISA fails here, before any thread starts
   const auto dtype = content.scalar_type();
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
