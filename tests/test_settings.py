@@ -92,7 +92,7 @@ def test_command_line_names_only_what_differs_and_the_masks():
     (dict(iters=0), "iters must be an integer >= 1, got 0"),
     (dict(lr=0.0), "lr must be a number > 0, got 0.0"),
     (dict(preserve_color="yes"), "preserve_color must be true or false, got 'yes'"),
-    (dict(style_weights=(1.0,)), "style_weights got 1 values for 2 styles"),
+    (dict(style_weights=(1.0,)), "style_weights got 1 value for 2 styles"),
     (dict(style_weights=(0, 0)), "style_weights must not all be 0"),
     (dict(style_weights=(1.0, 1e-46)), "style_weights[1] (1e-46) is too small next to the largest weight"),
 ])
