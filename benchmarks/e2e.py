@@ -51,6 +51,7 @@ from styleswap_ext import cli, pipeline, reference
 cfg = json.loads(sys.argv[1])
 if cfg["impl"] == "reference":
     class ReferenceBank:  # the pipeline's PatchBank, swapped by the conv reference instead
+        search = "exact"  # the pipeline names the search in its stage line
         def __init__(self, feats, k, s, weights=None, style_labels=None, **search):  # no controls, exact only
             self.feats, self.k, self.s = feats, k, s
         def swap(self, content, progress=False, **controls):

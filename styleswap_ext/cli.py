@@ -224,7 +224,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     st = sub.add_parser("studio", help="a local web page for stylising images (needs styleswap[studio])",
                         description="Start the studio: a web page on this machine (127.0.0.1, offline) to stylise "
                                     "images with masks, sliders and a gallery; prints its address. Ctrl-C stops "
-                                    "it. See docs/studio.md.")
+                                    "it. The page shows the equivalent 'styleswap stylize' line of every result.")
     from .studio import add_arguments as _add_studio_arguments  # no Gradio, no torch
 
     _add_studio_arguments(st, _int_at_least, _float_in)

@@ -51,7 +51,7 @@ class MaskWarning(UserWarning):
 
 class Names(NamedTuple):
     """What messages call the masks and the options behind them: the Python API's arguments
-    (:data:`API_NAMES`) or the command line's flags (:data:`CLI_NAMES`), every mask numbered as its
+    (``API_NAMES``) or the command line's flags (``CLI_NAMES``), every mask numbered as its
     user numbers it (``style_masks[0]`` in Python is the first ``--style-mask``, ``--style-mask 1``)."""
 
     content_mask: str
