@@ -131,3 +131,23 @@ def test_cli_default_is_auto_with_one_line(capsys, image_files, vgg_weights, tmp
     assert "search:" not in capsys.readouterr().err  # asked for: nothing to say
     assert cli.main(base + ["-o", str(tmp_path / "e.png"), "--search", "fast"]) == 2
     assert "argument --search: invalid choice: 'fast'" in capsys.readouterr().err
+
+
+def test_cli_video_auto_keeps_exact_for_the_temporal_weight(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(search_choice, "EXACT_BUDGET_S", 0.0)  # every size would go approximate
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((36, 44, 3), 40 * i + 30, np.uint8)).save(frames / f"f{i}.png")
+    base = ["video", str(frames), str(image_files[1]), "--vgg-weights", str(vgg_weights), "--method", "optimize",
+            "--iters", "1"]
+    assert cli.main(base + ["-o", str(tmp_path / "a")]) == 0  # the default temporal weight (0.01) is on
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("search:")]
+    assert lines == ["search: exact (regions and temporal coherence need it for now; under 0.1 s here: "
+                     "63 x 100 patches)"], lines  # one line for all frames
+    assert cli.main(base + ["-o", str(tmp_path / "b"), "--temporal-weight", "0"]) == 0
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("search:")]
+    assert lines == ["search: approximate (exact would take under 0.1 s here: 63 x 100 patches)"], lines
