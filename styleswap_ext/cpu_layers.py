@@ -89,12 +89,16 @@ def _nnpack_strips(x: torch.Tensor, weight: torch.Tensor, bias, pad: int) -> tor
     out_h = h + 2 * pad - 2
     if n > 1 or rows >= out_h:
         return torch._nnpack_spatial_convolution(x, weight, bias, [pad, pad])
-    # NNPACK pads both sides of an axis alike: the zero rows go in here (one copy), the columns there
-    padded = F.pad(x, (0, 0, pad, pad)) if pad else x
+    # NNPACK pads both sides of an axis alike: the columns are padded there, the rows here (a zero row
+    # above the first strip and below the last; the others read their neighbours' rows in place)
     out = x.new_empty(n, weight.shape[0], out_h, w + 2 * pad - 2)
     for r0 in range(0, out_h, rows):
         r1 = min(out_h, r0 + rows)
-        out[:, :, r0:r1] = torch._nnpack_spatial_convolution(padded[:, :, r0:r1 + 2], weight, bias, [0, pad])
+        a, b = r0 - pad, r1 + 2 - pad  # input rows of output rows [r0, r1), in unpadded coordinates
+        strip = x[:, :, max(a, 0):min(b, h)]
+        if a < 0 or b > h:
+            strip = F.pad(strip, (0, 0, max(-a, 0), max(b - h, 0)))
+        out[:, :, r0:r1] = torch._nnpack_spatial_convolution(strip, weight, bias, [0, pad])
     return out
 
 
