@@ -28,6 +28,7 @@ from typing import List, Optional
 
 from . import _stages
 from ._choices import MIN_TILE_SIZE
+from .search_choice import SEARCHES
 
 PROG = "styleswap"
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -118,10 +119,10 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
                        help="blend of swapped and content features, 1 = full style (default 1)")
         g.add_argument("--preserve-color", action="store_true",
                        help="keep the content's colours (luminance-only transfer)")
-        g.add_argument("--search", choices=("exact", "approximate"), default="exact",
-                       help="patch search: exact (default) or approximate (style patches grouped in clusters, "
-                            "each content patch compared with a few clusters only: far faster for large images, "
-                            "close to exact)")
+        g.add_argument("--search", choices=SEARCHES, default="auto",
+                       help="patch search: auto (default: exact where it takes at most ~2 s on the device, "
+                            "else approximate; one line says which), exact, or approximate (clustered; far "
+                            "faster for large images, close to exact: docs/approximate_search.md)")
     g.add_argument("--content-size", type=_int_at_least(16), default=None,
                    help="resize the content so its longest side is this many px"
                         + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
@@ -473,10 +474,12 @@ def _style_bank(args, styles, encoder, device):
 
     _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({args.search} search)")
 
-    return pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
+    bank = pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,
                               precision=args.precision, tile_size=args.tile_size, progress=args.progress,
                               search=args.search, style_masks=getattr(args, "style_mask", None))
+    bank.on_search = lambda choice: _info(args, choice.line())  # --search auto: which one, and why
+    return bank
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=None):
@@ -589,8 +592,9 @@ def _run_video(args) -> int:
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
 
-    # default: DEFAULT_TEMPORAL_WEIGHT with the exact search, off with the approximate one (no controls there)
-    default_weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.search == "exact" else 0.0
+    # default: DEFAULT_TEMPORAL_WEIGHT, off with the approximate one (no controls there; with auto it
+    # is a control, so search_choice keeps the exact search for now)
+    default_weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.search != "approximate" else 0.0
     temporal = pipeline.TemporalState(default_weight if args.temporal_weight is None else args.temporal_weight)
 
     def frame_fn(t):  # frames in order; under torchrun a process's 'previous' is the frame `size` before
@@ -654,9 +658,11 @@ def _run_demo(args) -> int:
     encoder = load_encoder(args.vgg_weights, progress=args.progress)
     _stages.stage("loaded the models")
     start = time.perf_counter()
+    bank = pipeline.StyleBank([DEMO_STYLE], encoder, style_size=args.style_size, device=device,
+                              precision=args.precision, progress=args.progress)
+    bank.on_search = lambda choice: _info(args, choice.line())  # search auto: which one, and why
     result = pipeline.stylize(
-        DEMO_CONTENT, DEMO_STYLE, method=method, content_size=size, style_size=args.style_size,
-        iters=args.iters, lr=DEMO_LR, device=device, precision=args.precision, encoder=encoder,
+        DEMO_CONTENT, bank, method=method, content_size=size, iters=args.iters, lr=DEMO_LR, encoder=encoder,
         decoder=decoder, progress=args.progress,
     )
     save_image(result, out)

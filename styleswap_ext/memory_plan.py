@@ -9,16 +9,20 @@ terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipelin
   (256 channels at 1/4 of the side: 64 bytes per image px each in fp32), each style's features and
   its patch bank (an n_s x 256·k² matrix: about 576 bytes per style px at k = 3, stride 1; with
   ``search="approximate"`` its index instead: the bank on 64 channels twice while it is built, and
-  the styles' pixels once more for the exact rerank, about 300 bytes per style px), the match
-  indices and the output image;
+  the styles' pixels once more for the exact rerank, about 300 bytes per style px; ``search="auto"``
+  is counted as the exact bank, the larger of the two), the match indices and the output image;
 * the largest passing peak: the encoder or the decoder on one tile (``tile_size`` px plus the halo
   per side, the whole image when it is not tiled), or the optimisation's untiled encoder with its
   autograd activations and Adam's state.
 
 The per-pixel working-memory figures were measured on the CPU (peak RSS above the loaded models,
-fp32, ``benchmarks``-style runs at 512 and 1024 px: encoder 780, decoder 770-940, one optimisation
-step 1,690-2,640 bytes per image px; the larger of each, rounded up, is used). The estimate of a
-whole ``stylize`` came out 9-26 % above its measured peak (docs/high_resolution.md, "Memory").
+fp32, ``benchmarks``-style runs at 512 and 1024 px: one optimisation step 1,690-2,640 bytes per image
+px; the larger, rounded up, is used). The encoder and decoder passes on the CPU run the kernels of
+:mod:`styleswap_ext.cpu_layers`, measured at 512-1048 px: encoder 573 MB + 810-1,210 bytes per px,
+decoder 658 MB + 1,200-1,600 (NNPACK's workspace, kept for the process, and the freed blocks glibc
+keeps); counted as :data:`CPU_PASS_BYTES` plus 950 and 1,300 bytes per px (the modules
+alone, on a GPU: 780 and 770-940). The estimate of a whole ``stylize`` came out 9-26 % above its
+measured peak (docs/high_resolution.md, "Memory"; before the CPU kernels).
 ``STYLESWAP_NO_MEMORY_CHECK=1`` skips the check.
 """
 
@@ -39,9 +43,11 @@ DOWN = 4           # relu3_1: image px per feature px along a side
 CHANNELS = 256     # relu3_1 channels
 ENC_HALO = 12      # image px of context per tile side (styleswap_ext.tiling.encoder_halo)
 FP32 = 4
-# Working memory per image px of one pass, fp32 on the CPU (measured; see the module docstring).
-ENCODER_BYTES_PER_PX = 800
-DECODER_BYTES_PER_PX = 950
+# Working memory per image px of one pass, fp32 on the CPU (measured; see the module docstring), and
+# what a CPU pass adds whatever its size (NNPACK's workspace, the freed blocks glibc keeps).
+ENCODER_BYTES_PER_PX = 950
+DECODER_BYTES_PER_PX = 1300
+CPU_PASS_BYTES = 384 * 2**20
 OPTIMIZE_BYTES_PER_PX = 2700
 IMAGE_BYTES_PER_PX = 3 + 3 + 12 + 12   # decoded RGB, resized RGB, uint8 tensor, float tensor
 OUTPUT_BYTES_PER_PX = 12 + 12 + 3 + 3  # float result, its clamp, uint8 tensor, PIL image
@@ -106,14 +112,15 @@ def _grid(n: int, k: int, s: int) -> int:
 
 def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], *, method: str = "decoder",
              patch_size: int = 3, stride: int = 1, tile_size: int = 0, precision: str = "fp32",
-             init: str = "content", search: str = "exact") -> Plan:
-    """The plan for one content and a bank of styles.
+             init: str = "content", search: str = "exact", device_type: str = "cpu") -> Plan:
+    """The plan for one content and a bank of styles on a ``device_type`` ("cpu", "cuda") device.
 
     ``content`` and each of ``styles`` are ``(source_hw, processed_hw)``: the image as decoded and
     after resizing; ``content=None`` plans the style bank alone. Styles already encoded (a
     :class:`~styleswap_ext.pipeline.StyleBank`) are left out: their memory is in use already.
     """
     plan = Plan()
+    pass_bytes = CPU_PASS_BYTES if device_type == "cpu" else 0
     feat_bytes = CHANNELS * FP32 * (2 if precision == "bf16" else 1)  # + a bf16 copy; per feature px
     for i, (src, (h, w)) in enumerate(styles):
         fh, fw = h // DOWN, w // DOWN
@@ -124,7 +131,7 @@ def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], 
                                                                + 3 * FP32 + 8) + fh * fw * CHANNELS * FP32)
         else:
             plan.held[f"style {i + 1} patch bank"] = n_s * (CHANNELS * patch_size * patch_size * FP32 + FP32)
-        plan.passes[f"encoding style {i + 1}"] = _tile_px((h, w), tile_size) * ENCODER_BYTES_PER_PX
+        plan.passes[f"encoding style {i + 1}"] = _tile_px((h, w), tile_size) * ENCODER_BYTES_PER_PX + pass_bytes
     if content is not None:
         src, (h, w) = content
         h, w = h // DOWN * DOWN, w // DOWN * DOWN
@@ -134,9 +141,9 @@ def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], 
         plan.held["content features and swap"] = fh * fw * (3 * feat_bytes + 8)
         plan.held["output image"] = h * w * OUTPUT_BYTES_PER_PX
         tile = _tile_px((h, w), tile_size)
-        plan.passes["encoding the content"] = tile * ENCODER_BYTES_PER_PX
+        plan.passes["encoding the content"] = tile * ENCODER_BYTES_PER_PX + pass_bytes
         if method == "decoder" or init == "decoder":
-            plan.passes["decoding"] = tile * DECODER_BYTES_PER_PX
+            plan.passes["decoding"] = tile * DECODER_BYTES_PER_PX + pass_bytes
         if method == "optimize":
             plan.passes["optimisation"] = h * w * OPTIMIZE_BYTES_PER_PX
     return plan
@@ -222,7 +229,8 @@ def check(device, content_src: Optional[HW], content_size: Optional[int], style_
     def plan_for(c_size, s_size, tile):
         content = None if content_src is None else (content_src, resized_hw(content_src, c_size))
         styles = [(s, resized_hw(s, s_size)) for s in style_srcs]
-        return estimate(content, styles, tile_size=tile, **plan_kw)
+        return estimate(content, styles, tile_size=tile, device_type=getattr(device, "type", str(device).split(":")[0]),
+                        **plan_kw)
 
     plan = plan_for(content_size, style_size, tile_size)
     if os.environ.get("STYLESWAP_NO_MEMORY_CHECK") == "1":

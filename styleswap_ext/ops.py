@@ -155,7 +155,7 @@ torch.library.register_autograd(
 
 # --- search -------------------------------------------------------------------------------------
 
-SEARCHES = _choices.SEARCHES  # "exact", "approximate"
+SEARCHES = ("exact", "approximate")  # the op's searches; the pipeline adds "auto" (styleswap_ext.search_choice)
 # The approximate search (docs/approximate_search.md has the measurements behind each number):
 # clusters searched per content patch, the reduced feature channels its candidates are ranked on, the
 # candidates per content patch scored exactly, and the refinement passes from the neighbours' choices.

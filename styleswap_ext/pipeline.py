@@ -57,12 +57,12 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import _stages, image_io, masks, memory_plan, tiling
+from . import _stages, image_io, masks, memory_plan, search_choice, tiling
 from ._choices import FEATURE_STEP, INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
 from ._inputs import check_weight_ratios, real_list
 from ._text import plural
 from .models import Decoder, VGGEncoder, load_decoder, load_encoder
-from .ops import check_search
+from .ops import num_style_patches
 from .patch_bank import PatchBank
 
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
@@ -171,11 +171,11 @@ def preserve_colors(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tens
 # --- features ------------------------------------------------------------------------------------
 
 
-def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
-                stride: int, precision: str, search: str = "exact",
-                style_labels: Optional[List[torch.Tensor]] = None) -> PatchBank:
-    """The normalised patch bank of encoded styles: bf16 under ``precision="bf16"``; a style of weight
-    0 is left out (with its labels); unequal weights scale each style's scores (equal ones change nothing)."""
+def _bank_inputs(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], precision: str,
+                 style_labels: Optional[List[torch.Tensor]] = None):
+    """What the patch bank of encoded styles is built from: ``(features, weights, labels)``, bf16 under
+    ``precision="bf16"``; a style of weight 0 is left out (with its labels); unequal weights scale each
+    style's scores (equal ones change nothing: None)."""
     feats = [f.bfloat16() if precision == "bf16" else f for f in style_features]
     weights = None
     if style_weights is not None:
@@ -186,6 +186,14 @@ def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequ
             style_labels = [lab for lab, k in zip(style_labels, keep) if k]
         if len({w for _, w in kept}) > 1:
             weights = [w for _, w in kept]
+    return feats, weights, style_labels
+
+
+def _patch_bank(style_features: List[torch.Tensor], style_weights: Optional[Sequence[float]], patch_size: int,
+                stride: int, precision: str, search: str = "exact",
+                style_labels: Optional[List[torch.Tensor]] = None) -> PatchBank:
+    """The normalised patch bank of encoded styles (see :func:`_bank_inputs`)."""
+    feats, weights, style_labels = _bank_inputs(style_features, style_weights, precision, style_labels)
     return PatchBank(feats, patch_size, stride, weights, style_labels=style_labels, search=search)
 
 
@@ -308,18 +316,28 @@ class StyleBank:
     ``styleswap video`` use it so that a run encodes its styles once, not once per image/frame.
 
     It also holds the normalised style patch bank (:class:`~styleswap_ext.PatchBank`: the patch
-    matrix and ``1/‖φ_j(S)‖``, scaled by the style weights), built once here, so each content or
-    frame costs only its own matching and gather.
+    matrix and ``1/‖φ_j(S)‖``, scaled by the style weights), built once, so each content or frame
+    costs only its own matching and gather.
+
+    ``search``: ``"auto"`` (default; :mod:`styleswap_ext.search_choice`) decides per content from its
+    size and the bank's: the exact search where it is cheap on this device, else the approximate one.
+    The bank of the chosen search is built at the first content that needs it and kept while the
+    choice stays (a video's frames, images of one size). ``last_search`` is the last
+    :class:`~styleswap_ext.search_choice.SearchChoice`; ``on_search``, if set, is called with each
+    new one (the command line prints its :meth:`~styleswap_ext.search_choice.SearchChoice.line`).
+    ``"exact"`` / ``"approximate"`` build that bank here.
     """
 
     def __init__(self, styles, encoder: VGGEncoder, *, style_size: Optional[int] = None,
                  style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
                  device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False,
-                 search: str = "exact", style_masks: Optional[Sequence] = None):
+                 search: str = "auto", style_masks: Optional[Sequence] = None):
         # style_masks: one region mask per style (styleswap_ext.masks: a path, PIL image or (H, W) integer
         # map at the style image's aspect ratio); then stylize() takes a content_mask.
-        check_search(search)  # "exact" | "approximate" (styleswap_ext.match_patches), before any encoding
+        search_choice.check(search)  # "auto" | "exact" | "approximate", before any encoding
         self.search = search
+        self.last_search: Optional[search_choice.SearchChoice] = None
+        self.on_search: Optional[Callable[[search_choice.SearchChoice], None]] = None
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         _check_geometry(patch_size, stride)
@@ -352,7 +370,46 @@ class StyleBank:
             self.style_labels = [masks.feature_labels(lab, tuple(s.shape[-2:]), tuple(f.shape[-2:]),
                                                       masks.API_NAMES.style(i, style_masks[i]), self.device)
                                  for i, (lab, s, f) in enumerate(zip(mask_labels, style_ts, feats))]
-        self.patch_bank = _patch_bank(feats, style_weights, patch_size, stride, precision, search, self.style_labels)
+        self._bank_args = _bank_inputs(feats, style_weights, precision, self.style_labels)
+        self.num_patches = num_style_patches(self._bank_args[0], patch_size, stride)
+        self._bank: Optional[PatchBank] = None  # the bank of the search last chosen
+        if search != "auto":
+            self._bank = self._build(search)
+
+    def _build(self, search: str) -> PatchBank:
+        feats, weights, labels = self._bank_args
+        return PatchBank(feats, self.patch_size, self.stride, weights, style_labels=labels, search=search)
+
+    @property
+    def patch_bank(self) -> PatchBank:
+        """The :class:`~styleswap_ext.PatchBank` of the last swap (with ``search="auto"`` and no swap
+        yet: the exact one, built now)."""
+        if self._bank is None:
+            self._bank = self._build("exact")
+        return self._bank
+
+    def choose_search(self, content_features: torch.Tensor, controls: bool = False) -> search_choice.SearchChoice:
+        """The search a swap of ``content_features`` runs (see ``search`` in the class docstring);
+        ``controls``: regions or a temporal bonus are on."""
+        n, c, h, w = content_features.shape
+        k, s = self.patch_size, self.stride
+        n_c = n * (-(-(h - k) // s) + 1) * (-(-(w - k) // s) + 1)  # the covering grid (ops.style_swap)
+        return search_choice.choose(self.search, n_c, self.num_patches, c * k * k, self.device.type,
+                                    self.precision, controls)
+
+    def _bank_for(self, content_features: torch.Tensor, controls: bool) -> PatchBank:
+        """The patch bank of the search chosen for this content (built when the choice changes)."""
+        if content_features.dim() == 3:
+            content_features = content_features[None]
+        choice = self.choose_search(content_features, controls)
+        if self.last_search is None or choice.search != self.last_search.search:
+            if self.search == "auto" and self.on_search is not None:
+                self.on_search(choice)
+        self.last_search = choice
+        if self._bank is None or self._bank.search != choice.search:
+            self._bank = None  # at most one bank at a time (the memory plan counts one)
+            self._bank = self._build(choice.search)
+        return self._bank
 
     def swap(self, content_features: torch.Tensor, alpha: float = 1.0, progress: bool = False,
              content_labels: Optional[torch.Tensor] = None, previous: Optional[torch.Tensor] = None,
@@ -361,8 +418,9 @@ class StyleBank:
         ``progress`` shows a bar while a large content is matched. ``content_labels`` (a bank with
         style masks), ``previous`` and ``temporal_weight``: the controls of :meth:`PatchBank.match`."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        swapped = self.patch_bank.swap(feats, progress, content_labels=content_labels, previous=previous,
-                                       temporal_weight=temporal_weight)
+        controls = content_labels is not None or (previous is not None and temporal_weight != 0)
+        swapped = self._bank_for(feats, controls).swap(feats, progress, content_labels=content_labels,
+                                                       previous=previous, temporal_weight=temporal_weight)
         return _blend(swapped, content_features, alpha)
 
     def swap_temporal(self, content_features: torch.Tensor, temporal: "TemporalState", alpha: float = 1.0,
@@ -375,20 +433,24 @@ class StyleBank:
         grid = (feats.shape[0], -(-(feats.shape[2] - k) // s) + 1, -(-(feats.shape[3] - k) // s) + 1)
         if prev is not None and tuple(prev.shape) != grid:
             prev = None  # a frame of another size: start afresh
-        swapped, idx = self.patch_bank.swap(feats, progress, content_labels=content_labels, previous=prev,
-                                            temporal_weight=temporal.weight, return_indices=True)
+        # a temporal weight is a control from the first frame on, so every frame runs the same search
+        bank = self._bank_for(feats, content_labels is not None or temporal.weight != 0)
+        swapped, idx = bank.swap(feats, progress, content_labels=content_labels, previous=prev,
+                                 temporal_weight=temporal.weight, return_indices=True)
         temporal.previous = idx
         return _blend(swapped, content_features, alpha)
 
     def match(self, content_features: torch.Tensor, **controls) -> torch.Tensor:
         """The indices :meth:`swap` would paste (for a video's ``previous``), with the same controls."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        return self.patch_bank.match(feats, **controls)
+        on = controls.get("content_labels") is not None or (controls.get("previous") is not None
+                                                            and controls.get("temporal_weight", 0) != 0)
+        return self._bank_for(feats, on).match(feats, **controls)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)
         return (f"StyleBank({len(self.features)} style(s) [{shapes}], patch_size={self.patch_size}, "
-                f"stride={self.stride}, precision={self.precision!r}, device={self.device})")
+                f"stride={self.stride}, precision={self.precision!r}, search={self.search!r}, device={self.device})")
 
 
 # --- temporal coherence (video) -------------------------------------------------------------------
@@ -452,7 +514,7 @@ def stylize(
     progress: bool = True,
     return_history: bool = False,
     tile_size: Optional[int] = None,
-    search: str = "exact",
+    search: str = "auto",
     content_mask=None,
     style_masks: Optional[Sequence] = None,
     temporal: Optional[TemporalState] = None,
@@ -493,8 +555,12 @@ def stylize(
             rounding, bounded memory). None = :func:`styleswap_ext.tiling.default_tile_size` for the
             device (1024 on the CPU); 0 = never tile. The optimisation's own encoder passes
             (with gradients) are not tiled.
-        search: ``"exact"`` or ``"approximate"`` patch search (see :func:`styleswap_ext.match_patches`;
-            much faster for large images, docs/approximate_search.md). A :class:`StyleBank` keeps its own.
+        search: ``"auto"`` (default), ``"exact"`` or ``"approximate"`` patch search (see
+            :func:`styleswap_ext.match_patches`; the approximate one is much faster for large images,
+            docs/approximate_search.md). ``"auto"`` runs the exact search where it is estimated to take
+            at most ~2 s on the device, else the approximate one (:mod:`styleswap_ext.search_choice`);
+            with ``progress`` one line on stderr says which and why, and a PIL result carries it in
+            ``result.info["search"]``. A :class:`StyleBank` keeps its own.
         content_mask, style_masks: regions (:mod:`styleswap_ext.masks`, docs/regions.md): a mask of the
             content and one per style (a path, PIL image or (H, W) integer map, at the image's aspect
             ratio; same colour = same label); each content region takes only style patches of its
@@ -545,6 +611,8 @@ def stylize(
                          stride=settings.stride, device=settings.device, precision=settings.precision,
                          tile_size=settings.tile_size, progress=progress, search=search,
                          style_masks=style_masks)
+        if progress:
+            bank.on_search = _say_search
     results, histories = [], []
     with _precision(settings.precision):
         for n in range(content_t.shape[0]):
@@ -570,7 +638,14 @@ def stylize(
             # a picture is made on the device (tensor_to_pil: uint8 there, a quarter of the bytes to copy)
             results.append(out.to(content_t.device) if content_was_tensor else out)
     result = _as_result(results, content, content_was_tensor)
+    if isinstance(result, Image.Image) and bank.last_search is not None:
+        result.info["search"] = bank.last_search.search  # which search made the picture
     return (result, histories) if return_history else result
+
+
+def _say_search(choice: search_choice.SearchChoice) -> None:
+    sys.stderr.write(choice.line() + "\n")
+    sys.stderr.flush()
 
 
 # The steps of stylize: check the settings -> load the inputs -> load the models -> (the style bank) ->
@@ -608,7 +683,7 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     alpha = _check_number("alpha", alpha, 0.0, 1.0)
     _check_geometry(patch_size, stride)
-    check_search(search)
+    search_choice.check(search)
     if method == "optimize" and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
     bank = style if isinstance(style, StyleBank) else None
@@ -620,7 +695,7 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
                 raise ValueError(f"patch_size/stride ({patch_size}, {stride}) differ from the StyleBank's "
                                  f"({bank.patch_size}, {bank.stride})")
             patch_size, stride = bank.patch_size, bank.stride
-        if search not in ("exact", bank.search):
+        if search not in ("auto", bank.search):
             raise ValueError(f"search {search!r} differs from the StyleBank's ({bank.search!r})")
         precision = bank.precision
         styles_in = []

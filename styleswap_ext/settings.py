@@ -143,7 +143,7 @@ class StylizeSettings:
     style_weights: Optional[Tuple[float, ...]] = None
     alpha: float = 1.0
     preserve_color: bool = False
-    search: str = "exact"
+    search: str = "auto"
     content_size: Optional[int] = None
     style_size: Optional[int] = None
     device: str = "auto"

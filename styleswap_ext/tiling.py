@@ -42,6 +42,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import cpu_layers
+
 __all__ = ["context", "encoder_halo", "decoder_halo", "tile_ranges", "encode_tiled", "decode_tiled",
            "default_tile_size", "encode", "decode"]
 
@@ -214,6 +216,7 @@ def _run(layers, x, stats: dict, stop: Optional[int] = None) -> Tuple[torch.Tens
 
     -> (activation, upsampling factor reached so far)."""
     scale = 1
+    given = x.untyped_storage().data_ptr()  # the caller's tensor: never changed in place
     for i, m in enumerate(layers):
         if i == stop:
             break
@@ -221,7 +224,7 @@ def _run(layers, x, stats: dict, stop: Optional[int] = None) -> Tuple[torch.Tens
             mean, var = stats[i]
             x = _apply_norm(m, x, mean.to(x.dtype), var.to(x.dtype))
         else:
-            x = m(x)
+            x = cpu_layers.apply(m, x, owned=x.untyped_storage().data_ptr() != given)
             if isinstance(m, nn.Upsample):
                 scale *= int(m.scale_factor)
     return x, scale

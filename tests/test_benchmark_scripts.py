@@ -128,3 +128,38 @@ def test_bench_gpu_bars_per_kernel(bench_script):
     rec["results"]["conv"] = {"status": "OOM"}
     assert bench.evaluate_bars([rec])[2] == {"case": "1024x1024 tf32", "bar": ">= 2.5x faster than conv",
                                              "pass": True, "value": "conv OOM"}
+
+
+def test_faiss_compare_rows_and_table(bench_script, monkeypatch):
+    """faiss is optional: without it its rows say "missing module"; with it every index gives indices."""
+    import sys
+
+    fc = bench_script("faiss_compare")
+    g = torch.Generator().manual_seed(0)
+    queries = torch.rand(300, 16, generator=g).numpy()
+    base = torch.nn.functional.normalize(torch.rand(400, 16, generator=g), dim=1).numpy()
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    missing = list(fc.faiss_rows(queries, base, quick=True))
+    assert [(r[0], r[3]) for r in missing] == [("IVFFlat", "missing module"), ("HNSWFlat", "missing module"),
+                                               ("PCA576+IVF+refine8", "missing module")]
+    row = {"content": "c__a.jpg", "style": "s__b_background.jpg", "size_px": 64, "n_c": 300, "n_s": 400}
+    table = fc.markdown([{**row, "method": "ours", "setting": "probes 16", "status": "ok", "wall_s": 2.0,
+                          "cpu_s": 3.0, "ratio_mean": 0.995, "argmax_found": 0.9},
+                         {**row, "method": "IVFFlat", "setting": None, "status": "missing module"}])
+    assert "| a x b | ours | probes 16 | 2.0 | 3.0 | 0.9950 | 90.0 % |  |" in table
+    assert "| a x b | IVFFlat | | missing module |" in table
+
+
+def test_faiss_compare_with_faiss(bench_script, monkeypatch):
+    pytest.importorskip("faiss")
+    fc = bench_script("faiss_compare")
+    monkeypatch.setattr(fc, "PCA_DIMS", 8)  # 16-dimensional toy patches
+    g = torch.Generator().manual_seed(0)
+    queries = torch.rand(300, 16, generator=g).numpy()
+    base = torch.nn.functional.normalize(torch.rand(400, 16, generator=g), dim=1).numpy()
+    rows = list(fc.faiss_rows(queries, base, quick=True))
+    assert [r[0] for r in rows] == ["IVFFlat", "IVFFlat", "HNSWFlat", "PCA8+IVF+refine8"]
+    exact = torch.from_numpy(queries @ base.T).argmax(1)
+    for name, setting, idx, wall, cpu in rows:
+        assert idx.shape == (300,) and wall > 0 and cpu >= 0
+        assert (idx == exact).double().mean() > 0.1, (name, setting)  # chance is 1 in 400: a search, not noise

@@ -84,7 +84,9 @@ def test_features_of_fixed_image_match_independent_computation(encoder, vgg_stat
     out = encoder(image)
     assert out.shape == (2, 256, 9, 11)
     ref = _reference_features(image, vgg_state_dict)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    # relative to the largest feature (~85 here): the CPU path's Winograd convolutions
+    # (styleswap_ext/cpu_layers.py) round to ~4e-6 of it on this noise image, a direct convolution to ~1e-6
+    assert ((out - ref).abs().max() / ref.abs().max()).item() < 2e-5
     assert out.abs().sum() > 0 and (out >= 0).all()
 
 

@@ -87,7 +87,7 @@ def test_command_line_names_only_what_differs_and_the_masks():
     (dict(patch_size=2.5), "patch_size must be an integer >= 1, got 2.5"),
     (dict(content_size=8), "content_size must be an integer >= 16, got 8"),
     (dict(method="fast"), "method must be one of decoder, optimize, got 'fast'"),
-    (dict(search="fuzzy"), "search must be one of exact, approximate, got 'fuzzy'"),
+    (dict(search="fuzzy"), "search must be one of auto, exact, approximate, got 'fuzzy'"),
     (dict(tile_size=50), "tile_size must be 0 (never tile) or an integer >= 96"),
     (dict(iters=0), "iters must be an integer >= 1, got 0"),
     (dict(lr=0.0), "lr must be a number > 0, got 0.0"),

@@ -180,7 +180,7 @@ def test_page_handler_and_gallery_as_functions(engine, uploads):
 
     studio = Studio(engine)
     cat, starry = str(uploads / "cat.jpg"), str(uploads / "starry_night.jpg")
-    settings = ["decoder", 100, 1.0, False, 3, 1, 96, 96, "exact"]
+    settings = ["decoder", 100, 1.0, False, 3, 1, 96, 96, "auto"]
     err, result, compare, files, info, command = asyncio.run(
         studio.stylize_page(cat, [(starry, None)], "", None, *settings, progress=None))
     assert err == "" and Path(result).is_file() and compare == (cat, result) and files == [result]
@@ -196,7 +196,7 @@ def test_page_handler_and_gallery_as_functions(engine, uploads):
 
     (items, error), = asyncio.run(gallery())  # no styles given: every bundled style (one)
     assert error == "" and len(items) == 1 and items[0][1].startswith("starry_night.jpg")
-    assert page_settings("decoder+optimize", 20, 0.5, True, 3, 1, 0, None, "exact", "1 2") == StylizeSettings(
+    assert page_settings("decoder+optimize", 20, 0.5, True, 3, 1, 0, None, "auto", "1 2") == StylizeSettings(
         method="optimize", init="decoder", iters=20, alpha=0.5, preserve_color=True, style_weights=(1.0, 2.0))
     assert parse_weights(" 1, 0.5 ") == (1.0, 0.5) and parse_weights("") is None
 

@@ -37,7 +37,9 @@ def test_encoder_tiled_equals_untiled(encoder, size, tile):
         ref = encoder(x)
     out = tiling.encode_tiled(encoder, x, tile)
     assert out.shape == ref.shape
-    assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-5
+    # float rounding: the CPU path's Winograd convolutions (cpu_layers) round differently where a tile
+    # moves their 6 x 6 blocks, up to ~1e-5 of the largest feature on noise; a missing halo gives > 1e-3
+    assert ((out - ref).abs().max() / ref.abs().max()).item() < 3e-5
 
 
 def test_encoder_halo_is_needed(encoder, monkeypatch):
@@ -60,7 +62,7 @@ def test_decoder_tiled_equals_untiled(instance_norm):
         ref = d(f)
     out = tiling.decode_tiled(d, f, 32)  # 8-feature tiles: 3 x 3 tiles, ragged last row/column
     assert out.shape == ref.shape == (1, 3, 88, 68)
-    assert (out - ref).abs().max().item() < 1e-5
+    assert (out - ref).abs().max().item() < 3e-5  # float rounding (Winograd blocks moved by the tiles, as above)
 
 
 def test_decoder_per_tile_statistics_would_show_seams():
@@ -72,7 +74,7 @@ def test_decoder_per_tile_statistics_would_show_seams():
         ref = d(f)
         naive = torch.cat([d(f[..., :12]), d(f[..., 12:])], dim=-1)
     assert (naive - ref).abs().max().item() > 1e-2
-    assert (tiling.decode_tiled(d, f, 48) - ref).abs().max().item() < 1e-5
+    assert (tiling.decode_tiled(d, f, 48) - ref).abs().max().item() < 3e-5
 
 
 def test_stylize_tiled_matches_untiled(encoder, content_pil, style_pil):

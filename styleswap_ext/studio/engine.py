@@ -223,6 +223,9 @@ class Engine:
     def _summary(self, settings, content, styles, out, bank, reused, use_regions) -> str:
         sizes = ", ".join(f"{s.width}x{s.height}" for s in styles)
         search = settings.search
+        chosen = getattr(bank, "last_search", None)  # search="auto": the StyleBank's choice for this content
+        if search == "auto" and chosen is not None:
+            search = f"{chosen.search} (auto)"
         parts = [f"device {self.device}", f"search {search}", f"method {settings.method}"
                  + (f" ({settings.iters} steps from {settings.init})" if settings.method == "optimize" else ""),
                  f"content {content.width}x{content.height} -> {out.width}x{out.height}",

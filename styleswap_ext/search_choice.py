@@ -1,0 +1,108 @@
+"""``search="auto"``: the exact patch search where it is cheap on the device in use, else the
+approximate one (docs/approximate_search.md, "Which search runs").
+
+The pipeline (``stylize``, ``StyleBank``, ``styleswap stylize`` / ``video``) defaults to ``"auto"``;
+the operators (``style_swap``, ``match_patches``, ``PatchBank``, ``StyleSwap``) keep ``"exact"``.
+
+The exact match does n_c · n_s · D multiply-adds (content patches × style patches × patch length
+C·k²). :func:`choose` estimates its time from :data:`EXACT_RATE`, the measured rate of the fused exact
+op on each kind of device, and keeps the exact search while that estimate is at most
+:data:`EXACT_BUDGET_S`; above it the approximate search runs (about 1 % of the work, a chosen score
+0.994-0.997 of the best). The rates are constants, not measured per machine, so a command picks
+the same search on every machine of a kind. No torch import here: the command line builds its
+parser from :data:`SEARCHES` before torch loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["SEARCHES", "EXACT_RATE", "EXACT_BUDGET_S", "SearchChoice", "check", "choose", "exact_seconds"]
+
+from ._choices import SEARCHES  # ("auto", "exact", "approximate"): one list for the CLI, the studio, the API
+
+# The exact search while it takes at most this long (estimated): the bundled demo (6,580 x 5,452
+# patches, ~0.7 s on the CPU) stays exact, a 512 px photo against a 512 px painting (~5 s) does not.
+EXACT_BUDGET_S = 2.0
+
+# Multiply-adds per second of the fused exact match (styleswap::match_bank), by device type and, on
+# CUDA, precision (the CPU matches in float32 for every precision). Measured (BENCHMARKS.md, "Which
+# search runs"): cpu = the 2-core AMD EPYC development machine (AVX2), 1024 px x 1024 px
+# (9.6e12 multiply-adds) in one quiet run; cuda = the NVIDIA H200 run of 2026-11-27 (default
+# kernel, 1024 px x 1024 px: 210 ms TF32, 91 ms bf16); fp32 ("highest", three TF32 products) was
+# not timed there and is taken as a third of TF32.
+EXACT_RATE = {
+    ("cpu", "fp32"): 1.1e11,
+    ("cpu", "tf32"): 1.1e11,
+    ("cpu", "bf16"): 1.1e11,
+    ("cuda", "tf32"): 4.6e13,
+    ("cuda", "bf16"): 1.05e14,
+    ("cuda", "fp32"): 1.5e13,
+}
+
+
+def check(search) -> str:
+    """``search`` is one of :data:`SEARCHES` (a ValueError naming them otherwise)."""
+    if not isinstance(search, str) or search not in SEARCHES:
+        raise ValueError(f"search must be one of {', '.join(map(repr, SEARCHES))}, got {search!r}")
+    return search
+
+
+def exact_seconds(content_patches: int, style_patches: int, dim: int, device_type: str,
+                  precision: str = "fp32") -> float:
+    """Estimated seconds of the exact match of ``content_patches`` x ``style_patches`` patches of
+    ``dim`` values on a ``device_type`` ("cpu", "cuda") device under ``precision``."""
+    rate = EXACT_RATE.get((device_type, precision), EXACT_RATE[("cpu", "fp32")])
+    return content_patches * style_patches * dim / rate
+
+
+@dataclass(frozen=True)
+class SearchChoice:
+    """What :func:`choose` decided: ``search`` ("exact" or "approximate"), what was asked
+    (``requested``), and why (``reason``, for :meth:`line`)."""
+
+    search: str
+    requested: str
+    content_patches: int
+    style_patches: int
+    exact_seconds: Optional[float]
+    reason: str
+
+    def line(self) -> str:
+        """One line for the user, e.g. ``search: approximate (exact would take ~40 s here: 48,260 x
+        50,800 patches)``."""
+        return f"search: {self.search} ({self.reason})"
+
+
+def _approx_supports(controls: bool) -> bool:
+    # TEMPORARY, remove when the approximate search takes the controls (regions, temporal coherence;
+    # branch `approx`): until then ops.check_no_controls refuses them with search="approximate", so
+    # "auto" keeps the exact search whenever a control is on. This is the only place that knows.
+    return not controls
+
+
+def _seconds(s: float) -> str:
+    if s < 0.1:
+        return "under 0.1 s"
+    return f"~{s:.2g} s" if s < 10 else f"~{s:,.0f} s"
+
+
+def choose(requested: str, content_patches: int, style_patches: int, dim: int, device_type: str,
+           precision: str = "fp32", controls: bool = False) -> SearchChoice:
+    """The search to run for ``requested`` ("auto", "exact", "approximate"): the explicit ones as
+    given; "auto" exact when :func:`exact_seconds` <= :data:`EXACT_BUDGET_S` (or a control, regions
+    or a temporal bonus, is on: see :func:`_approx_supports`), else approximate."""
+    check(requested)
+    seconds = exact_seconds(content_patches, style_patches, dim, device_type, precision)
+    size = f"{content_patches:,} x {style_patches:,} patches"
+    if requested != "auto":
+        search, reason = requested, f"asked for; exact would take {_seconds(seconds)} here: {size}"
+    elif seconds <= EXACT_BUDGET_S:
+        search, reason = "exact", f"{_seconds(seconds)} here: {size}"
+    elif not _approx_supports(controls):
+        search, reason = "exact", (f"regions and temporal coherence need it for now; {_seconds(seconds)} "
+                                   f"here: {size}")
+    else:
+        search, reason = "approximate", f"exact would take {_seconds(seconds)} here: {size}"
+    return SearchChoice(search, requested, content_patches, style_patches, seconds, reason)
