@@ -187,8 +187,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
     v.add_argument("--temporal-weight", type=_float_in(0.0), default=None, metavar="W",
                    help="keep the previous frame's style patch unless another matches better by more than W "
-                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.01; 0 with "
-                        "--search approximate)")
+                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.01)")
     _add_run_options(v)
 
     d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
@@ -470,13 +469,6 @@ def _check_common(args) -> None:
             check_weight_ratios("--style-weights", args.style_weights)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    if getattr(args, "search", "exact") == "approximate":  # the controls need the exact search (for now)
-        if getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None:
-            raise UsageError("--content-mask/--style-mask need --search exact (the approximate search has no "
-                             "regions yet)")
-        if (getattr(args, "temporal_weight", None) or 0) > 0:
-            raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
-                             "is 0: every frame on its own)")
 
 
 def _run_video(args) -> int:
@@ -524,9 +516,8 @@ def _run_video(args) -> int:
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
 
-    # default: DEFAULT_TEMPORAL_WEIGHT with the exact search, off with the approximate one (no controls there)
-    default_weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.search == "exact" else 0.0
-    temporal = pipeline.TemporalState(default_weight if args.temporal_weight is None else args.temporal_weight)
+    weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+    temporal = pipeline.TemporalState(weight)
 
     def frame_fn(t):  # frames in order; under torchrun a process's 'previous' is the frame `size` before
         return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
