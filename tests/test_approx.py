@@ -163,6 +163,20 @@ def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch, channels, s
     assert "search='approximate', probes=3, seed=1" in repr(bank)
 
 
+def test_progress_slabs_carry_the_controls(monkeypatch):
+    """With progress=True each slab takes its grid rows of the labels and the previous choices (and the
+    refinement's extra rows): the same indices as one call."""
+    import styleswap_ext.patch_bank as pb
+
+    content, styles, clab, slab = _label_case(21, size=(47, 33))
+    monkeypatch.setattr(pb, "PROGRESS_MIN_PATCHES", 10)
+    monkeypatch.setattr(pb, "PROGRESS_MIN_SLAB", 60)
+    bank = PatchBank(styles, weights=[0.4, 1.0], style_labels=slab, search="approximate", probes=3)
+    prev = bank.match(content, content_labels=clab).roll(1, 1)
+    kw = {"content_labels": clab, "previous": prev, "temporal_weight": 0.05}
+    assert torch.equal(bank.match(content, progress=True, **kw), bank.match(content, **kw))
+
+
 def test_gradients_equal_the_exact_ops_given_the_same_indices():
     content = _smooth(8, 16, 16, seed=50)
     style = _smooth(8, 18, 18, seed=51).requires_grad_(True)
