@@ -312,7 +312,10 @@ at::Tensor exact_scores(const at::Tensor& content_px, const at::Tensor& cells, i
   const at::Tensor pixel0 = at::tensor(at::IntArrayRef(table.pixel0), at::kLong).to(cand.device());
   const at::Tensor widths = at::tensor(at::IntArrayRef(table.width), at::kLong).to(cand.device());
   const at::Tensor content_flat = content_px.view({-1, C}), table_flat = table_b.view({-1, C});
-  const int64_t step = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(1, (r + 1) * k * k * C));
+  // gathered values per chunk: 2^24 on the CPU (64 MB in float32), 2^27 on a GPU, where each chunk costs a
+  // dozen kernel launches (a 4096 px refinement is then ~160 chunks, not ~1,300)
+  const int64_t budget = int64_t{1} << (content_px.is_cpu() ? 24 : 27);
+  const int64_t step = std::max<int64_t>(1, budget / std::max<int64_t>(1, (r + 1) * k * k * C));
   at::Tensor out = at::empty({L, r}, content_px.options());
   for (int64_t a = 0; a < L; a += step) {
     const int64_t l = std::min(step, L - a);
@@ -387,12 +390,13 @@ at::Tensor top_by_id(const at::Tensor& vals, const at::Tensor& ids, int64_t r) {
 // cluster size, so a batch's clusters are of similar size (little padding). At 1024 px (508 clusters, 16
 // probes, 32k rows a slab) that is a few batches a slab instead of a GEMM, a topk and two copies per cluster.
 constexpr int64_t TILE_ENTRIES = 256;
-// Elements of a batch's A + B + scores at most (a batch takes one tile at least); STYLESWAP_IVF_BATCH
-// overrides it (the tests cut every tile into a batch of its own).
-int64_t batch_elements() {
+// Elements of a batch's A + B + scores at most (a batch takes one tile at least): 2^26 on the CPU (256 MB
+// in float32), 2^28 on a GPU (a few batches a slab, so a few dozen launches). STYLESWAP_IVF_BATCH overrides
+// it (the tests cut every tile into a batch of its own).
+int64_t batch_elements(const at::Device& device) {
   const char* env = std::getenv("STYLESWAP_IVF_BATCH");
   const long long v = env != nullptr ? std::atoll(env) : 0;
-  return v > 0 ? v : int64_t{1} << 26;
+  return v > 0 ? v : int64_t{1} << (device.is_cpu() ? 26 : 28);
 }
 
 // q (L, Dr) the slab's reduced rows, probe (L * p) each entry's cluster (K = none), off (K + 1) and by_size
@@ -404,7 +408,7 @@ void cluster_candidates(const at::Tensor& q, const at::Tensor& probe, int64_t p,
   const int64_t E = probe.size(0), K = static_cast<int64_t>(off.size()) - 1, Dr = q.size(1), S = cand_s.size(1);
   const auto lopt = probe.options();
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  const int64_t bound = batch_elements();
+  const int64_t bound = batch_elements(q.device());
   const auto [cl, entries] = at::sort(probe, /*stable=*/true, /*dim=*/0, /*descending=*/false);
   const at::Tensor counts = at::bincount(cl, {}, K + 1).cpu();  // the slab's one device-to-host read
   const int64_t* cnt = counts.data_ptr<int64_t>();
@@ -426,13 +430,15 @@ void cluster_candidates(const at::Tensor& q, const at::Tensor& probe, int64_t p,
       M = m;
     }
     const int64_t nb = static_cast<int64_t>(t1 - t0);
-    std::vector<int64_t> h_first, h_rows, h_off, h_size;
-    for (size_t t = t0; t < t1; ++t) {
-      h_first.push_back(tiles[t].first), h_rows.push_back(tiles[t].rows);
-      h_off.push_back(off[tiles[t].cluster]), h_size.push_back(off[tiles[t].cluster + 1] - off[tiles[t].cluster]);
+    // each tile's first entry, entries, cluster offset and cluster size: one host-to-device copy
+    std::vector<int64_t> h(4 * nb);
+    for (int64_t t = 0; t < nb; ++t) {
+      const Tile& tile = tiles[t0 + t];
+      h[t] = tile.first, h[nb + t] = tile.rows, h[2 * nb + t] = off[tile.cluster];
+      h[3 * nb + t] = off[tile.cluster + 1] - off[tile.cluster];
     }
-    auto dev = [&](const std::vector<int64_t>& v) { return at::tensor(at::IntArrayRef(v), at::kLong).to(q.device()); };
-    const at::Tensor first = dev(h_first), rows = dev(h_rows), cl_off = dev(h_off), size = dev(h_size);
+    const at::Tensor desc = at::tensor(at::IntArrayRef(h), at::kLong).view({4, nb}).to(q.device());
+    const at::Tensor first = desc[0], rows = desc[1], cl_off = desc[2], size = desc[3];
     const at::Tensor i = at::arange(M, lopt), j = at::arange(width, lopt);
     const at::Tensor row_ok = i.unsqueeze(0) < rows.unsqueeze(1);   // (nb, M)
     const at::Tensor col_ok = j.unsqueeze(0) < size.unsqueeze(1);   // (nb, width)
