@@ -5,6 +5,7 @@
     python benchmarks/approx_quality.py --cache /tmp/approx_exact   # reuse the exact indices of an earlier run
     python benchmarks/approx_quality.py --figure docs/approximate_search.jpg   # the docs' picture (bundled images)
     python benchmarks/approx_quality.py --variants --cache /tmp/approx_exact   # what each step of the search adds
+    python benchmarks/approx_quality.py --cases weighted multi masked --cache /tmp/approx_exact   # the controls
 
 For each (content photo, style painting) pair from ../shared/data (centre-cropped square, resized to
 --size px, encoded by the VGG-19 encoder to relu3_1: 256 channels, k = 3, stride 1, float32):
@@ -22,6 +23,15 @@ For each (content photo, style painting) pair from ../shared/data (centre-croppe
   percentile), ``argmax_found`` = the fraction of patches whose chosen score equals the best;
 * ``psnr_db``: the image the shipped decoder makes of the approximate swap against the one it makes of
   the exact swap (``pipeline`` modules: swap_gather at alpha 1, then the tiled decode, as ``stylize``).
+
+``--cases``: ``pairs`` (default) are the photo x painting pairs above; ``weighted`` a photo against two
+paintings weighted 1 : 3 and 1 : 100 (the first weighted down), ``multi`` a photo against two paintings
+1 : 1, ``masked`` region masks: a photo and two paintings each split into its dark and bright half (by
+luminance, median-filtered: labels 0 and 1 in every picture), and the bundled cat photo with its hand-drawn
+mask (docs/regions_cat_mask.png: the kitten takes The Starry Night, the cloth Van Gogh's painting). With
+several styles the exact search is the weighted (labelled) one of ``PatchBank``, ``ratio`` is against its
+best (within the content patch's label), ``style_share`` is the fraction of content patches that take each
+style (exact and approximate), ``label_crossings`` the content patches given a style patch of another label.
 
 With --cache DIR the exact indices and time of a pair are stored there and reused (the exact op takes
 minutes at 1024 px on a 2-core CPU); a reused time is marked ``exact_cached``. Results: JSON in
@@ -41,6 +51,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 from PIL import Image
@@ -50,7 +61,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # this tree's styleswap_ext
 
 from styleswap_ext import PatchBank, match_patches  # noqa: E402
-from styleswap_ext import image_io, tiling  # noqa: E402
+from styleswap_ext import image_io, masks, tiling  # noqa: E402
 from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -62,6 +73,32 @@ PAIRS = [
     ("details__GizahPyramids_background.jpg", "AdaIN-style__mondrian.jpg"),
     ("details__FanoeWindmill_background.jpg", "details__PortraitOfPereTanguy_background.jpg"),
 ]
+
+
+CHENONCEAU, GIZAH, FANOE = (c for c, _ in PAIRS)
+VAN_GOGH, MONDRIAN, TANGUY = (s for _, s in PAIRS)
+
+
+class Case(NamedTuple):
+    """A content photo against a bank of styles (``weights``: their weights; ``masks``: None, "luminance"
+    or "cat"); paths relative to ../shared/data (or ``ASSETS`` for the bundled ones)."""
+    content: str
+    styles: tuple
+    weights: Optional[tuple] = None
+    masks: Optional[str] = None
+
+
+CASES = {
+    "pairs": [Case(c, (s,)) for c, s in PAIRS],
+    "weighted": [Case(CHENONCEAU, (VAN_GOGH, MONDRIAN), (1.0, 3.0)), Case(CHENONCEAU, (VAN_GOGH, MONDRIAN), (1.0, 100.0))],
+    "multi": [Case(FANOE, (VAN_GOGH, TANGUY))],
+    "masked": [Case(CHENONCEAU, (VAN_GOGH, MONDRIAN), masks="luminance"),
+               Case("cat.jpg", ("starry_night.jpg", VAN_GOGH), masks="cat")],
+}
+
+
+def image_path(name: str, kind: str) -> Path:
+    return ASSETS / name if (ASSETS / name).exists() else DATA / kind / name
 
 
 def load_square(path: Path, size: int) -> torch.Tensor:
@@ -99,13 +136,64 @@ def decode(decoder, feats: torch.Tensor, bank: PatchBank, idx: torch.Tensor) -> 
         return tiling.decode(decoder, swapped, 1024).clamp(0, 1)
 
 
-def exact_indices(cf, sf, key: str, cache):
+def luminance_labels(img: torch.Tensor) -> torch.Tensor:
+    """(H, W) labels of a (1, 3, H, W) picture: 1 where it is brighter than its median, else 0, cleaned
+    with a 15 px median filter (regions, not speckle)."""
+    from PIL import ImageFilter
+
+    lum = (img[0] * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    bright = ((lum > lum.median()).byte() * 255).numpy()
+    smooth = Image.fromarray(bright).filter(ImageFilter.MedianFilter(15))
+    return torch.from_numpy(__import__("numpy").asarray(smooth) > 127).long()
+
+
+def cat_labels(size: int) -> torch.Tensor:
+    """The bundled cat's mask (white = kitten, black = cloth), centre square, resized to size (nearest)."""
+    lab, _ = masks.load_labels(REPO / "docs" / "regions_cat_mask.png", "cat mask")
+    h, w = lab.shape
+    side = min(h, w)
+    lab = lab[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    return masks.resize_labels(lab, (size, size))
+
+
+class Features(NamedTuple):
+    content: torch.Tensor
+    styles: list
+    content_labels: Optional[torch.Tensor]  # on the feature grid
+    style_labels: Optional[list]
+
+
+def encode_case(encoder, case: Case, size: int) -> Features:
+    with torch.no_grad():
+        c = load_square(image_path(case.content, "content"), size)
+        st = [load_square(image_path(name, "style"), size) for name in case.styles]
+        cf, sfs = encoder(c), [encoder(x) for x in st]
+    grid = lambda f: tuple(f.shape[-2:])  # noqa: E731
+    if case.masks is None:
+        return Features(cf, sfs, None, None)
+    if case.masks == "luminance":
+        clab = luminance_labels(c)
+        slab = [luminance_labels(x) for x in st]
+    else:  # "cat": the kitten (white) takes the first style, the cloth (black) the second
+        clab = cat_labels(size)
+        slab = [torch.full((size, size), 0xFFFFFF), torch.zeros(size, size, dtype=torch.long)]
+    return Features(cf, sfs, masks.resize_labels(clab, grid(cf)),
+                    [masks.resize_labels(lab, grid(f)) for lab, f in zip(slab, sfs)])
+
+
+def case_key(case: Case, size: int) -> str:
+    names = "__".join(Path(n).stem for n in (case.content,) + case.styles)
+    weights = "" if case.weights is None else "__w" + "_".join(f"{w:g}" for w in case.weights)
+    return f"{names}{weights}{'' if case.masks is None else '__' + case.masks}__{size}"
+
+
+def exact_indices(bank: PatchBank, f: Features, key: str, cache):
     path = Path(cache) / f"{key}.pt" if cache else None
     if path is not None and path.exists():
         saved = torch.load(path, weights_only=True)
         return saved["indices"], saved["seconds"], True
     t0 = time.perf_counter()
-    idx = match_patches(cf, sf, 3, 1)
+    idx = bank.match(f.content, content_labels=f.content_labels)
     seconds = time.perf_counter() - t0
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,56 +201,63 @@ def exact_indices(cf, sf, key: str, cache):
     return idx, seconds, False
 
 
-def exact_pair(encoder, decoder, content_path, style_path, size, cache):
-    """The pair's features, the exact search's indices (and time, and whether it was cached), its bank,
+def exact_case(encoder, decoder, case: Case, size: int, cache):
+    """The case's features, the exact search's indices (and time, and whether it was cached), its bank,
     its chosen scores and its decoded image."""
-    with torch.no_grad():
-        cf = encoder(load_square(content_path, size))
-        sf = encoder(load_square(style_path, size))
-    key = f"{content_path.stem}__{style_path.stem}__{size}"
-    exact_idx, exact_s, cached = exact_indices(cf, sf, key, cache)
-    exact_bank = PatchBank(sf, 3, 1)
-    return (cf, sf, exact_idx, exact_s, cached, exact_bank, chosen_scores(cf, exact_bank, exact_idx),
-            decode(decoder, cf, exact_bank, exact_idx))
+    f = encode_case(encoder, case, size)
+    exact_bank = PatchBank(f.styles, 3, 1, case.weights, style_labels=f.style_labels)
+    exact_idx, exact_s, cached = exact_indices(exact_bank, f, case_key(case, size), cache)
+    return (f, exact_idx, exact_s, cached, exact_bank, chosen_scores(f.content, exact_bank, exact_idx),
+            decode(decoder, f.content, exact_bank, exact_idx))
 
 
-def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cache, seed):
-    cf, sf, exact_idx, exact_s, cached, exact_bank, best, exact_img = exact_pair(
-        encoder, decoder, content_path, style_path, size, cache)
-    # The exact op on a slab of the first content rows, in this run (its cost is linear in n_c: content
+def style_share(idx: torch.Tensor, styles) -> list:
+    """The fraction of content patches that take each style's patches."""
+    bounds = torch.tensor([0] + [((st.shape[-2] - 2) * (st.shape[-1] - 2)) for st in styles]).cumsum(0)
+    return [round(((idx >= a) & (idx < b)).double().mean().item(), 4) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def run_case(encoder, decoder, case: Case, size, probes_list, cache, seed):
+    f, exact_idx, exact_s, cached, exact_bank, best, exact_img = exact_case(encoder, decoder, case, size, cache)
+    cf = f.content
+    # The exact search on a slab of the first content rows, in this run (its cost is linear in n_c: content
     # tiles are independent): exact_slab_s scaled by n_c / n_c(slab) is the same-run exact time.
-    slab = cf[:, :, :max(3, cf.shape[-2] // 8)]
+    rows = max(3, cf.shape[-2] // 8)
+    slab = cf[:, :, :rows]
+    slab_labels = None if f.content_labels is None else f.content_labels[:rows]
     slab_n = (slab.shape[-2] - 2) * (slab.shape[-1] - 2)
     slab_s, slab_cpu = [], []
     for _ in range(2):
         t0, c0 = time.perf_counter(), time.process_time()
-        match_patches(slab, sf, 3, 1)
+        exact_bank.match(slab, content_labels=slab_labels)
         slab_s.append(time.perf_counter() - t0)
         slab_cpu.append(time.process_time() - c0)
     exact_same_run = min(slab_s) * exact_idx.numel() / slab_n
-    rows = []
+    out = []
     for probes in probes_list:
         approx_s = approx_cpu = float("inf")
         for _ in range(2):  # best of 2: the shared machine is noisy
             t0, c0 = time.perf_counter(), time.process_time()
-            idx = match_patches(cf, sf, 3, 1, search="approximate", probes=probes, seed=seed)
-            approx_s = min(approx_s, time.perf_counter() - t0)
+            bank = PatchBank(f.styles, 3, 1, case.weights, style_labels=f.style_labels, search="approximate",
+                             probes=probes, seed=seed)
+            t1 = time.perf_counter()
+            idx = bank.match(cf, content_labels=f.content_labels)
+            t2 = time.perf_counter()
+            if t2 - t0 < approx_s:
+                approx_s, build_s, search_s = t2 - t0, t1 - t0, t2 - t1
             approx_cpu = min(approx_cpu, time.process_time() - c0)
-        t0 = time.perf_counter()
-        bank = PatchBank(sf, 3, 1, search="approximate", probes=probes, seed=seed)
-        build_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        idx2 = bank.match(cf)
-        search_s = time.perf_counter() - t0
-        assert torch.equal(idx, idx2), "PatchBank and match_patches chose different patches"
+        if len(f.styles) == 1 and f.content_labels is None:
+            assert torch.equal(idx, match_patches(cf, f.styles[0], 3, 1, search="approximate", probes=probes,
+                                                  seed=seed)), "PatchBank and match_patches chose different patches"
         got = chosen_scores(cf, exact_bank, idx)
         ratio = torch.where(best > 0, got / best.clamp_min(1e-30), torch.ones_like(best))
         row = {
-            "content": content_path.name, "style": style_path.name, "size_px": size,
-            "n_c": int(idx.numel()), "n_s": exact_bank.num_patches, "probes": probes, "seed": seed,
+            "content": case.content, "styles": list(case.styles), "weights": case.weights, "masks": case.masks,
+            "size_px": size, "n_c": int(idx.numel()), "n_s": exact_bank.num_patches, "probes": probes, "seed": seed,
             "clusters": bank.index.clusters,
             "exact_s": round(exact_s, 2), "exact_cached": cached, "approx_s": round(approx_s, 3),
-            "build_s": round(build_s, 3), "search_s": round(search_s, 3), "speedup": None if cached else round(exact_s / approx_s, 1),
+            "build_s": round(build_s, 3), "search_s": round(search_s, 3),
+            "speedup": None if cached else round(exact_s / approx_s, 1),
             "exact_slab_s": round(min(slab_s), 2), "exact_slab_fraction": round(slab_n / exact_idx.numel(), 4),
             "exact_same_run_s": round(exact_same_run, 1), "speedup_same_run": round(exact_same_run / approx_s, 1),
             "approx_cpu_s": round(approx_cpu, 2),
@@ -171,23 +266,30 @@ def run_pair(encoder, decoder, content_path, style_path, size, probes_list, cach
             "argmax_found": round((got >= best).double().mean().item(), 4),
             "psnr_db": round(psnr(decode(decoder, cf, exact_bank, idx), exact_img), 2),
         }
+        if len(f.styles) > 1:
+            row["style_share_exact"], row["style_share"] = style_share(exact_idx, f.styles), style_share(idx, f.styles)
+        if f.content_labels is not None:
+            want = f.content_labels[1:-1, 1:-1].reshape(-1)  # k = 3, stride 1: a patch's label is its centre's
+            row["label_crossings"] = int((exact_bank.bank_labels[idx.flatten()] != want).sum())
+            row["label_crossings_exact"] = int((exact_bank.bank_labels[exact_idx.flatten()] != want).sum())
         print(json.dumps(row), flush=True)
-        rows.append(row)
-    return rows
+        out.append(row)
+    return out
 
 
-def variants(encoder, decoder, content_path, style_path, size, cache, seed) -> list:
+def variants(encoder, decoder, case: Case, size, cache, seed) -> list:
     """Quality (no timing) of the search's steps on one pair: (probes, reranked candidates, refinement
     passes) around the defaults, on the default index."""
-    cf, sf, _, _, _, exact_bank, best, exact_img = exact_pair(encoder, decoder, content_path, style_path, size, cache)
-    bank = PatchBank(sf, 3, 1, search="approximate", seed=seed)
+    f, _, _, _, exact_bank, best, exact_img = exact_case(encoder, decoder, case, size, cache)
+    cf = f.content
+    bank = PatchBank(f.styles, 3, 1, search="approximate", seed=seed)
     rows = []
     for probes, candidates, refine in ((16, 1, 0), (16, 8, 0), (16, 8, 1), (8, 8, 1), (32, 8, 1)):
         idx = torch.ops.styleswap.match_ivf(cf, bank.styles, bank.inv_norm, *bank.index, 3, 1, probes, candidates,
                                             refine)
         got = chosen_scores(cf, exact_bank, idx)
         ratio = torch.where(best > 0, got / best.clamp_min(1e-30), torch.ones_like(best))
-        row = {"content": content_path.name, "style": style_path.name, "size_px": size, "probes": probes,
+        row = {"content": case.content, "style": case.styles[0], "size_px": size, "probes": probes,
                "candidates": candidates, "refine": refine, "ratio_mean": round(ratio.mean().item(), 5),
                "argmax_found": round((got >= best).double().mean().item(), 4),
                "psnr_db": round(psnr(decode(decoder, cf, exact_bank, idx), exact_img), 2)}
@@ -219,35 +321,42 @@ def figure(encoder, decoder, path: Path, size: int, probes: int) -> dict:
 
 
 def main(argv=None) -> int:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1024, help="content and style side in px (default 1024)")
     ap.add_argument("--pairs", type=int, default=2, help=f"how many of the {len(PAIRS)} pairs (default 2)")
+    ap.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["pairs"],
+                    help="which cases (default: pairs; --pairs of them)")
     ap.add_argument("--probes", type=int, nargs="+", default=[16])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="directory for the exact indices (reused when present)")
     ap.add_argument("--vgg-weights", default=os.environ.get("STYLESWAP_VGG19_WEIGHTS", str(DEFAULT_VGG)))
+    ap.add_argument("--data", type=Path, default=DATA, help=f"the photos and paintings (default {DATA})")
     ap.add_argument("--figure", type=Path, default=None, help="write the docs' side-by-side JPEG here instead")
     ap.add_argument("--variants", action="store_true",
                     help="quality of the search's steps (probes / reranked candidates / refinement) instead")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON results (default: results/approx_quality_cpu.json, with --variants "
-                         "results/approx_variants_cpu.json)")
+                         "results/approx_variants_cpu.json, with cases other than pairs "
+                         "results/approx_controls_cpu.json)")
     args = ap.parse_args(argv)
+    DATA = args.data
     encoder = load_encoder(args.vgg_weights).eval()
     decoder = load_decoder().eval()
     if args.figure is not None:
         print(json.dumps(figure(encoder, decoder, args.figure, args.size, args.probes[0])))
         return 0
     rows = []
-    for content, style in PAIRS[:args.pairs]:
+    cases = [c for name in args.cases for c in (CASES[name][:args.pairs] if name == "pairs" else CASES[name])]
+    for case in cases:
         if args.variants:
-            rows += variants(encoder, decoder, DATA / "content" / content, DATA / "style" / style, args.size,
-                             args.cache, args.seed)
+            rows += variants(encoder, decoder, case, args.size, args.cache, args.seed)
         else:
-            rows += run_pair(encoder, decoder, DATA / "content" / content, DATA / "style" / style, args.size,
-                             args.probes, args.cache, args.seed)
+            rows += run_case(encoder, decoder, case, args.size, args.probes, args.cache, args.seed)
     if args.out is None:
-        args.out = HERE / "results" / ("approx_variants_cpu.json" if args.variants else "approx_quality_cpu.json")
+        name = ("approx_variants_cpu.json" if args.variants else
+                "approx_quality_cpu.json" if args.cases == ["pairs"] else "approx_controls_cpu.json")
+        args.out = HERE / "results" / name
     report = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                          f"{torch.get_num_threads()} threads, torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}

@@ -11,6 +11,9 @@ stylised independently with one :class:`~styleswap_ext.pipeline.StyleBank` (The 
 With ``--temporal-weight W ...`` the clip is also stylised with the temporal term (``styleswap video
 --temporal-weight``: each frame prefers the previous frame's style patches) and each run is reported;
 ``--pan PX`` makes a panning camera instead (motion: look at the ``--png-dir`` frames for trails).
+``--search approximate`` stylises the clip with the approximate search (``styleswap video --search
+approximate``), at weight 0 and each ``--temporal-weight``; the first run stays the exact per-frame one,
+so the objective and the NCC are measured against the exact search's.
 
 Reported per run (0-255 units, mean over pixels, channels and the T-1 frame pairs):
 
@@ -88,8 +91,9 @@ def chosen_ncc(bank, feats: torch.Tensor, idx: torch.Tensor) -> float:
     return float((dots[keep] / norms[keep]).mean())
 
 
-def run(clip, bank, encoder, decoder, args, weight: float, plain_targets=None):
-    """Stylises every frame with TemporalState(weight) -> frames, indices, targets, objective, NCC."""
+def run(clip, bank, encoder, decoder, args, weight: float, plain_targets=None, ncc_bank=None):
+    """Stylises every frame with TemporalState(weight) -> frames, indices, targets, objective, NCC
+    (``ncc_bank``: an exact bank of the same style to score the choices with; default ``bank``)."""
     from styleswap_ext import image_io
     from styleswap_ext.pipeline import TemporalState, stylize
 
@@ -109,7 +113,7 @@ def run(clip, bank, encoder, decoder, args, weight: float, plain_targets=None):
             ref = target if plain_targets is None else plain_targets[t]
             # the paper's objective (feature term) of this output against the per-frame swap's target
             objectives.append(float((encoder(y[..., :h, :w].to(bank.device)) - ref).pow(2).sum()))
-            nccs.append(chosen_ncc(bank, feats, temporal.previous))
+            nccs.append(chosen_ncc(ncc_bank or bank, feats, temporal.previous))
     return outs, indices, targets, objectives, nccs
 
 
@@ -130,6 +134,8 @@ def main():
     ap.add_argument("--decoder-weights", default=None)
     ap.add_argument("--vgg-weights", default=str(DEFAULT_VGG))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--search", default="exact", choices=["exact", "approximate"],
+                    help="the search of the runs after the first (exact, per-frame) one (default exact)")
     ap.add_argument("--json", default=str(HERE / "results" / "temporal_stability.json"))
     args = ap.parse_args()
 
@@ -139,25 +145,29 @@ def main():
     torch.manual_seed(0)
     encoder = load_encoder(args.vgg_weights)
     decoder = load_decoder(args.decoder_weights) if args.method == "decoder" else None
-    bank = StyleBank(REPO / "styleswap_ext" / "assets" / "starry_night.jpg", encoder, style_size=args.style_size,
-                     device=args.device)
+    style = REPO / "styleswap_ext" / "assets" / "starry_night.jpg"
+    bank = StyleBank(style, encoder, style_size=args.style_size, device=args.device)
+    searched = bank if args.search == "exact" else StyleBank(style, encoder, style_size=args.style_size,
+                                                             device=args.device, search=args.search)
     if args.pan:
         clip = pan_clip(args.size, args.frames, args.pan, args.noise)
     else:
         clip = synth_clip(args.size, args.frames, args.noise)
     inp = [f[: (f.shape[0] // 4) * 4, : (f.shape[1] // 4) * 4] for f in clip]
-    weights = [0.0] + [w for w in args.temporal_weight if w != 0.0]
+    weights = [0.0] + [w for w in args.temporal_weight if w != 0.0 or args.search != "exact"]
     res = {"settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
            "input_change": mean_change(inp), "runs": []}
     plain_targets = plain_objective = plain_ncc = None
-    for w in weights:
+    for i, w in enumerate(weights):
         start = time.perf_counter()
-        outs, indices, targets, objectives, nccs = run(clip, bank, encoder, decoder, args, w, plain_targets)
+        outs, indices, targets, objectives, nccs = run(clip, bank if i == 0 else searched, encoder, decoder, args, w,
+                                                       plain_targets, ncc_bank=bank)
         elapsed = time.perf_counter() - start
         if plain_targets is None:
             plain_targets, plain_objective, plain_ncc = targets, objectives, nccs
         out = [np.asarray(o) for o in outs]
         r = {
+            "search": "exact" if i == 0 else args.search,
             "temporal_weight": w,
             "output_change": mean_change(out),
             "patch_flip": float(np.mean([(a != b).float().mean().item() for a, b in zip(indices[1:], indices[:-1])])),
@@ -171,11 +181,11 @@ def main():
         r["ratio"] = r["output_change"] / res["input_change"]
         res["runs"].append(r)
         if args.png_dir:
-            d = Path(args.png_dir) / f"w{w:g}"
+            d = Path(args.png_dir) / (f"w{w:g}" if r["search"] == "exact" else f"{r['search']}_w{w:g}")
             d.mkdir(parents=True, exist_ok=True)
             for t, o in enumerate(outs):
                 o.save(d / f"frame{t:03d}.png")
-            if w == weights[0]:
+            if i == 0:
                 for t, f in enumerate(inp):
                     Image.fromarray(f).save(Path(args.png_dir) / f"input{t:03d}.png")
         print(json.dumps(r), flush=True)

@@ -2,9 +2,11 @@
 //
 //   ivf_build      a prepared bank -> an inverted-file (IVF) index of its style patches:
 //                  spherical k-means of the patch directions (trained on a seeded sample), every patch
-//                  assigned to its nearest centroid, the bank rows sorted by cluster. The search builds
-//                  it over the bank of the styles reduced to their principal channels
-//                  (styleswap_ext/ops.py: build_index).
+//                  assigned to its nearest centroid, the bank rows sorted by cluster. The bank rows may be
+//                  split into groups (styleswap_ext/ops.py: build_index makes one per style and label):
+//                  each group then gets its own clusters, so that every cluster holds one style and one
+//                  label, and a group's centroids carry its weight (see "Controls" below). The search
+//                  builds it over the bank of the styles reduced to their principal channels.
 //   match_ivf_aten content, styles, an index -> indices: the same search as the CPU kernel of match_ivf
 //                  (csrc/cpu/approx_cpu.cpp), written with ATen ops so that it runs on every device;
 //                  it is match_ivf's CUDA kernel and, on the CPU, a second implementation to test against.
@@ -17,17 +19,28 @@
 //     the best wins;
 //  3. `refine` passes: each patch also tries its 8 grid neighbours' choices shifted back by the
 //     neighbour's offset (PatchMatch's propagation) with the exact score.
-// Ties: the lowest style index (the CPU kernel everywhere; this formulation in steps 2 and 3).
+// Ties everywhere: the best score, then the lowest index (cluster id in step 1's ranking of clusters,
+// bank index elsewhere), on every device.
 // Work per content patch, in full-patch dot products (D = C k^2, reduced rows dims k^2):
 // (K + probes * n_s / K) * dims / C + candidates + 8 * refine, instead of n_s.
+//
+// Controls (those of match_bank, csrc/match_controls.h), so that the approximate search chooses like the
+// exact one:
+//  * style weights: the bank's inv_norm carries them (w / w_max), so the reduced rows and the exact scores
+//    are weighted; the centroids of a group carry its style's weight too (group_weights), so that a content
+//    patch ranks the clusters of a style weighted down as low as their patches will score.
+//  * labels: every cluster holds one label (the index is built per label); a content patch only ranks the
+//    clusters of its label (the others score -inf), and the refinement skips a neighbour's choice of another
+//    label.
+//  * temporal: the previous frame's choice is always one more candidate of step 2, and every exact score of
+//    it (steps 2 and 3) gets the bonus temporal_weight * ||c||.
 //
 // Index layout (B = the bank's batch, K clusters, Dr = the reduced bank's row length):
 //   sorted    (B, n_s, Dr) the reduced bank rows grouped by cluster, each times its inv_norm (so that a
 //                          row times a reduced content patch is the reduced score)
-//   sorted_inv(B, n_s)     their weight / (||s|| + 1e-8), of the full patches
-//   order     (B, n_s)     int64, the bank index of each sorted row
+//   order     (B, n_s)     int64, the bank index of each sorted row (ascending within a cluster)
 //   offsets   (B, K + 1)   int64, cluster c is sorted rows [offsets[c], offsets[c + 1])
-//   centroids (B, K, Dr)   unit vectors
+//   centroids (B, K, Dr)   unit vectors times their group's weight
 // The compute dtype is float32 (float64 for float64 inputs).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -35,7 +48,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <numeric>
 #include <tuple>
 #include <vector>
 
@@ -44,20 +59,21 @@
 
 namespace styleswap {
 
-at::Tensor checked_ivf_content(const char* op, const at::Tensor& content, at::TensorList styles,
-                               const at::Tensor& inv_norm, const at::Tensor& basis, const at::Tensor& sorted,
-                               const at::Tensor& sorted_inv, const at::Tensor& order, const at::Tensor& offsets,
-                               const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes, int64_t candidates,
-                               int64_t refine) {
+IvfArgs checked_ivf_args(const char* op, const at::Tensor& content, at::TensorList styles, const at::Tensor& inv_norm,
+                         const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& order,
+                         const at::Tensor& offsets, const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes,
+                         int64_t candidates, int64_t refine, const std::optional<at::Tensor>& content_labels,
+                         const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                         double temporal_weight) {
   check_swap_args(op, content, /*is_indices=*/false, styles, k, s);
-  TORCH_CHECK_VALUE(sorted.dim() == 3 && sorted_inv.dim() == 2 && order.dim() == 2 && offsets.dim() == 2 &&
-                        centroids.dim() == 3 && basis.dim() == 3,
-                    op, ": not an IVF index (see ivf_build): ", basis.sizes(), sorted.sizes(), sorted_inv.sizes(),
-                    order.sizes(), offsets.sizes(), centroids.sizes());
+  TORCH_CHECK_VALUE(sorted.dim() == 3 && order.dim() == 2 && offsets.dim() == 2 && centroids.dim() == 3 &&
+                        basis.dim() == 3,
+                    op, ": not an IVF index (see ivf_build): ", basis.sizes(), sorted.sizes(), order.sizes(),
+                    offsets.sizes(), centroids.sizes());
   const int64_t B = sorted.size(0), n_s = sorted.size(1), K = centroids.size(1), C = content.size(1);
-  TORCH_CHECK_VALUE(sorted_inv.size(0) == B && order.size(0) == B && offsets.size(0) == B && centroids.size(0) == B &&
-                        basis.size(0) == B && sorted_inv.size(1) == n_s && order.size(1) == n_s &&
-                        offsets.size(1) == K + 1 && centroids.size(2) == sorted.size(2) && K >= 1 && n_s >= 1,
+  TORCH_CHECK_VALUE(order.size(0) == B && offsets.size(0) == B && centroids.size(0) == B && basis.size(0) == B &&
+                        order.size(1) == n_s && offsets.size(1) == K + 1 && centroids.size(2) == sorted.size(2) &&
+                        K >= 1 && n_s >= 1,
                     op, ": the IVF index tensors do not fit together");
   TORCH_CHECK_VALUE(B == 1 || B == content.size(0), op, ": the index has batch ", B, "; expected 1 or ",
                     content.size(0));
@@ -72,18 +88,33 @@ at::Tensor checked_ivf_content(const char* op, const at::Tensor& content, at::Te
   TORCH_CHECK_VALUE(probes >= 1, op, ": probes must be >= 1, got ", probes);
   TORCH_CHECK_VALUE(candidates >= 1, op, ": candidates must be >= 1, got ", candidates);
   TORCH_CHECK_VALUE(refine >= 0, op, ": refine must be >= 0, got ", refine);
-  for (const auto* t : {&inv_norm, &basis, &sorted, &sorted_inv, &order, &offsets, &centroids})
+  for (const auto* t : {&inv_norm, &basis, &sorted, &order, &offsets, &centroids})
     TORCH_CHECK_VALUE(t->device() == content.device(), op, ": the index is on ", t->device(), ", content on ",
                       content.device());
   const auto dtype = approx_dtype(content.scalar_type());
-  TORCH_CHECK_TYPE(sorted.scalar_type() == dtype && centroids.scalar_type() == dtype &&
-                       sorted_inv.scalar_type() == dtype && basis.scalar_type() == dtype,
+  TORCH_CHECK_TYPE(sorted.scalar_type() == dtype && centroids.scalar_type() == dtype && basis.scalar_type() == dtype,
                    op, ": a ", content.scalar_type(), " content needs a ", dtype, " index, got ", sorted.scalar_type());
   TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && offsets.scalar_type() == at::kLong, op,
                    ": order and offsets must be int64");
-  const at::Tensor checked = content.to(dtype).contiguous();
-  TORCH_CHECK_VALUE(at::isfinite(checked).all().item<bool>(), "match_patches: content contains NaN or Inf");
-  return checked;
+  IvfArgs a;
+  a.content = content.to(dtype).contiguous();
+  TORCH_CHECK_VALUE(at::isfinite(a.content).all().item<bool>(), "match_patches: content contains NaN or Inf");
+  a.controls = check_controls(op, content, n_s, covering_grid(content.size(2), k, s),
+                              covering_grid(content.size(3), k, s), content_labels, bank_labels, previous,
+                              temporal_weight);
+  if (a.controls.labels()) {
+    // Each cluster's label is that of its rows, which must all have it (build_index makes the clusters per
+    // label): then ranking only the clusters of a content patch's label is the label filter of step 1.
+    const at::Tensor row_labels = a.controls.bank_labels.index_select(0, order.flatten()).view({B, n_s});
+    const at::Tensor rows = at::arange(n_s, order.options()).expand({B, n_s}).contiguous();
+    const at::Tensor cluster_of_row =
+        at::searchsorted(offsets.narrow(1, 1, K).contiguous(), rows, /*out_int32=*/false, /*right=*/true);
+    a.cluster_labels = at::zeros({B, K}, order.options()).scatter_(1, cluster_of_row, row_labels);
+    TORCH_CHECK_VALUE(at::equal(a.cluster_labels.gather(1, cluster_of_row), row_labels), op,
+                      ": a cluster of the index holds patches of several labels: build the index with these "
+                      "bank_labels (styleswap_ext.ops.build_index(..., bank_labels=...))");
+  }
+  return a;
 }
 
 StyleTable style_table(at::TensorList styles, int64_t k, int64_t s, int64_t batch, at::ScalarType dtype) {
@@ -159,10 +190,13 @@ at::Tensor train_centroids(const at::Tensor& x, int64_t K, int64_t seed) {
   return centroids;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ivf_build(const at::Tensor& patches,
-                                                                                 const at::Tensor& inv_norm,
-                                                                                 int64_t n_s, int64_t clusters,
-                                                                                 int64_t seed) {
+// groups (n_s) int64 in [0, G) (none: one group), clusters[g] of them for group g, whose centroids are
+// scaled by group_weights[g] (none: 1).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ivf_build(const at::Tensor& patches,
+                                                                     const at::Tensor& inv_norm, int64_t n_s,
+                                                                     at::IntArrayRef clusters, int64_t seed,
+                                                                     const std::optional<at::Tensor>& groups,
+                                                                     std::optional<at::ArrayRef<double>> group_weights) {
   const char* op = "ivf_build";
   TORCH_CHECK_VALUE(patches.dim() == 3 && inv_norm.dim() == 2 && patches.size(0) == inv_norm.size(0) &&
                         patches.size(1) == inv_norm.size(1),
@@ -170,27 +204,73 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> ivf_build
                     inv_norm.sizes());
   TORCH_CHECK_VALUE(n_s >= 1 && n_s <= patches.size(1), op, ": num_patches ", n_s, " does not fit a bank of ",
                     patches.size(1), " rows");
-  TORCH_CHECK_VALUE(clusters >= 1 && clusters <= n_s, op, ": clusters must be in [1, num_patches = ", n_s, "], got ",
-                    clusters);
   TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be >= 0, got ", seed);
   TORCH_CHECK_TYPE(at::isFloatingType(patches.scalar_type()), op, ": patches must be floating point");
+  const int64_t G = static_cast<int64_t>(clusters.size());
+  TORCH_CHECK_VALUE(G >= 1, op, ": clusters must hold one count per group, got none");
+  // The rows of each group (ascending) and their count.
+  std::vector<at::Tensor> members;
+  std::vector<int64_t> sizes;
+  if (groups.has_value()) {
+    const at::Tensor& g = *groups;
+    TORCH_CHECK_TYPE(g.scalar_type() == at::kLong, op, ": groups must be int64, got ", g.scalar_type());
+    TORCH_CHECK_VALUE(g.dim() == 1 && g.size(0) == n_s, op, ": groups must be (", n_s, ",) (one per bank row), got ",
+                      g.sizes());
+    TORCH_CHECK_VALUE(g.device() == patches.device(), op, ": groups is on ", g.device(), ", patches on ",
+                      patches.device());
+    const auto [lo, hi] = at::aminmax(g);
+    TORCH_CHECK_VALUE(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < G, op, ": groups must be in [0, ", G,
+                      ") (one cluster count per group)");
+    const at::Tensor host = g.cpu();
+    for (int64_t i = 0; i < G; ++i) members.push_back(at::nonzero(host == i).flatten().to(g.device()));
+  } else {
+    TORCH_CHECK_VALUE(G == 1, op, ": ", G, " cluster counts but no groups");
+  }
+  for (int64_t i = 0; i < G; ++i) {
+    sizes.push_back(groups.has_value() ? members[i].size(0) : n_s);
+    TORCH_CHECK_VALUE(clusters[i] >= 1 && clusters[i] <= sizes[i], op, ": clusters[", i, "] must be in [1, ",
+                      sizes[i], "] (the rows of group ", i, "), got ", clusters[i]);
+  }
+  if (group_weights.has_value()) {
+    TORCH_CHECK_VALUE(static_cast<int64_t>(group_weights->size()) == G, op, ": ", group_weights->size(),
+                      " group_weights for ", G, " groups");
+    for (int64_t i = 0; i < G; ++i)
+      TORCH_CHECK_VALUE(std::isfinite((*group_weights)[i]) && (*group_weights)[i] > 0, op, ": group_weights[", i,
+                        "] must be finite and > 0, got ", (*group_weights)[i]);
+  }
   const auto dtype = approx_dtype(patches.scalar_type());
-  const int64_t B = patches.size(0), K = clusters;
-  std::vector<at::Tensor> sorted, sorted_inv, orders, offsets, centroids;
+  const int64_t B = patches.size(0), K = std::accumulate(clusters.begin(), clusters.end(), int64_t{0});
+  std::vector<at::Tensor> sorted, orders, offsets, centroids;
   for (int64_t b = 0; b < B; ++b) {
     const at::Tensor x = patches[b].narrow(0, 0, n_s).to(dtype);
-    const at::Tensor c = train_centroids(x, K, seed);
-    const at::Tensor assign = nearest_centroid(x, c);
+    // k-means per group; cluster ids of group g follow those of the groups before it
+    at::Tensor assign = groups.has_value() ? at::empty({n_s}, x.options().dtype(at::kLong)) : at::Tensor();
+    std::vector<at::Tensor> cents;
+    int64_t first = 0;
+    for (int64_t i = 0; i < G; ++i) {
+      const at::Tensor xg = groups.has_value() ? x.index_select(0, members[i]) : x;
+      at::Tensor c = train_centroids(xg, clusters[i], seed);
+      const at::Tensor a = nearest_centroid(xg, c) + first;
+      if (groups.has_value()) {
+        assign.index_copy_(0, members[i], a);
+      } else {
+        assign = a;
+      }
+      cents.push_back(group_weights.has_value() ? c * (*group_weights)[i] : c);
+      first += clusters[i];
+    }
+    const at::Tensor c = at::cat(cents);
+    // stable: a cluster's rows keep the bank order (the kernels' ties rely on it)
     const at::Tensor order = std::get<1>(at::sort(assign, /*stable=*/true, /*dim=*/0, /*descending=*/false));
     const at::Tensor counts = at::bincount(assign, {}, K);
     offsets.push_back(at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)}));
-    sorted_inv.push_back(inv_norm[b].narrow(0, 0, n_s).to(dtype).index_select(0, order));
     // Rows pre-scaled by their inv_norm: a row times a content patch is the (reduced) score itself.
-    sorted.push_back(x.index_select(0, order) * sorted_inv.back().unsqueeze(1));
+    sorted.push_back(x.index_select(0, order) *
+                     inv_norm[b].narrow(0, 0, n_s).to(dtype).index_select(0, order).unsqueeze(1));
     orders.push_back(order);
     centroids.push_back(c);
   }
-  return {at::stack(sorted), at::stack(sorted_inv), at::stack(orders), at::stack(offsets), at::stack(centroids)};
+  return {at::stack(sorted), at::stack(orders), at::stack(offsets), at::stack(centroids)};
 }
 
 // Content patch rows [r0, r1) of the covering grid of one (C, H, W) sample as an (r1 - r0, Dp)
@@ -219,8 +299,10 @@ at::Tensor patch_pixels(const at::Tensor& origin, const at::Tensor& width, int64
 }
 
 // The exact score w * <c, s> / (||s|| + 1e-8) of content grid cells `cells` (L) against style rows `cand`
-// (L, r; `big` = none), from the padded content pixels (Hp, Wp, C) and the style table, in chunks that
-// bound the gathered pixels.
+// (L, r; `big` = none, scored -inf), from the padded content pixels (Hp, Wp, C) and the style table, in chunks
+// that bound the gathered pixels. The dot products are a product and a sum, not a GEMM: they stay float32
+// (float64) whatever torch's float32 matmul precision says (cuBLAS would run a GEMM in TF32 under "high"),
+// since these scores decide the choice; only the ranking GEMMs of step 1 follow that setting.
 at::Tensor exact_scores(const at::Tensor& content_px, const at::Tensor& cells, int64_t grid_w, const StyleTable& table,
                         const at::Tensor& table_b, const at::Tensor& inv, const at::Tensor& cand, int64_t k, int64_t s,
                         int64_t big) {
@@ -230,7 +312,10 @@ at::Tensor exact_scores(const at::Tensor& content_px, const at::Tensor& cells, i
   const at::Tensor pixel0 = at::tensor(at::IntArrayRef(table.pixel0), at::kLong).to(cand.device());
   const at::Tensor widths = at::tensor(at::IntArrayRef(table.width), at::kLong).to(cand.device());
   const at::Tensor content_flat = content_px.view({-1, C}), table_flat = table_b.view({-1, C});
-  const int64_t step = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(1, (r + 1) * k * k * C));
+  // gathered values per chunk: 2^24 on the CPU (64 MB in float32), 2^27 on a GPU, where each chunk costs a
+  // dozen kernel launches (a 4096 px refinement is then ~160 chunks, not ~1,300)
+  const int64_t budget = int64_t{1} << (content_px.is_cpu() ? 24 : 27);
+  const int64_t step = std::max<int64_t>(1, budget / std::max<int64_t>(1, (r + 1) * k * k * C));
   at::Tensor out = at::empty({L, r}, content_px.options());
   for (int64_t a = 0; a < L; a += step) {
     const int64_t l = std::min(step, L - a);
@@ -247,11 +332,34 @@ at::Tensor exact_scores(const at::Tensor& content_px, const at::Tensor& cells, i
     const at::Tensor cell = cells.narrow(0, a, l);
     const at::Tensor corigin = cell.div(grid_w, "floor") * s * Wp + cell.remainder(grid_w) * s;
     const at::Tensor cpx = content_flat.index_select(0, patch_pixels(corigin, at::full_like(corigin, Wp), k).flatten())
-                               .view({l, -1, 1});
-    const at::Tensor v = at::bmm(style, cpx).squeeze(2) * inv.index_select(0, m.flatten()).view({l, r});
+                               .view({l, 1, -1});
+    const at::Tensor v = (style * cpx).sum(2) * inv.index_select(0, m.flatten()).view({l, r});
     out.narrow(0, a, l).copy_(at::where(valid, v, -std::numeric_limits<double>::infinity()));
   }
   return out;
+}
+
+// One sample's controls (match_controls.h) on its covering grid, flat (n_c); undefined = off.
+struct GridControls {
+  at::Tensor labels, bank_labels;  // the content patches' labels (n_c), the bank rows' (n_s)
+  at::Tensor previous, bonus;      // the previous choice (n_c) and its bonus temporal_weight * ||c|| (n_c)
+};
+
+// The controlled scores of cells (L) against candidates (L, r): a candidate of another label becomes `big`
+// (none, -inf), and one that is the cell's previous choice gets the bonus. Returns (scores, candidates).
+std::tuple<at::Tensor, at::Tensor> controlled_scores(const at::Tensor& px, const at::Tensor& cells, int64_t grid_w,
+                                                     const StyleTable& table, const at::Tensor& table_b,
+                                                     const at::Tensor& inv, at::Tensor cand, int64_t k, int64_t s,
+                                                     int64_t big, const GridControls& g) {
+  if (g.labels.defined()) {
+    const at::Tensor lab = g.bank_labels.index_select(0, at::where(cand == big, 0, cand).flatten()).view(cand.sizes());
+    cand = at::where(lab == g.labels.index_select(0, cells).unsqueeze(1), cand, big);
+  }
+  at::Tensor v = exact_scores(px, cells, grid_w, table, table_b, inv, cand, k, s, big);
+  if (g.previous.defined())
+    v.add_(at::where(cand == g.previous.index_select(0, cells).unsqueeze(1), g.bonus.index_select(0, cells).unsqueeze(1),
+                     0));
+  return {v, cand};
 }
 
 // Of each row's (score, index) pairs: the best score, then the lowest index.
@@ -260,12 +368,115 @@ std::tuple<at::Tensor, at::Tensor> best_of(const at::Tensor& scores, const at::T
   return {mx, at::where(scores == mx.unsqueeze(1), ids, big).amin(1)};
 }
 
+// The r best columns of each row of `scores` (L, n): the best score, then the lowest column. A stable
+// descending sort keeps equal scores in column order on every device (topk promises no order of ties,
+// and on CUDA does not return the lowest index).
+std::tuple<at::Tensor, at::Tensor> top_lowest(const at::Tensor& scores, int64_t r) {
+  const auto [v, i] = at::sort(scores, /*stable=*/true, /*dim=*/1, /*descending=*/true);
+  return {v.narrow(1, 0, r), i.narrow(1, 0, r)};
+}
+
+// The ids of the r best (score, id) pairs of each row of (vals, ids) (L, n): the best score, then the lowest
+// id (two stable sorts: by id, then by score).
+at::Tensor top_by_id(const at::Tensor& vals, const at::Tensor& ids, int64_t r) {
+  const auto [by_id, perm] = at::sort(ids, /*stable=*/true, /*dim=*/1, /*descending=*/false);
+  const at::Tensor pos = std::get<1>(top_lowest(vals.gather(1, perm), r));
+  return by_id.gather(1, pos);
+}
+
+// Step 1 in batched GEMMs: the (row, probe) entries grouped by cluster and cut into tiles of at most
+// TILE_ENTRIES; a batch of tiles is one batched GEMM (bmm) of its entries' reduced rows by their clusters'
+// rows, padded to the batch's largest cluster, as many tiles as fit batch_elements(). Tiles go by decreasing
+// cluster size, so a batch's clusters are of similar size (little padding). At 1024 px (508 clusters, 16
+// probes, 32k rows a slab) that is a few batches a slab instead of a GEMM, a topk and two copies per cluster.
+constexpr int64_t TILE_ENTRIES = 256;
+// Elements of a batch's A + B + scores at most (a batch takes one tile at least): 2^26 on the CPU (256 MB
+// in float32), 2^28 on a GPU (a few batches a slab, so a few dozen launches). STYLESWAP_IVF_BATCH overrides
+// it (the tests cut every tile into a batch of its own).
+int64_t batch_elements(const at::Device& device) {
+  const char* env = std::getenv("STYLESWAP_IVF_BATCH");
+  const long long v = env != nullptr ? std::atoll(env) : 0;
+  return v > 0 ? v : int64_t{1} << (device.is_cpu() ? 26 : 28);
+}
+
+// q (L, Dr) the slab's reduced rows, probe (L * p) each entry's cluster (K = none), off (K + 1) and by_size
+// (the clusters by decreasing size) on the host. Writes each entry's SLOT best (reduced score, bank index),
+// the best score then the lowest index, into cand_s / cand_i (L * p + 1, S): row L * p takes the padding.
+void cluster_candidates(const at::Tensor& q, const at::Tensor& probe, int64_t p, const at::Tensor& sorted_b,
+                        const at::Tensor& order_b, const std::vector<int64_t>& off, const std::vector<int64_t>& by_size,
+                        at::Tensor& cand_s, at::Tensor& cand_i, int64_t big) {
+  const int64_t E = probe.size(0), K = static_cast<int64_t>(off.size()) - 1, Dr = q.size(1), S = cand_s.size(1);
+  const auto lopt = probe.options();
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  const int64_t bound = batch_elements(q.device());
+  const auto [cl, entries] = at::sort(probe, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const at::Tensor counts = at::bincount(cl, {}, K + 1).cpu();  // the slab's one device-to-host read
+  const int64_t* cnt = counts.data_ptr<int64_t>();
+  std::vector<int64_t> start(K + 1, 0);
+  for (int64_t c = 0; c < K; ++c) start[c + 1] = start[c] + cnt[c];
+  struct Tile {
+    int64_t cluster, first, rows;
+  };
+  std::vector<Tile> tiles;
+  for (const int64_t c : by_size)
+    for (int64_t e0 = 0; e0 < cnt[c]; e0 += TILE_ENTRIES) tiles.push_back({c, start[c] + e0, std::min(TILE_ENTRIES, cnt[c] - e0)});
+  for (size_t t0 = 0; t0 < tiles.size();) {
+    const int64_t width = off[tiles[t0].cluster + 1] - off[tiles[t0].cluster];  // the batch's largest cluster
+    int64_t M = 0;
+    size_t t1 = t0;
+    for (; t1 < tiles.size(); ++t1) {
+      const int64_t m = std::max(M, tiles[t1].rows), nb = static_cast<int64_t>(t1 - t0) + 1;
+      if (nb > 1 && nb * (m * Dr + width * Dr + m * width) > bound) break;
+      M = m;
+    }
+    const int64_t nb = static_cast<int64_t>(t1 - t0);
+    // each tile's first entry, entries, cluster offset and cluster size: one host-to-device copy
+    std::vector<int64_t> h(4 * nb);
+    for (int64_t t = 0; t < nb; ++t) {
+      const Tile& tile = tiles[t0 + t];
+      h[t] = tile.first, h[nb + t] = tile.rows, h[2 * nb + t] = off[tile.cluster];
+      h[3 * nb + t] = off[tile.cluster + 1] - off[tile.cluster];
+    }
+    const at::Tensor desc = at::tensor(at::IntArrayRef(h), at::kLong).view({4, nb}).to(q.device());
+    const at::Tensor first = desc[0], rows = desc[1], cl_off = desc[2], size = desc[3];
+    const at::Tensor i = at::arange(M, lopt), j = at::arange(width, lopt);
+    const at::Tensor row_ok = i.unsqueeze(0) < rows.unsqueeze(1);   // (nb, M)
+    const at::Tensor col_ok = j.unsqueeze(0) < size.unsqueeze(1);   // (nb, width)
+    const at::Tensor e = entries.index_select(0, at::where(row_ok, first.unsqueeze(1) + i, 0).flatten());
+    const at::Tensor A = q.index_select(0, e.div(p, "floor")).view({nb, M, Dr});
+    const at::Tensor Bm = sorted_b.index_select(0, at::where(col_ok, cl_off.unsqueeze(1) + j, 0).flatten())
+                              .view({nb, width, Dr});
+    at::Tensor sc = at::bmm(A, Bm.transpose(1, 2)).masked_fill_(col_ok.logical_not().unsqueeze(1), neg_inf);
+    // The S best of each entry by rounds of (max, its first position): a cluster's rows are in bank order,
+    // so the first position is the lowest bank index.
+    std::vector<at::Tensor> vals, ids;
+    for (int64_t t = 0; t < S; ++t) {
+      const at::Tensor v = at::amax(sc, {2}, /*keepdim=*/true);                          // (nb, M, 1)
+      const at::Tensor pos = at::where(sc == v, j.view({1, 1, width}), width).amin(2, /*keepdim=*/true);
+      const at::Tensor at_pos = pos.clamp_max(width - 1);
+      const at::Tensor bank = order_b.index_select(0, (cl_off.view({nb, 1, 1}) + at_pos).flatten()).view(pos.sizes());
+      vals.push_back(v);
+      ids.push_back(at::where(v == neg_inf, big, bank));  // a cluster of fewer than S rows: none
+      if (t + 1 < S) sc.scatter_(2, at_pos, neg_inf);
+    }
+    const at::Tensor dest = at::where(row_ok.flatten(), e, E);
+    cand_s.index_copy_(0, dest, at::cat(vals, 2).view({nb * M, S}));
+    cand_i.index_copy_(0, dest, at::cat(ids, 2).view({nb * M, S}));
+    t0 = t1;
+  }
+}
+
 at::Tensor match_ivf_aten(const at::Tensor& content_in, at::TensorList styles, const at::Tensor& inv_norm,
-                          const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
-                          const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
-                          int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
-  const at::Tensor content = checked_ivf_content("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv,
-                                                 order, offsets, centroids, k, s, probes, candidates, refine);
+                          const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& order,
+                          const at::Tensor& offsets, const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes,
+                          int64_t candidates, int64_t refine, const std::optional<at::Tensor>& content_labels,
+                          const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                          double temporal_weight) {
+  const IvfArgs args = checked_ivf_args("match_ivf", content_in, styles, inv_norm, basis, sorted, order, offsets,
+                                        centroids, k, s, probes, candidates, refine, content_labels, bank_labels,
+                                        previous, temporal_weight);
+  const at::Tensor& content = args.content;
+  const MatchControls& ctl = args.controls;
   const auto dtype = content.scalar_type();
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
   const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s), n_c = grid_h * grid_w;
@@ -277,52 +488,56 @@ at::Tensor match_ivf_aten(const at::Tensor& content_in, at::TensorList styles, c
   const double neg_inf = -std::numeric_limits<double>::infinity();
   const auto long_opts = content.options().dtype(at::kLong);
   const StyleTable table = style_table(styles, k, s, sorted.size(0), dtype);
+  const at::Tensor offsets_host = offsets.cpu();
   at::Tensor indices = at::empty({N, n_c}, long_opts);
   for (int64_t n = 0; n < N; ++n) {
     const int64_t b = sorted.size(0) == 1 ? 0 : n;
-    const at::Tensor off = offsets[b].cpu();
-    const int64_t* o = off.data_ptr<int64_t>();
+    const int64_t* o = offsets_host[b].data_ptr<int64_t>();
+    const std::vector<int64_t> off(o, o + K + 1);
+    std::vector<int64_t> by_size(K);
+    std::iota(by_size.begin(), by_size.end(), 0);
+    std::stable_sort(by_size.begin(), by_size.end(),
+                     [&](int64_t x, int64_t y) { return off[x + 1] - off[x] > off[y + 1] - off[y]; });
     const at::Tensor inv = inv_norm[b].to(dtype), table_b = table.pixels[b], px = padded_pixels(content[n], k, s);
     const at::Tensor reduced = at::mm(basis[b].t(), content[n].view({C, H * W})).view({-1, H, W});
+    GridControls g;
+    if (ctl.labels()) g.labels = ctl.content_labels.narrow(0, n * n_c, n_c), g.bank_labels = ctl.bank_labels;
+    if (ctl.temporal()) {
+      g.previous = ctl.previous.narrow(0, n * n_c, n_c);
+      // ||c|| of every grid cell: the sum of its pixels' squared norms over the k x k window
+      const at::Tensor sq = (px * px).sum(2).unsqueeze(0).unsqueeze(0);
+      g.bonus = at::avg_pool2d(sq, {k, k}, {s, s}, {0, 0}, false, true, /*divisor_override=*/1).sqrt().flatten() *
+                ctl.temporal_weight;
+    }
     at::Tensor choice = at::empty({n_c}, long_opts), score = at::empty({n_c}, content.options());
     // Steps 1 and 2, a slab of grid rows at a time.
     for (int64_t i0 = 0; i0 < grid_h; i0 += slab_rows) {
       const int64_t i1 = std::min(grid_h, i0 + slab_rows);
       const at::Tensor q = content_rows(reduced, k, s, grid_h, grid_w, i0, i1, Dr);
       const int64_t L = q.size(0);
-      // Empty clusters are never probed (p <= the number of non-empty ones).
-      const at::Tensor top =
-          std::get<1>(at::mm(q, centroids[b].t()).masked_fill_(empty[b], -INFINITY).topk(p, 1));  // (L, p)
-      // Probes grouped by cluster: the entries (row * p + slot) that probe each cluster.
-      const auto [cl, entries] = at::sort(top.flatten(), /*stable=*/true, 0, false);
-      const at::Tensor counts = at::bincount(cl, {}, K).cpu();
-      const int64_t* cnt = counts.data_ptr<int64_t>();
-      at::Tensor cand_s = at::full({L * p, S}, neg_inf, q.options());
-      at::Tensor cand_i = at::full({L * p, S}, big, long_opts);
-      int64_t start = 0;
-      for (int64_t c = 0; c < K; ++c) {
-        const int64_t m = cnt[c], size = o[c + 1] - o[c];
-        if (m == 0) continue;
-        const at::Tensor e = entries.narrow(0, start, m);
-        start += m;
-        const at::Tensor scores = at::mm(q.index_select(0, e.div(p, "floor")), sorted[b].narrow(0, o[c], size).t());
-        const int64_t rr = std::min(S, size);
-        const auto [v, a] = scores.topk(rr, 1);
-        cand_s.narrow(1, 0, rr).index_copy_(0, e, v);
-        cand_i.narrow(1, 0, rr).index_copy_(
-            0, e, order[b].narrow(0, o[c], size).index_select(0, a.flatten()).view(a.sizes()));
-      }
-      // Rerank each row's R best candidates by the exact score.
-      const auto [v, a] = cand_s.view({L, p * S}).topk(std::min(R, p * S), 1);
-      const at::Tensor cand = cand_i.view({L, p * S}).gather(1, a);
       const at::Tensor cells = at::arange(i0 * grid_w, i0 * grid_w + L, long_opts);
-      const auto [best, arg] = best_of(exact_scores(px, cells, grid_w, table, table_b, inv, cand, k, s, big), cand, big);
+      // Each row's p best clusters; empty ones and (with labels) those of another label never.
+      at::Tensor cs = at::mm(q, centroids[b].t()).masked_fill_(empty[b], neg_inf);
+      if (g.labels.defined())
+        cs.masked_fill_(args.cluster_labels[b].unsqueeze(0) != g.labels.narrow(0, i0 * grid_w, L).unsqueeze(1),
+                        neg_inf);
+      const auto [top_v, top_c] = top_lowest(cs, p);
+      const at::Tensor probe = at::where(top_v == neg_inf, K, top_c).flatten();  // fewer clusters of its label
+      at::Tensor cand_s = at::full({L * p + 1, S}, neg_inf, q.options());
+      at::Tensor cand_i = at::full({L * p + 1, S}, big, long_opts);
+      cluster_candidates(q, probe, p, sorted[b], order[b], off, by_size, cand_s, cand_i, big);
+      // Rerank each row's R best candidates (and its previous choice) by the exact score.
+      at::Tensor cand = top_by_id(cand_s.narrow(0, 0, L * p).view({L, p * S}), cand_i.narrow(0, 0, L * p).view({L, p * S}),
+                                  std::min(R, p * S));
+      if (g.previous.defined()) cand = at::cat({cand, g.previous.narrow(0, i0 * grid_w, L).unsqueeze(1)}, 1);
+      const auto [v, c] = controlled_scores(px, cells, grid_w, table, table_b, inv, cand, k, s, big, g);
+      const auto [best, arg] = best_of(v, c, big);
       score.narrow(0, i0 * grid_w, L).copy_(best);
       choice.narrow(0, i0 * grid_w, L).copy_(arg);
     }
     // Step 3: refinement passes from the neighbours' shifted choices (each pass reads the last one's).
-    const at::Tensor g = at::tensor(at::IntArrayRef(table.grids), at::kLong).view({table.T, 3}).to(content.device());
-    const at::Tensor starts = g.select(1, 0).contiguous(), ghs = g.select(1, 1), gws = g.select(1, 2);
+    const at::Tensor gr = at::tensor(at::IntArrayRef(table.grids), at::kLong).view({table.T, 3}).to(content.device());
+    const at::Tensor starts = gr.select(1, 0).contiguous(), ghs = gr.select(1, 1), gws = gr.select(1, 2);
     for (int64_t it = 0; it < refine; ++it) {
       const at::Tensor cg = choice.view({grid_h, grid_w});
       std::vector<at::Tensor> cands;
@@ -343,10 +558,9 @@ at::Tensor match_ivf_aten(const at::Tensor& content_in, at::TensorList styles, c
         }
         cands.push_back(nb.flatten());
       }
-      const at::Tensor cand = at::stack(cands, 1);  // (n_c, 8)
       const at::Tensor cells = at::arange(n_c, long_opts);
-      const at::Tensor all = at::cat({score.unsqueeze(1), exact_scores(px, cells, grid_w, table, table_b, inv, cand, k, s, big)}, 1);
-      const auto [best, arg] = best_of(all, at::cat({choice.unsqueeze(1), cand}, 1), big);
+      const auto [v, c] = controlled_scores(px, cells, grid_w, table, table_b, inv, at::stack(cands, 1), k, s, big, g);
+      const auto [best, arg] = best_of(at::cat({score.unsqueeze(1), v}, 1), at::cat({choice.unsqueeze(1), c}, 1), big);
       score = best, choice = arg;
     }
     indices[n].copy_(choice);

@@ -4,21 +4,30 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
+
+#include "match_controls.h"
 
 namespace styleswap {
 
 // The index and the search run in float32 (float64 for float64 inputs), like the CPU bank.
 inline at::ScalarType approx_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-// match_ivf's arguments (see approx_index.cpp for the layout): content (N, C, H, W) and its styles as
-// for match_patches, the bank's inv_norm (B, n_s), and the IVF index of ivf_build over the reduced
-// bank with its basis (B, C, dims); all on the content's device. Checks them all and returns the
-// content in the index's dtype, contiguous, refused if it holds NaN or Inf: the kernels' first step.
-at::Tensor checked_ivf_content(const char* op, const at::Tensor& content, at::TensorList styles,
-                               const at::Tensor& inv_norm, const at::Tensor& basis, const at::Tensor& sorted,
-                               const at::Tensor& sorted_inv, const at::Tensor& order, const at::Tensor& offsets,
-                               const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes, int64_t candidates,
-                               int64_t refine);
+// match_ivf's arguments, checked (see approx_index.cpp for the layout): content (N, C, H, W) and its
+// styles as for match_patches, the bank's inv_norm (B, n_s), the IVF index of ivf_build over the reduced
+// bank with its basis (B, C, dims), and the controls of match_bank (match_controls.h); all on the content's
+// device. The kernels' first step.
+struct IvfArgs {
+  at::Tensor content;         // in the index's dtype, contiguous, refused if it holds NaN or Inf
+  MatchControls controls;     // check_controls' (flattened, contiguous)
+  at::Tensor cluster_labels;  // (B, K) int64, the label of each cluster's rows, when labels are on
+};
+IvfArgs checked_ivf_args(const char* op, const at::Tensor& content, at::TensorList styles, const at::Tensor& inv_norm,
+                         const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& order,
+                         const at::Tensor& offsets, const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes,
+                         int64_t candidates, int64_t refine, const std::optional<at::Tensor>& content_labels,
+                         const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                         double temporal_weight);
 
 // The styles as one table of pixels, for the exact scores of the rerank and the refinement: a style
 // patch is then k runs of k*C contiguous values (no n_s x C k^2 bank needed).

@@ -240,22 +240,24 @@ TORCH_LIBRARY(styleswap, m) {
 }
 
 // Approximate search (csrc/approx_index.cpp: the IVF index and its ATen search; csrc/cpu/approx_cpu.cpp):
-//   ivf_build      a (reduced) prepared bank -> (sorted rows, their inv_norm, order, offsets, centroids)
+//   ivf_build      a (reduced) prepared bank -> (sorted rows, order, offsets, centroids); optional groups of
+//                  bank rows (one per style and label) each clustered apart, clusters[g] clusters for group g,
+//                  whose centroids are scaled by group_weights[g] (the style's weight)
 //   match_ivf      content, styles, their inv_norm, the basis and index -> indices (N, H', W'):
-//                  `probes` clusters per content patch, `candidates` reranked exactly, `refine` passes
+//                  `probes` clusters per content patch, `candidates` reranked exactly, `refine` passes; the
+//                  controls of match_bank (labels: the index must be built with the bank's labels as groups)
 //   match_ivf_aten the same search in ATen ops on any device (match_ivf's CUDA kernel)
 TORCH_LIBRARY_FRAGMENT(styleswap, m) {
   m.def(
-      "ivf_build(Tensor patches, Tensor inv_norm, int num_patches, int clusters, int seed) "
-      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "match_ivf(Tensor content, Tensor[] styles, Tensor inv_norm, Tensor basis, Tensor sorted, Tensor sorted_inv, "
-      "Tensor order, Tensor offsets, Tensor centroids, int patch_size, int stride, int probes, int candidates, "
-      "int refine) -> Tensor");
-  m.def(
-      "match_ivf_aten(Tensor content, Tensor[] styles, Tensor inv_norm, Tensor basis, Tensor sorted, "
-      "Tensor sorted_inv, Tensor order, Tensor offsets, Tensor centroids, int patch_size, int stride, int probes, "
-      "int candidates, int refine) -> Tensor");
+      "ivf_build(Tensor patches, Tensor inv_norm, int num_patches, int[] clusters, int seed, Tensor? groups=None, "
+      "float[]? group_weights=None) -> (Tensor, Tensor, Tensor, Tensor)");
+  const char* match_args =
+      "(Tensor content, Tensor[] styles, Tensor inv_norm, Tensor basis, Tensor sorted, Tensor order, "
+      "Tensor offsets, Tensor centroids, int patch_size, int stride, int probes, int candidates, int refine, "
+      "Tensor? content_labels=None, Tensor? bank_labels=None, Tensor? previous=None, float temporal_weight=0.0) "
+      "-> Tensor";
+  m.def((std::string("match_ivf") + match_args).c_str());
+  m.def((std::string("match_ivf_aten") + match_args).c_str());
 }
 
 TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {

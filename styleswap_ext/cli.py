@@ -122,7 +122,7 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
         g.add_argument("--search", choices=SEARCHES, default="auto",
                        help="patch search: auto (default: exact where it takes at most ~2 s on the device, "
                             "else approximate; one line says which), exact, or approximate (clustered; far "
-                            "faster for large images, close to exact: docs/approximate_search.md)")
+                            "faster for large images, a chosen score ~0.99 of the best)")
     g.add_argument("--content-size", type=_int_at_least(16), default=None,
                    help="resize the content so its longest side is this many px"
                         + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
@@ -198,8 +198,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
     v.add_argument("--temporal-weight", type=_float_in(0.0), default=None, metavar="W",
                    help="keep the previous frame's style patch unless another matches better by more than W "
-                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.01; 0 with "
-                        "--search approximate)")
+                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.01)")
     _add_run_options(v)
 
     d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
@@ -528,14 +527,10 @@ def _check_common(args) -> None:
     """The stylisation settings (styleswap_ext/settings.py, shared with the studio), then video's own."""
     from .settings import StylizeSettings, cli_name
 
-    masks = getattr(args, "content_mask", None) is not None or getattr(args, "style_mask", None) is not None
     try:
-        StylizeSettings.from_args(args).check(len(args.styles), masks=masks, name=cli_name)
+        StylizeSettings.from_args(args).check(len(args.styles), name=cli_name)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if getattr(args, "search", "exact") == "approximate" and (getattr(args, "temporal_weight", None) or 0) > 0:
-        raise UsageError("--temporal-weight needs --search exact (with --search approximate the default "
-                         "is 0: every frame on its own)")
 
 
 def _run_video(args) -> int:
@@ -592,10 +587,8 @@ def _run_video(args) -> int:
     styles, encoder, decoder = _load_styles_and_models(args)
     bank = _style_bank(args, styles, encoder, device)  # encoded once, reused by every frame
 
-    # default: DEFAULT_TEMPORAL_WEIGHT, off with the approximate one (no controls there; with auto it
-    # is a control, so search_choice keeps the exact search for now)
-    default_weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.search != "approximate" else 0.0
-    temporal = pipeline.TemporalState(default_weight if args.temporal_weight is None else args.temporal_weight)
+    weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+    temporal = pipeline.TemporalState(weight)
 
     def frame_fn(t):  # frames in order; under torchrun a process's 'previous' is the frame `size` before
         return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)

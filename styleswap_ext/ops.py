@@ -97,18 +97,18 @@ def _approx_dtype(dtype):
 
 
 @torch.library.register_fake("styleswap::ivf_build")
-def _ivf_build_fake(patches, inv_norm, num_patches, clusters, seed):
+def _ivf_build_fake(patches, inv_norm, num_patches, clusters, seed, groups=None, group_weights=None):
     b, _, dp = patches.shape
     dtype = _approx_dtype(patches.dtype)
-    return (patches.new_empty((b, num_patches, dp), dtype=dtype), patches.new_empty((b, num_patches), dtype=dtype),
-            patches.new_empty((b, num_patches), dtype=torch.long), patches.new_empty((b, clusters + 1), dtype=torch.long),
-            patches.new_empty((b, clusters, dp), dtype=dtype))
+    k = sum(clusters)
+    return (patches.new_empty((b, num_patches, dp), dtype=dtype), patches.new_empty((b, num_patches), dtype=torch.long),
+            patches.new_empty((b, k + 1), dtype=torch.long), patches.new_empty((b, k, dp), dtype=dtype))
 
 
 @torch.library.register_fake("styleswap::match_ivf")
-def _match_ivf_fake(content, styles, inv_norm, basis, sorted, sorted_inv, order, offsets, centroids, patch_size,
-                    stride, probes, candidates, refine):
-    return _match_bank_fake(content, sorted, sorted_inv, 0, patch_size, stride)
+def _match_ivf_fake(content, styles, inv_norm, basis, sorted, order, offsets, centroids, patch_size, stride, probes,
+                    candidates, refine, content_labels=None, bank_labels=None, previous=None, temporal_weight=0.0):
+    return _match_bank_fake(content, sorted, inv_norm, 0, patch_size, stride)
 
 
 torch.library.register_fake("styleswap::match_ivf_aten")(_match_ivf_fake)
@@ -197,10 +197,9 @@ def default_clusters(num_patches: int) -> int:
 class IvfIndex(NamedTuple):
     """The approximate search's index of a bank: the basis of its ``REDUCED_CHANNELS`` principal
     feature channels (B, C, dims), then ``styleswap::ivf_build`` over the bank reduced to them (sorted
-    rows, their inv_norm, order, offsets, centroids)."""
+    rows, order, offsets, centroids)."""
     basis: torch.Tensor
     sorted: torch.Tensor
-    sorted_inv: torch.Tensor
     order: torch.Tensor
     offsets: torch.Tensor
     centroids: torch.Tensor
@@ -248,8 +247,39 @@ def _pixel_norms(st: torch.Tensor, dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(wide), wide.clamp(max=torch.finfo(dtype).max), wide).to(dtype)
 
 
-def build_index(styles, inv_norm: torch.Tensor, patch_size: int, stride: int, seed: int = 0) -> IvfIndex:
-    """The approximate search's index of the bank of ``styles`` (``inv_norm``: :func:`approx_inv_norm`)."""
+def index_groups(styles, k: int, s: int, weights=None, bank_labels=None):
+    """How :func:`build_index` splits the bank: one group of rows per style and (with ``bank_labels``) per
+    label, each clustered apart with a share of the clusters in proportion to its rows (at least one), and
+    the centroids of a style's groups scaled by its weight / the largest (so that clusters of a style
+    weighted down rank as low as their patches will score). Returns (groups (n_s,) int64 or None for one
+    group, clusters per group, group weights or None)."""
+    sizes = [((st.shape[2] - k) // s + 1) * ((st.shape[3] - k) // s + 1) for st in styles]
+    n_s = sum(sizes)
+    total = default_clusters(n_s)
+    if len(styles) == 1 and bank_labels is None:
+        return None, [total], None
+    device = styles[0].device
+    style_of_row = torch.repeat_interleave(torch.arange(len(styles), device=device), torch.tensor(sizes, device=device))
+    if bank_labels is None:
+        groups, counts, style_of_group = style_of_row, sizes, list(range(len(styles)))
+    else:
+        labels, label = torch.unique(bank_labels, return_inverse=True)
+        keys, groups = torch.unique(style_of_row * labels.numel() + label, return_inverse=True)
+        counts = torch.bincount(groups, minlength=keys.numel()).tolist()
+        style_of_group = (keys // labels.numel()).tolist()
+    clusters = [max(1, min(n, round(total * n / n_s))) for n in counts]
+    group_weights = None
+    if weights is not None:
+        largest = max(weights)
+        group_weights = [weights[t] / largest for t in style_of_group]
+    return groups, clusters, group_weights
+
+
+def build_index(styles, inv_norm: torch.Tensor, patch_size: int, stride: int, seed: int = 0, weights=None,
+                bank_labels=None) -> IvfIndex:
+    """The approximate search's index of the bank of ``styles`` (``inv_norm``: :func:`approx_inv_norm`, with
+    the same ``weights``); ``bank_labels`` (the bank rows' labels) makes every cluster hold one label, which
+    a search with labels needs (:func:`index_groups`)."""
     k, s = patch_size, stride
     basis = principal_basis(styles, REDUCED_CHANNELS)
     batch = basis.shape[0]
@@ -257,24 +287,24 @@ def build_index(styles, inv_norm: torch.Tensor, patch_size: int, stride: int, se
                for st in styles]
     rows, _ = torch.ops.styleswap.prepare_bank(reduced, k, s, None)
     n_s = num_style_patches(styles, k, s)
-    return IvfIndex(basis, *torch.ops.styleswap.ivf_build(rows, inv_norm, n_s, default_clusters(n_s), seed))
+    groups, clusters, group_weights = index_groups(styles, k, s, weights, bank_labels)
+    return IvfIndex(basis, *torch.ops.styleswap.ivf_build(rows, inv_norm, n_s, clusters, seed, groups, group_weights))
 
 
 def match_ivf(content: torch.Tensor, styles, inv_norm: torch.Tensor, index: IvfIndex, k: int, s: int,
-              probes: int) -> torch.Tensor:
-    """Indices of the approximate search of ``content`` in ``styles`` with their :class:`IvfIndex`."""
+              probes: int, **controls) -> torch.Tensor:
+    """Indices of the approximate search of ``content`` in ``styles`` with their :class:`IvfIndex`;
+    ``controls``: :func:`match_controls`' (the index built with its ``bank_labels``)."""
     return torch.ops.styleswap.match_ivf(content.detach(), [st.detach() for st in styles], inv_norm, *index, k, s,
-                                         probes, CANDIDATES, REFINE)
+                                         probes, CANDIDATES, REFINE, **controls)
 
 
-def _match(args, search: SearchArgs) -> torch.Tensor:
-    if not search.approximate:
-        return torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
+def _match_approximate(args, search: SearchArgs, controls: dict) -> torch.Tensor:
     k, s = args.patch_size, args.stride
     styles = [st.detach() for st in args.styles]
     inv_norm = approx_inv_norm(styles, k, s)
-    return match_ivf(args.content, styles, inv_norm, build_index(styles, inv_norm, k, s, search.seed), k, s,
-                     search.probes)
+    index = build_index(styles, inv_norm, k, s, search.seed, bank_labels=controls.get("bank_labels"))
+    return match_ivf(args.content, styles, inv_norm, index, k, s, search.probes, **controls)
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -311,40 +341,25 @@ def match_controls(content: torch.Tensor, styles: list, patch_size: int, stride:
     return kw
 
 
-def _match_controlled(args, num_patches: int, controls: dict) -> torch.Tensor:
-    """A match with controls: prepare_bank + match_bank (the match_patches op takes none)."""
+def _indices(args, search: SearchArgs, content_labels, style_labels, previous, temporal_weight) -> torch.Tensor:
+    """The chosen style patch of every content patch, exact or approximate, with the controls that are on."""
+    controls = {}
+    if content_labels is not None or style_labels is not None or previous is not None:
+        controls = match_controls(args.content, args.styles, args.patch_size, args.stride,
+                                  content_labels=content_labels, style_labels=style_labels, previous=previous,
+                                  temporal_weight=temporal_weight)
+    else:
+        check_temporal_weight(temporal_weight)
+    if search.approximate:
+        return _match_approximate(args, search, controls)
+    if not controls:
+        return torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
+    # the match_patches op takes no controls: prepare_bank + match_bank
     patches, inv_norm = torch.ops.styleswap.prepare_bank([st.detach() for st in args.styles], args.patch_size,
                                                          args.stride)
-    return torch.ops.styleswap.match_bank(args.content.detach(), patches, inv_norm, num_patches, args.patch_size,
-                                          args.stride, **controls)
-
-
-def check_no_controls(search: SearchArgs, labels: bool, temporal: bool) -> None:
-    """The controls (labels, a temporal bonus) live in the exact tiled match: refused by name with the
-    approximate search, never silently dropped."""
-    if search.approximate and (labels or temporal):
-        raise ValueError("content_labels/style_labels/previous work with search='exact' only "
-                         "(the approximate search has no controls yet)")
-
-
-def _controlled_indices(args, content_labels, style_labels, previous, temporal_weight, search: SearchArgs):
-    """Indices of a match with controls, or None when none is on (the plain or approximate path)."""
-    temporal_on = previous is not None and check_temporal_weight(temporal_weight) != 0.0
-    no_labels = content_labels is None and style_labels is None
-    if no_labels and (previous is None or (search.approximate and not temporal_on)):
-        return None  # no control on (a `previous` with weight 0 is off too)
-    check_no_controls(search, labels=not no_labels, temporal=temporal_on)
     n_s = num_style_patches(args.styles, args.patch_size, args.stride)
-    controls = match_controls(args.content, args.styles, args.patch_size, args.stride,
-                              content_labels=content_labels, style_labels=style_labels, previous=previous,
-                              temporal_weight=temporal_weight)
-    return _match_controlled(args, n_s, controls)
-
-
-def _indices(args, search: SearchArgs, content_labels, style_labels, previous, temporal_weight) -> torch.Tensor:
-    """The chosen style patch of every content patch: with controls (exact only), else exact or approximate."""
-    idx = _controlled_indices(args, content_labels, style_labels, previous, temporal_weight, search)
-    return idx if idx is not None else _match(args, search)
+    return torch.ops.styleswap.match_bank(args.content.detach(), patches, inv_norm, n_s, args.patch_size, args.stride,
+                                          **controls)
 
 
 def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1,

@@ -57,7 +57,7 @@ class PatchBank:
             a list for a bank): then :meth:`match` / :meth:`swap` take ``content_labels`` and a content
             patch only takes style patches of its label (see :func:`styleswap_ext.match_patches`).
             The bank rows' labels are kept in ``bank_labels`` ((num_patches,) int64); the bank itself is
-            one for all labels. The controls (labels, ``previous``) need ``search="exact"``.
+            one for all labels (with ``search="approximate"`` its index clusters each label apart).
     """
 
     def __init__(self, style: StyleArg, patch_size: int = 3, stride: int = 1,
@@ -79,7 +79,7 @@ class PatchBank:
                 self.patches = None
                 self.inv_norm = ops.approx_inv_norm(self.styles, self.patch_size, self.stride, self.weights)
                 self.index = ops.build_index(self.styles, self.inv_norm, self.patch_size, self.stride,
-                                             self._search.seed)
+                                             self._search.seed, self.weights, self.bank_labels)
             else:
                 self.patches, self.inv_norm = torch.ops.styleswap.prepare_bank(
                     [st.detach() for st in self.styles], self.patch_size, self.stride, self.weights)
@@ -136,8 +136,6 @@ class PatchBank:
     def _controls(self, content: torch.Tensor, content_labels, previous, temporal_weight) -> dict:
         if content_labels is not None and self.bank_labels is None:
             raise ValueError("content_labels needs a bank built with style_labels (PatchBank(..., style_labels=...))")
-        ops.check_no_controls(self._search, labels=content_labels is not None,
-                              temporal=previous is not None and temporal_weight != 0)
         return ops.match_controls(content, self.styles, self.patch_size, self.stride,
                                   content_labels=content_labels, bank_labels=self.bank_labels,
                                   previous=previous, temporal_weight=temporal_weight)
@@ -149,9 +147,9 @@ class PatchBank:
         controls = controls or {}
 
         def call(c, i0=0, i1=grid_h):  # grid rows [i0, i1) of the per-patch controls go with slab c
-            if self.index is not None:
-                return ops.match_ivf(c, self.styles, self.inv_norm, self.index, k, s, self._search.probes)
             kw = {key: (v[:, i0:i1] if key in ("content_labels", "previous") else v) for key, v in controls.items()}
+            if self.index is not None:
+                return ops.match_ivf(c, self.styles, self.inv_norm, self.index, k, s, self._search.probes, **kw)
             return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s, **kw)
 
         n_c = content.shape[0] * grid_h * grid_w

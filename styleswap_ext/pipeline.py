@@ -388,20 +388,19 @@ class StyleBank:
             self._bank = self._build("exact")
         return self._bank
 
-    def choose_search(self, content_features: torch.Tensor, controls: bool = False) -> search_choice.SearchChoice:
-        """The search a swap of ``content_features`` runs (see ``search`` in the class docstring);
-        ``controls``: regions or a temporal bonus are on."""
+    def choose_search(self, content_features: torch.Tensor) -> search_choice.SearchChoice:
+        """The search a swap of ``content_features`` runs (see ``search`` in the class docstring)."""
         n, c, h, w = content_features.shape
         k, s = self.patch_size, self.stride
         n_c = n * (-(-(h - k) // s) + 1) * (-(-(w - k) // s) + 1)  # the covering grid (ops.style_swap)
         return search_choice.choose(self.search, n_c, self.num_patches, c * k * k, self.device.type,
-                                    self.precision, controls)
+                                    self.precision)
 
-    def _bank_for(self, content_features: torch.Tensor, controls: bool) -> PatchBank:
+    def _bank_for(self, content_features: torch.Tensor) -> PatchBank:
         """The patch bank of the search chosen for this content (built when the choice changes)."""
         if content_features.dim() == 3:
             content_features = content_features[None]
-        choice = self.choose_search(content_features, controls)
+        choice = self.choose_search(content_features)
         if self.last_search is None or choice.search != self.last_search.search:
             if self.search == "auto" and self.on_search is not None:
                 self.on_search(choice)
@@ -418,8 +417,7 @@ class StyleBank:
         ``progress`` shows a bar while a large content is matched. ``content_labels`` (a bank with
         style masks), ``previous`` and ``temporal_weight``: the controls of :meth:`PatchBank.match`."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        controls = content_labels is not None or (previous is not None and temporal_weight != 0)
-        swapped = self._bank_for(feats, controls).swap(feats, progress, content_labels=content_labels,
+        swapped = self._bank_for(feats).swap(feats, progress, content_labels=content_labels,
                                                        previous=previous, temporal_weight=temporal_weight)
         return _blend(swapped, content_features, alpha)
 
@@ -433,8 +431,7 @@ class StyleBank:
         grid = (feats.shape[0], -(-(feats.shape[2] - k) // s) + 1, -(-(feats.shape[3] - k) // s) + 1)
         if prev is not None and tuple(prev.shape) != grid:
             prev = None  # a frame of another size: start afresh
-        # a temporal weight is a control from the first frame on, so every frame runs the same search
-        bank = self._bank_for(feats, content_labels is not None or temporal.weight != 0)
+        bank = self._bank_for(feats)
         swapped, idx = bank.swap(feats, progress, content_labels=content_labels, previous=prev,
                                  temporal_weight=temporal.weight, return_indices=True)
         temporal.previous = idx
@@ -443,9 +440,7 @@ class StyleBank:
     def match(self, content_features: torch.Tensor, **controls) -> torch.Tensor:
         """The indices :meth:`swap` would paste (for a video's ``previous``), with the same controls."""
         feats = content_features.bfloat16() if self.precision == "bf16" else content_features
-        on = controls.get("content_labels") is not None or (controls.get("previous") is not None
-                                                            and controls.get("temporal_weight", 0) != 0)
-        return self._bank_for(feats, on).match(feats, **controls)
+        return self._bank_for(feats).match(feats, **controls)
 
     def __repr__(self) -> str:
         shapes = ", ".join("x".join(map(str, f.shape[-2:])) for f in self.features)

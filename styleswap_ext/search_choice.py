@@ -75,13 +75,6 @@ class SearchChoice:
         return f"search: {self.search} ({self.reason})"
 
 
-def _approx_supports(controls: bool) -> bool:
-    # TEMPORARY, remove when the approximate search takes the controls (regions, temporal coherence;
-    # branch `approx`): until then ops.check_no_controls refuses them with search="approximate", so
-    # "auto" keeps the exact search whenever a control is on. This is the only place that knows.
-    return not controls
-
-
 def _seconds(s: float) -> str:
     if s < 0.1:
         return "under 0.1 s"
@@ -89,10 +82,10 @@ def _seconds(s: float) -> str:
 
 
 def choose(requested: str, content_patches: int, style_patches: int, dim: int, device_type: str,
-           precision: str = "fp32", controls: bool = False) -> SearchChoice:
+           precision: str = "fp32") -> SearchChoice:
     """The search to run for ``requested`` ("auto", "exact", "approximate"): the explicit ones as
-    given; "auto" exact when :func:`exact_seconds` <= :data:`EXACT_BUDGET_S` (or a control, regions
-    or a temporal bonus, is on: see :func:`_approx_supports`), else approximate."""
+    given; "auto" exact when :func:`exact_seconds` <= :data:`EXACT_BUDGET_S`, else approximate (both
+    take every control: regions, style weights, a temporal bonus)."""
     check(requested)
     seconds = exact_seconds(content_patches, style_patches, dim, device_type, precision)
     size = f"{content_patches:,} x {style_patches:,} patches"
@@ -100,9 +93,6 @@ def choose(requested: str, content_patches: int, style_patches: int, dim: int, d
         search, reason = requested, f"asked for; exact would take {_seconds(seconds)} here: {size}"
     elif seconds <= EXACT_BUDGET_S:
         search, reason = "exact", f"{_seconds(seconds)} here: {size}"
-    elif not _approx_supports(controls):
-        search, reason = "exact", (f"regions and temporal coherence need it for now; {_seconds(seconds)} "
-                                   f"here: {size}")
     else:
         search, reason = "approximate", f"exact would take {_seconds(seconds)} here: {size}"
     return SearchChoice(search, requested, content_patches, style_patches, seconds, reason)

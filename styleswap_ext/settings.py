@@ -168,12 +168,10 @@ class StylizeSettings:
 
     # --- checking -----------------------------------------------------------------------------------
 
-    def check(self, n_styles: Optional[int] = None, *, masks: bool = False,
-              name: Namer = python_name) -> "StylizeSettings":
+    def check(self, n_styles: Optional[int] = None, *, name: Namer = python_name) -> "StylizeSettings":
         """The checked copy; ValueError (one line, the setting named by ``name``) otherwise.
 
-        ``n_styles``: how many style images the run has (their weights must match); ``masks``: whether
-        it has region masks (they need the exact search).
+        ``n_styles``: how many style images the run has (their weights must match).
         """
         values = {}
         for f in FLAGS:
@@ -193,11 +191,6 @@ class StylizeSettings:
             from ._inputs import check_weight_ratios  # imports torch: only when there are weights
 
             check_weight_ratios(name("style_weights"), s.style_weights)
-        if masks and s.search != "exact":  # the controls need the exact search (for now)
-            if name is cli_name:
-                raise ValueError("--content-mask/--style-mask need --search exact (the approximate search has no "
-                                 "regions yet)")
-            raise ValueError(f"region masks need {name('search')} 'exact' (the approximate search has no regions yet)")
         return s
 
     # --- the command line ---------------------------------------------------------------------------

@@ -180,6 +180,20 @@ def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch, channels, s
     assert "search='approximate', probes=3, seed=1" in repr(bank)
 
 
+def test_progress_slabs_carry_the_controls(monkeypatch):
+    """With progress=True each slab takes its grid rows of the labels and the previous choices (and the
+    refinement's extra rows): the same indices as one call."""
+    import styleswap_ext.patch_bank as pb
+
+    content, styles, clab, slab = _label_case(21, size=(47, 33))
+    monkeypatch.setattr(pb, "PROGRESS_MIN_PATCHES", 10)
+    monkeypatch.setattr(pb, "PROGRESS_MIN_SLAB", 60)
+    bank = PatchBank(styles, weights=[0.4, 1.0], style_labels=slab, search="approximate", probes=3)
+    prev = bank.match(content, content_labels=clab).roll(1, 1)
+    kw = {"content_labels": clab, "previous": prev, "temporal_weight": 0.05}
+    assert torch.equal(bank.match(content, progress=True, **kw), bank.match(content, **kw))
+
+
 def test_gradients_equal_the_exact_ops_given_the_same_indices():
     content = _smooth(8, 16, 16, seed=50)
     style = _smooth(8, 18, 18, seed=51).requires_grad_(True)
@@ -195,31 +209,38 @@ def test_gradients_equal_the_exact_ops_given_the_same_indices():
     torch.testing.assert_close(module(content, style), torch.ops.styleswap.swap_gather(idx, [style], 3, 1, 16, 16))
 
 
-def test_aten_formulation_equals_the_cpu_kernel():
+@pytest.mark.parametrize("batch", [None, "1"])
+def test_aten_formulation_equals_the_cpu_kernel(monkeypatch, batch):
     """match_ivf_aten (what CUDA runs) and the CPU kernel choose the same patches (or, on a rounding
-    tie of two GEMMs, patches of the same score)."""
+    tie of two GEMMs, patches of the same score); STYLESWAP_IVF_BATCH=1: every tile of (row, probe)
+    entries its own batched GEMM, the same choices as a few large batches."""
+    if batch is not None:
+        monkeypatch.setenv("STYLESWAP_IVF_BATCH", batch)
     content, style = _smooth(16, 33, 29, seed=60), _smooth(16, 25, 27, seed=61)
     styles = [style, _smooth(16, 12, 14, seed=62)]  # two styles: the refinement's shifts stay in each grid
     inv = ops.approx_inv_norm(styles, 3, 1, [1.0, 0.7])
-    index = ops.build_index(styles, inv, 3, 1)
+    index = ops.build_index(styles, inv, 3, 1, weights=[1.0, 0.7])
     for probes, candidates, refine in ((1, 1, 0), (3, 8, 1), (5, 4, 2)):
         a = torch.ops.styleswap.match_ivf(content, styles, inv, *index, 3, 1, probes, candidates, refine)
         b = torch.ops.styleswap.match_ivf_aten(content, styles, inv, *index, 3, 1, probes, candidates, refine)
         assert (a == b).float().mean() > 0.99
         torch.testing.assert_close(_bank_scores(content, styles, [1.0, 0.7], b),
                                    _bank_scores(content, styles, [1.0, 0.7], a), rtol=1e-5, atol=1e-5)
-    # the index: rows grouped by cluster, a permutation of the bank, unit centroids, an orthonormal basis
-    basis, sorted_rows, sorted_inv, order, offsets, centroids = index
-    n_s = ops.num_style_patches(styles, 3, 1)
+    # the index: rows grouped by cluster, a permutation of the bank, an orthonormal basis; one group of
+    # clusters per style, in proportion to its patches, whose centroids have its weight as norm
+    basis, sorted_rows, order, offsets, centroids = index
+    n_s, n_0 = ops.num_style_patches(styles, 3, 1), 23 * 25
     assert torch.equal(order[0].sort().values, torch.arange(n_s))
-    torch.testing.assert_close(sorted_inv[0], inv[0][order[0]], rtol=0, atol=0)
     assert offsets[0, 0] == 0 and offsets[0, -1] == n_s and (offsets.diff() >= 0).all()
-    torch.testing.assert_close(centroids.norm(dim=2), torch.ones(centroids.shape[:2]))
     torch.testing.assert_close(basis[0].T @ basis[0], torch.eye(16), rtol=0, atol=1e-5)
-    # within a cluster the rows keep the bank order (the CPU kernel's ties rely on it)
+    k0 = round(ops.default_clusters(n_s) * n_0 / n_s)
+    assert index.clusters == k0 + round(ops.default_clusters(n_s) * (n_s - n_0) / n_s)
+    want = torch.cat([torch.ones(k0), torch.full((index.clusters - k0,), 0.7)])
+    torch.testing.assert_close(centroids[0].norm(dim=1), want)
     for c in range(index.clusters):
         o = order[0, offsets[0, c]:offsets[0, c + 1]]
-        assert (o.diff() > 0).all()
+        assert (o.diff() > 0).all()  # within a cluster the rows keep the bank order (the kernels' ties)
+        assert ((o < n_0) == (c < k0)).all()  # and belong to the cluster's style
     # the bank's inv_norm without the bank: prepare_bank's, to rounding
     torch.testing.assert_close(inv, torch.ops.styleswap.prepare_bank(styles, 3, 1, [1.0, 0.7])[1], rtol=1e-5, atol=0)
 
@@ -228,10 +249,17 @@ def test_opcheck_and_compile():
     content, style = _smooth(4, 11, 9, seed=70), _smooth(4, 8, 8, seed=71)
     patches, inv = torch.ops.styleswap.prepare_bank([style], 3, 1)
     tests = ("test_schema", "test_faketensor")
-    torch.library.opcheck(torch.ops.styleswap.ivf_build.default, (patches, inv, 36, 6, 0), test_utils=tests)
-    index = ops.build_index([style], inv, 3, 1)
+    torch.library.opcheck(torch.ops.styleswap.ivf_build.default, (patches, inv, 36, [6], 0), test_utils=tests)
+    groups = (torch.arange(36) % 2)
+    torch.library.opcheck(torch.ops.styleswap.ivf_build.default, (patches, inv, 36, [3, 2], 0, groups, [1.0, 0.5]),
+                          test_utils=tests)
+    labels = torch.arange(36) // 18
+    index = ops.build_index([style], inv, 3, 1, bank_labels=labels)
+    controls = {"content_labels": torch.randint(0, 2, (1, 9, 7)), "bank_labels": labels,
+                "previous": torch.randint(0, 36, (1, 9, 7)), "temporal_weight": 0.1}
     for op in (torch.ops.styleswap.match_ivf.default, torch.ops.styleswap.match_ivf_aten.default):
         torch.library.opcheck(op, (content, [style], inv, *index, 3, 1, 2, 8, 1), test_utils=tests)
+        torch.library.opcheck(op, (content, [style], inv, *index, 3, 1, 2, 8, 1), controls, test_utils=tests)
     f = torch.compile(lambda c, s: ss.style_swap(c, s, search="approximate"), fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(f(content, style), ss.style_swap(content, style, search="approximate"), rtol=0, atol=0)
 
@@ -265,10 +293,19 @@ def test_the_usual_argument_checks_apply():
     with pytest.raises(ValueError, match="NaN or Inf"):
         ss.match_patches(content, style.clone().fill_(float("inf")), search="approximate")
     patches, inv = torch.ops.styleswap.prepare_bank([style], 3, 1)
-    with pytest.raises(ValueError, match="clusters must be in"):
-        torch.ops.styleswap.ivf_build(patches, inv, 36, 0, 0)
-    with pytest.raises(ValueError, match="clusters must be in"):
-        torch.ops.styleswap.ivf_build(patches, inv, 36, 37, 0)
+    with pytest.raises(ValueError, match=r"clusters\[0\] must be in \[1, 36\]"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, [0], 0)
+    with pytest.raises(ValueError, match=r"clusters\[0\] must be in \[1, 36\]"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, [37], 0)
+    groups = torch.arange(36) // 30
+    with pytest.raises(ValueError, match=r"clusters\[1\] must be in \[1, 6\]"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, [4, 7], 0, groups)
+    with pytest.raises(ValueError, match="groups must be in"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, [4], 0, groups)
+    with pytest.raises(ValueError, match="2 cluster counts but no groups"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, [4, 2], 0)
+    with pytest.raises(ValueError, match="group_weights"):
+        torch.ops.styleswap.ivf_build(patches, inv, 36, [4, 2], 0, groups, [1.0])
     inv = ops.approx_inv_norm([style], 3, 1)
     index = ops.build_index([style], inv, 3, 1)
     for op in (torch.ops.styleswap.match_ivf, torch.ops.styleswap.match_ivf_aten):
@@ -338,3 +375,250 @@ def test_stylize_and_style_bank_take_search(encoder, content_pil, style_pil):
         stylize(c, s, encoder=encoder, decoder=decoder, search="fast")
     with pytest.raises(ValueError, match="differs from the StyleBank"):
         stylize(c, StyleBank([s], encoder), encoder=encoder, decoder=decoder, search="approximate")
+
+
+# --- the controls: style weights, labels, temporal ------------------------------------------------
+
+
+def _weighted_case():
+    """A content, a style whose patches resemble it (`near`, a crop of the same field) and one that
+    does not (`far`: other channel proportions, so the k-means keeps the two styles apart)."""
+    big = _smooth(32, 60, 60, seed=3)
+    content, near = big[..., :30, :30], big[..., 20:50, 20:50]
+    far = _smooth(32, 30, 30, seed=4) * torch.linspace(0.1, 1.5, 32).view(1, 32, 1, 1)
+    return content, [far, near]
+
+
+@pytest.mark.parametrize("weights", [[1.0, 1 / 3], [1.0, 0.01], [3.0, 1.0]])
+def test_style_weights_steer_the_clusters(weights):
+    """The clusters of a style weighted down rank as low as its patches score: with `near` weighted down
+    the exact search takes `far`'s patches, and so must the approximate one (before the weights reached
+    the centroids, its probes went to `near`'s clusters: ratio 0.96 / 0.95 at 1 : 3 / 1 : 100)."""
+    content, styles = _weighted_case()
+    n_far = 28 * 28
+    exact = PatchBank(styles, 3, 1, weights).match(content)
+    approx = PatchBank(styles, 3, 1, weights, search="approximate", probes=4).match(content)
+    best, got = _bank_scores(content, styles, weights, exact), _bank_scores(content, styles, weights, approx)
+    assert (got <= best * (1 + 1e-6)).all()
+    assert (got / best).mean() >= 0.98, (got / best).mean()
+    share = lambda idx: (idx >= n_far).double().mean().item()  # noqa: E731  (from `near`)
+    assert abs(share(approx) - share(exact)) <= 0.02, (share(approx), share(exact))
+
+
+def _label_case(seed, n_labels=3, size=(31, 27)):
+    """A content and two styles with label maps of blocks (real regions, not noise), every label in a style."""
+    g = torch.Generator().manual_seed(seed)
+    content = _smooth(16, *size, seed=seed)
+    styles = [_smooth(16, 24, 26, seed=seed + 1), _smooth(16, 20, 18, seed=seed + 2)]
+
+    def blocks(h, w):
+        lab = torch.randint(0, n_labels, ((h + 7) // 8, (w + 7) // 8), generator=g)
+        return lab.repeat_interleave(8, 0).repeat_interleave(8, 1)[:h, :w].contiguous()
+
+    clab = blocks(*size)
+    slab = [blocks(24, 26), blocks(20, 18)]
+    slab[0][:4, :4], slab[0][-4:, -4:], slab[1][:4, :4] = 0, 1, 2  # every label has style patches
+    return content, styles, clab, slab
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_labels_are_never_crossed_and_meet_the_ratio(seed):
+    content, styles, clab, slab = _label_case(100 + seed)
+    kw = {"content_labels": clab, "style_labels": slab}
+    exact = ss.match_patches(content, styles, **kw)
+    approx = ss.match_patches(content, styles, **kw, search="approximate", probes=4)
+    blab = torch.cat([m[1:-1, 1:-1].reshape(-1) for m in slab])  # k = 3: a patch's label is its centre's
+    want = clab[1:-1, 1:-1]
+    assert torch.equal(blab[exact[0]], want) and torch.equal(blab[approx[0]], want)
+    best, got = _bank_scores(content, styles, None, exact), _bank_scores(content, styles, None, approx)
+    assert (got <= best * (1 + 1e-6)).all() and (got / best).mean() >= 0.98, (got / best).mean()
+    # a bank with labels: the same search
+    bank = PatchBank(styles, style_labels=slab, search="approximate", probes=4)
+    assert torch.equal(bank.match(content, content_labels=clab), approx)
+    assert torch.equal(bank.swap(content, content_labels=clab), ss.style_swap(content, styles, **kw,
+                                                                              search="approximate", probes=4))
+
+
+def test_labels_errors_are_those_of_the_exact_search():
+    content, styles, clab, slab = _label_case(7)
+    clab = clab.clone()
+    clab[5, 5] = 9
+    with pytest.raises(ValueError, match="content_labels has label 9, which no style patch has"):
+        ss.match_patches(content, styles, content_labels=clab, style_labels=slab, search="approximate")
+    # an index whose clusters mix labels cannot filter by cluster: refused by name
+    content, styles, clab, slab = _label_case(8)
+    inv = ops.approx_inv_norm(styles, 3, 1)
+    plain = ops.build_index(styles, inv, 3, 1)
+    controls = ops.match_controls(content, styles, 3, 1, content_labels=clab, style_labels=slab)
+    for op in (torch.ops.styleswap.match_ivf, torch.ops.styleswap.match_ivf_aten):
+        with pytest.raises(ValueError, match="several labels: build the index with these bank_labels"):
+            op(content, styles, inv, *plain, 3, 1, 4, 8, 1, **controls)
+
+
+def test_previous_is_always_a_candidate():
+    """With a bonus larger than any NCC difference (W = 3 > 2) the exact search keeps every previous
+    choice; so must the approximate one, wherever it is (not only where the clusters lead), with labels
+    too. With a small weight the modified scores stay close to the exact search's."""
+    content, styles, clab, slab = _label_case(11)
+    n_s = ops.num_style_patches(styles, 3, 1)
+    g = torch.Generator().manual_seed(0)
+    prev = torch.randint(0, n_s, (1, 29, 25), generator=g)
+    got = ss.match_patches(content, styles, previous=prev, temporal_weight=3.0, search="approximate", probes=2)
+    assert torch.equal(got, prev)
+    blab = torch.cat([m[1:-1, 1:-1].reshape(-1) for m in slab])
+    want_lab = clab[1:-1, 1:-1]
+    got = ss.match_patches(content, styles, content_labels=clab, style_labels=slab, previous=prev,
+                           temporal_weight=3.0, search="approximate", probes=2)
+    same = blab[prev[0]] == want_lab
+    assert torch.equal(got[0][same], prev[0][same]) and torch.equal(blab[got[0]], want_lab)
+    # W = 0.02 against the exact search's choice: the modified score (score + W ||c|| if kept) close
+    exact_prev = ss.match_patches(content, styles)
+    kw = {"previous": exact_prev, "temporal_weight": 0.02}
+    exact = ss.match_patches(content, styles, **kw)
+    approx = ss.match_patches(content, styles, **kw, search="approximate", probes=4)
+    norms = F.unfold(content.double(), 3)[0].norm(dim=0)
+
+    def modified(idx):
+        return _bank_scores(content, styles, None, idx) + 0.02 * norms * (idx == exact_prev).flatten()
+
+    assert (modified(approx) <= modified(exact) + 1e-4).all()
+    assert (modified(approx) / modified(exact)).mean() >= 0.99
+    assert (approx == exact_prev).float().mean() >= (exact == exact_prev).float().mean() - 0.02
+
+
+def _integer_case(seed, n_labels=2):
+    """Exact arithmetic, so that ties are real ties on every machine: k = 1, each style pixel one-hot of
+    value 1, 2 or 4 (its norm, so inv_norm is a power of two and every score an exact small integer),
+    content pixels of integer norm (3, 4), (0, 5), (6, 8) in random channels; labels and a previous
+    frame at random; temporal weight 0.25 (bonus 0.25 ||c||, exact)."""
+    g = torch.Generator().manual_seed(seed)
+    C, h, w = 8, 12, 13
+
+    def one_hot(hs, ws):
+        ch = torch.randint(0, C, (hs * ws,), generator=g)
+        val = torch.tensor([1.0, 2.0, 4.0])[torch.randint(0, 3, (hs * ws,), generator=g)]
+        return (F.one_hot(ch, C).float() * val[:, None]).T.reshape(1, C, hs, ws)
+
+    styles = [one_hot(10, 11), one_hot(7, 9)]
+    pairs = torch.tensor([[3.0, 4.0], [0.0, 5.0], [6.0, 8.0]])[torch.randint(0, 3, (h * w,), generator=g)]
+    chans = torch.stack([torch.randperm(C, generator=g)[:2] for _ in range(h * w)])
+    content = torch.zeros(h * w, C).scatter_(1, chans, pairs).T.reshape(1, C, h, w)
+    clab = torch.randint(0, n_labels, (h, w), generator=g)
+    slab = [torch.randint(0, n_labels, (10, 11), generator=g), torch.randint(0, n_labels, (7, 9), generator=g)]
+    prev = torch.randint(0, 110 + 63, (1, h, w), generator=g)
+    return content, styles, clab, slab, prev
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aten_formulation_equals_the_cpu_kernel_with_controls_and_ties(seed):
+    """Controls and ties: on exact-arithmetic data (every score exact, ties everywhere) the CPU kernel and
+    the ATen formulation choose the same patches with weights, labels and the temporal bonus, and with
+    every cluster probed both are the exact search (the best modified score, then the lowest index)."""
+    content, styles, clab, slab, prev = _integer_case(seed)
+    weights = [1.0, 0.5]
+    bank_labels = ops.bank_patch_labels(slab, styles, 1, 1)
+    inv = ops.approx_inv_norm(styles, 1, 1, weights)
+    index = ops.build_index(styles, inv, 1, 1, weights=weights, bank_labels=bank_labels)
+    controls = ops.match_controls(content, styles, 1, 1, content_labels=clab, bank_labels=bank_labels,
+                                  previous=prev, temporal_weight=0.25)
+    for ctl in ({}, {"previous": controls["previous"], "temporal_weight": 0.25}, controls):
+        for probes, candidates, refine in ((2, 4, 1), (index.clusters, 8, 1), (index.clusters, 3, 0)):
+            args = (content, styles, inv, *index, 1, 1, probes, candidates, refine)
+            a = torch.ops.styleswap.match_ivf(*args, **ctl)
+            assert torch.equal(a, torch.ops.styleswap.match_ivf_aten(*args, **ctl)), (ctl.keys(), probes)
+            if probes == index.clusters:
+                exact = PatchBank(styles, 1, 1, weights, style_labels=slab).match(
+                    content, content_labels=clab if "content_labels" in ctl else None,
+                    previous=ctl.get("previous"), temporal_weight=ctl.get("temporal_weight", 0.0))
+                assert torch.equal(a, exact), (ctl.keys(), candidates)
+
+
+@pytest.fixture
+def emulated_tf32():
+    """aten::mm and aten::bmm on the CPU as cuBLAS runs them on a GPU: operands rounded to TF32 (10-bit
+    mantissa) whenever torch's float32 matmul precision is not "highest" (read at the call, so it shows
+    what the calling code set). Removed afterwards."""
+    def tf32(x):
+        bits = x.contiguous().view(torch.int32)
+        return ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+
+    def matmul(a, b):
+        if a.dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
+            a, b = tf32(a), tf32(b)
+        return (a.double().unsqueeze(-1) * b.double().unsqueeze(-3)).sum(-2).to(a.dtype)
+
+    lib = torch.library.Library("aten", "IMPL")
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "overriding a previously registered kernel"
+            lib.impl("mm", matmul, "CPU")
+            lib.impl("bmm", matmul, "CPU")
+        yield
+    finally:
+        lib._destroy()
+
+
+def _tf32_case():
+    """k = 1: style pixel 0 = e0, pixel 1 = e1, the others far; every content pixel (1, 1 + 2^-13, 0, 0):
+    pixel 1 scores 1 + 2^-13 > 1 in float32, but TF32 rounds 1 + 2^-13 to 1 and ties it with pixel 0."""
+    style = torch.zeros(1, 4, 3, 4)
+    pixels = style.view(4, 12)
+    pixels[0, 0] = pixels[1, 1] = 1.0
+    pixels[2, 2::2] = pixels[3, 3::2] = 1.0
+    content = torch.zeros(1, 4, 5, 6)
+    content[0, 0], content[0, 1] = 1.0, 1.0 + 2.0 ** -13
+    return content, style
+
+
+@pytest.mark.parametrize("setting", ["precision", "allow_tf32"])
+def test_exact_scores_are_float32_whatever_the_matmul_precision(emulated_tf32, setting):
+    """The rerank and the refinement decide the choice: they score in float32 even where the user lets
+    float32 matmuls run in TF32 (torch.set_float32_matmul_precision("high") or
+    torch.backends.cuda.matmul.allow_tf32 = True; on the CPU, TF32 emulated in aten::mm / aten::bmm).
+    Before, the rerank was a bmm: in TF32 it tied pixel 1 with pixel 0 and took 0."""
+    content, style = _tf32_case()
+    inv = ops.approx_inv_norm([style], 1, 1)
+    index = ops.build_index([style], inv, 1, 1)
+    args = (content, [style], inv, *index, 1, 1, index.clusters, 8, 1)
+    before = torch.get_float32_matmul_precision()
+    try:
+        if setting == "precision":
+            torch.set_float32_matmul_precision("high")
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = True
+        assert torch.get_float32_matmul_precision() != "highest"
+        # the emulation is on: a bmm of these values ties them
+        c = content[0, :, 0, 0].view(1, 1, 4)
+        assert torch.bmm(c, style.view(1, 4, 12)[:, :, :2])[0, 0].unique().numel() == 1
+        got = torch.ops.styleswap.match_ivf_aten(*args)
+        assert (got == 1).all(), got
+        assert (torch.ops.styleswap.match_ivf(*args) == 1).all()
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@needs_cuda
+def test_cuda_exact_scores_are_float32_under_tf32_and_ties_agree_with_the_cpu():
+    content, style = _tf32_case()
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        got = ss.match_patches(content.cuda(), style.cuda(), 1, 1, search="approximate", probes=100)
+        assert (got.cpu() == 1).all()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    # ties: the lowest index on the GPU too (topk would return any of the tied patches there)
+    for seed in range(3):
+        content, styles, clab, slab, prev = _integer_case(seed)
+        bank_labels = ops.bank_patch_labels(slab, styles, 1, 1)
+        inv = ops.approx_inv_norm(styles, 1, 1, [1.0, 0.5])
+        index = ops.build_index(styles, inv, 1, 1, weights=[1.0, 0.5], bank_labels=bank_labels)
+        ctl = ops.match_controls(content, styles, 1, 1, content_labels=clab, bank_labels=bank_labels,
+                                 previous=prev, temporal_weight=0.25)
+        cpu = torch.ops.styleswap.match_ivf(content, styles, inv, *index, 1, 1, 3, 8, 1, **ctl)
+        cuda = [t.cuda() for t in (content, inv, *index)]
+        gpu = torch.ops.styleswap.match_ivf(cuda[0], [st.cuda() for st in styles], cuda[1], *cuda[2:], 1, 1, 3, 8, 1,
+                                            **{k: (v.cuda() if torch.is_tensor(v) else v) for k, v in ctl.items()})
+        assert torch.equal(gpu.cpu(), cpu)

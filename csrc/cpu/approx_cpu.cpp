@@ -11,6 +11,9 @@
 //     styles' pixels (k runs of k*C contiguous values each); the best wins.
 //  3. Refine (`refine` passes, each over the whole grid from the last pass's choices): a patch also
 //     tries its 8 neighbours' choices shifted back by the neighbour's offset (StyleTable::shifted).
+// Controls (approx_index.cpp): step 1 ranks only the clusters of the row's label (a row may then have
+// fewer probes), step 3 skips a choice of another label, and the previous choice is one more candidate of
+// step 2; every exact score of a row's previous choice carries the bonus temporal_weight * ||c||.
 // Ties everywhere: the lowest bank index. Every result is written by the one thread that owns its row
 // or its (row, probe) entry, so the indices are the same for any thread count given the index.
 //
@@ -119,6 +122,13 @@ struct Sample {  // one content sample and its view of the styles and the index
   const StyleTable* table;
   const scalar_t* style_pixels;
   const scalar_t* inv;
+  // the controls (null = off): the content patches' labels (n_c), the bank rows' (n_s), the clusters' (K);
+  // the previous choices (n_c) and their bonus (n_c)
+  const int64_t* content_labels = nullptr;
+  const int64_t* bank_labels = nullptr;
+  const int64_t* cluster_labels = nullptr;
+  const int64_t* previous = nullptr;
+  const scalar_t* bonus = nullptr;
 
   // The exact score of content grid cell i against bank row m.
   scalar_t exact(int64_t i, int64_t m, int64_t k, int64_t s) const {
@@ -129,6 +139,20 @@ struct Sample {  // one content sample and its view of the styles and the index
     scalar_t acc = 0;
     for (int64_t dy = 0; dy < k; ++dy) acc += dot(cp + dy * Wp * C, sp + dy * sw * C, k * C);
     return acc * inv[m];
+  }
+  // The score the choice maximises (match_controls.h): the exact score, plus the bonus for the previous choice.
+  scalar_t controlled(int64_t i, int64_t m, int64_t k, int64_t s) const {
+    const scalar_t v = exact(i, m, k, s);
+    return previous != nullptr && previous[i] == m ? v + bonus[i] : v;
+  }
+  // Whether content cell i may take bank row m (its label).
+  bool allowed(int64_t i, int64_t m) const { return content_labels == nullptr || bank_labels[m] == content_labels[i]; }
+  // ||c|| of content cell i.
+  scalar_t content_norm(int64_t i, int64_t k, int64_t s) const {
+    const scalar_t* cp = pixels + ((i / grid_w) * s * Wp + (i % grid_w) * s) * C;
+    scalar_t acc = 0;
+    for (int64_t dy = 0; dy < k; ++dy) acc += dot(cp + dy * Wp * C, cp + dy * Wp * C, k * C);
+    return std::sqrt(acc);
   }
 };
 
@@ -149,7 +173,8 @@ void search_chunk(const Sample<scalar_t>& x, const Params& P, int64_t p0, int64_
       copy_patch(x.reduced, x.dims, x.H, x.W, ((p0 + r) / x.grid_w) * s, ((p0 + r) % x.grid_w) * s, k,
                  rows_p + r * Dr);
   });
-  // Each row's p best clusters (score, then lowest cluster id); empty clusters never.
+  // Each row's p best clusters (score, then lowest cluster id); empty clusters never, nor (with labels)
+  // those of another label: a row with fewer clusters of its label keeps fewer probes (-1 = none).
   const at::Tensor cs = at::mm(rows.narrow(0, 0, m), x.centroids.t()).contiguous();
   const scalar_t* cs_p = cs.data_ptr<scalar_t>();
   std::vector<int64_t> probe(m * p);
@@ -157,25 +182,29 @@ void search_chunk(const Sample<scalar_t>& x, const Params& P, int64_t p0, int64_
     std::vector<int64_t> top(p);
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* sc = cs_p + r * K;
+      const int64_t label = x.content_labels ? x.content_labels[p0 + r] : 0;
       int64_t filled = 0;
       for (int64_t c = 0; c < K; ++c) {
-        if (x.offsets[c + 1] == x.offsets[c]) continue;
+        if (x.offsets[c + 1] == x.offsets[c] || (x.cluster_labels && x.cluster_labels[c] != label)) continue;
         if (filled == p && !(sc[c] > sc[top[p - 1]])) continue;
         int64_t pos = filled < p ? filled++ : p - 1;
         while (pos > 0 && sc[c] > sc[top[pos - 1]]) top[pos] = top[pos - 1], --pos;
         top[pos] = c;
       }
+      std::fill(top.begin() + filled, top.end(), int64_t{-1});
       std::copy(top.begin(), top.end(), probe.begin() + r * p);
     }
   });
   // Counting sort of the probes by cluster: members[start[c] .. start[c+1]) are the entries
-  // (row * p + slot) that probe cluster c, rows ascending; where[e] is entry e's place there.
-  std::vector<int64_t> start(K + 1, 0), members(m * p), where(m * p), schedule(K);
-  for (int64_t e = 0; e < m * p; ++e) ++start[probe[e] + 1];
+  // (row * p + slot) that probe cluster c, rows ascending; where[e] is entry e's place there (-1: none).
+  std::vector<int64_t> start(K + 1, 0), members(m * p), where(m * p, -1), schedule(K);
+  for (int64_t e = 0; e < m * p; ++e)
+    if (probe[e] >= 0) ++start[probe[e] + 1];
   for (int64_t c = 0; c < K; ++c) start[c + 1] += start[c];
   {
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
-    for (int64_t e = 0; e < m * p; ++e) where[e] = fill[probe[e]], members[fill[probe[e]]++] = e;
+    for (int64_t e = 0; e < m * p; ++e)
+      if (probe[e] >= 0) where[e] = fill[probe[e]], members[fill[probe[e]]++] = e;
   }
   // Largest GEMMs first, so that the threads finish together.
   std::iota(schedule.begin(), schedule.end(), 0);
@@ -228,21 +257,26 @@ void search_chunk(const Sample<scalar_t>& x, const Params& P, int64_t p0, int64_
       }
     }
   });
-  // Rerank: each row's R best candidates over its probes, by the exact score.
+  // Rerank: each row's R best candidates over its probes, and its previous choice, by the controlled score.
   at::parallel_for(0, m, 64, [&](int64_t r0, int64_t r1) {
     std::vector<scalar_t> vals(R);
     std::vector<int64_t> ids(R);
     for (int64_t r = r0; r < r1; ++r) {
       std::fill(vals.begin(), vals.end(), neg_inf);
       std::fill(ids.begin(), ids.end(), no_index);
-      for (int64_t e = r * p; e < (r + 1) * p; ++e)
+      for (int64_t e = r * p; e < (r + 1) * p && where[e] >= 0; ++e)
         for (int64_t t = where[e] * 2; t < (where[e] + 1) * 2 && cand_idx[t] != no_index; ++t)
           keep_best(vals.data(), ids.data(), R, cand_score[t], cand_idx[t]);
       scalar_t best = neg_inf;
       int64_t arg = no_index;
       for (int64_t t = 0; t < R && ids[t] != no_index; ++t) {
-        const scalar_t v = x.exact(p0 + r, ids[t], k, s);
+        const scalar_t v = x.controlled(p0 + r, ids[t], k, s);
         if (beats(v, ids[t], best, arg)) best = v, arg = ids[t];
+      }
+      if (x.previous != nullptr && x.allowed(p0 + r, x.previous[p0 + r])) {
+        const int64_t prev = x.previous[p0 + r];
+        const scalar_t v = x.controlled(p0 + r, prev, k, s);
+        if (beats(v, prev, best, arg)) best = v, arg = prev;
       }
       choice[p0 + r] = arg, score[p0 + r] = best;
     }
@@ -264,9 +298,10 @@ void refine_pass(const Sample<scalar_t>& x, const Params& P, const int64_t* choi
         const int64_t ny = gy + NEIGHBOUR_DY[q], nx = gx + NEIGHBOUR_DX[q];
         if (ny < 0 || ny >= grid_h || nx < 0 || nx >= grid_w) continue;
         const int64_t cand = x.table->shifted(choice[ny * grid_w + nx], NEIGHBOUR_DY[q], NEIGHBOUR_DX[q]);
-        if (cand == choice[i] || std::find(tried, tried + n_tried, cand) != tried + n_tried) continue;
+        if (cand == choice[i] || !x.allowed(i, cand) || std::find(tried, tried + n_tried, cand) != tried + n_tried)
+          continue;
         tried[n_tried++] = cand;
-        const scalar_t v = x.exact(i, cand, P.k, P.s);
+        const scalar_t v = x.controlled(i, cand, P.k, P.s);
         if (beats(v, cand, best, arg)) best = v, arg = cand;
       }
       out[i] = arg, out_score[i] = best;
@@ -275,8 +310,16 @@ void refine_pass(const Sample<scalar_t>& x, const Params& P, const int64_t* choi
 }
 
 template <typename scalar_t>
-void match_sample(const Sample<scalar_t>& x, const Params& P, int64_t* out) {
+void match_sample(Sample<scalar_t>& x, const Params& P, double temporal_weight, int64_t* out) {
   const int64_t n_c = x.grid_h * x.grid_w, chunk = std::min(CHUNK, n_c);
+  std::vector<scalar_t> bonus;
+  if (x.previous != nullptr) {
+    bonus.resize(n_c);
+    at::parallel_for(0, n_c, 1024, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) bonus[i] = static_cast<scalar_t>(temporal_weight * x.content_norm(i, P.k, P.s));
+    });
+    x.bonus = bonus.data();
+  }
   at::Tensor rows = at::zeros({chunk, x.Dr}, x.sorted.options());  // columns past dims*k*k stay 0
   std::vector<int64_t> choice(n_c), next_choice;
   std::vector<scalar_t> score(n_c), next_score;
@@ -291,15 +334,20 @@ void match_sample(const Sample<scalar_t>& x, const Params& P, int64_t* out) {
 }
 
 at::Tensor match_ivf_cpu(const at::Tensor& content_in, at::TensorList styles, const at::Tensor& inv_norm,
-                         const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& sorted_inv,
-                         const at::Tensor& order, const at::Tensor& offsets, const at::Tensor& centroids, int64_t k,
-                         int64_t s, int64_t probes, int64_t candidates, int64_t refine) {
-  const at::Tensor content = checked_ivf_content("match_ivf", content_in, styles, inv_norm, basis, sorted, sorted_inv,
-                                                 order, offsets, centroids, k, s, probes, candidates, refine);
+                         const at::Tensor& basis, const at::Tensor& sorted, const at::Tensor& order,
+                         const at::Tensor& offsets, const at::Tensor& centroids, int64_t k, int64_t s, int64_t probes,
+                         int64_t candidates, int64_t refine, const std::optional<at::Tensor>& content_labels,
+                         const std::optional<at::Tensor>& bank_labels, const std::optional<at::Tensor>& previous,
+                         double temporal_weight) {
+  const IvfArgs args = checked_ivf_args("match_ivf", content_in, styles, inv_norm, basis, sorted, order, offsets,
+                                        centroids, k, s, probes, candidates, refine, content_labels, bank_labels,
+                                        previous, temporal_weight);
+  const at::Tensor& content = args.content;
+  const MatchControls& ctl = args.controls;
   cpu_isa();  // a bad STYLESWAP_CPU_ISA fails here, before any thread starts
   const auto dtype = content.scalar_type();
   const int64_t N = content.size(0), C = content.size(1), H = content.size(2), W = content.size(3);
-  const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s);
+  const int64_t grid_h = covering_grid(H, k, s), grid_w = covering_grid(W, k, s), n_c = grid_h * grid_w;
   at::Tensor indices = at::empty({N, grid_h, grid_w}, content.options().dtype(at::kLong));
   const at::Tensor offs = offsets.contiguous(), ord = order.contiguous(), inv = inv_norm.to(dtype).contiguous();
   const StyleTable table = style_table(styles, k, s, sorted.size(0), dtype);
@@ -322,6 +370,12 @@ at::Tensor match_ivf_cpu(const at::Tensor& content_in, at::TensorList styles, co
       x.table = &table;
       x.style_pixels = table.pixels[b].data_ptr<scalar_t>();
       x.inv = inv[b].data_ptr<scalar_t>();
+      if (ctl.labels()) {
+        x.content_labels = ctl.content_labels.data_ptr<int64_t>() + n * n_c;
+        x.bank_labels = ctl.bank_labels.data_ptr<int64_t>();
+        x.cluster_labels = args.cluster_labels[b].data_ptr<int64_t>();  // a row of a contiguous (B, K)
+      }
+      if (ctl.temporal()) x.previous = ctl.previous.data_ptr<int64_t>() + n * n_c;
       int64_t nonempty = 0;
       for (int64_t c = 0; c < x.K; ++c) {
         nonempty += x.offsets[c + 1] > x.offsets[c];
@@ -329,7 +383,7 @@ at::Tensor match_ivf_cpu(const at::Tensor& content_in, at::TensorList styles, co
                           x.offsets[c + 1] - x.offsets[c], " patches, more than the CPU kernel counts (2^24)");
       }
       const Params P{k, s, std::min(probes, nonempty), candidates, refine};
-      match_sample<scalar_t>(x, P, indices[n].data_ptr<int64_t>());
+      match_sample<scalar_t>(x, P, ctl.temporal_weight, indices[n].data_ptr<int64_t>());
     }
   });
   return indices;

@@ -138,7 +138,7 @@ class Engine:
                                        decoder_weights=self.decoder_weights)
         use_regions = req.regions is not None and len(req.styles) > 1
         try:
-            settings = settings.check(len(req.styles), masks=use_regions)
+            settings = settings.check(len(req.styles))
         except ValueError as e:
             raise StudioError(str(e)) from None
         files = [(req.content, f"content ({req.content_name})"),

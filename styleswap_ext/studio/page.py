@@ -308,7 +308,7 @@ def build(studio: Studio) -> gr.Blocks:
                                           interactive=False, elem_id="command", lines=2, wrap_lines=True)
                 with gr.Accordion("Regions: paint where each style goes", open=False, elem_id="regions_panel"):
                     gr.Markdown(f"Brush colours: {legend}. What is not painted takes style 1. "
-                                "Needs two or more styles and the exact search.")
+                                "Needs two or more styles.")
                     editor = gr.ImageEditor(label="Regions", type="numpy", image_mode="RGBA", brush=brush,
                                             eraser=gr.Eraser(default_size=48), layers=False, transforms=(),
                                             sources=(), elem_id="regions", height=560)
