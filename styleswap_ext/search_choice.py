@@ -5,8 +5,8 @@ The pipeline (``stylize``, ``StyleBank``, ``styleswap stylize`` / ``video``) def
 the operators (``style_swap``, ``match_patches``, ``PatchBank``, ``StyleSwap``) keep ``"exact"``.
 
 The exact match does n_c · n_s · D multiply-adds (content patches × style patches × patch length
-C·k²). :func:`choose` estimates its time from :data:`EXACT_RATE`, the measured rate of the fused exact
-op on each kind of device, and keeps the exact search while that estimate is at most
+C·k²). :func:`choose` estimates its time from ``EXACT_RATE``, the measured rate (multiply-adds per
+second) of the fused exact op on each kind of device, and keeps the exact search while that estimate is at most
 :data:`EXACT_BUDGET_S`; above it the approximate search runs (about 1 % of the work, a chosen score
 0.994-0.997 of the best). The rates are constants, not measured per machine, so a command picks
 the same search on every machine of a kind. No torch import here: the command line builds its
