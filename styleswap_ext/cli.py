@@ -471,7 +471,8 @@ def _style_bank(args, styles, encoder, device):
     from . import pipeline
     from ._text import plural
 
-    _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({args.search} search)")
+    what = "the search is chosen per content" if args.search == "auto" else f"{args.search} search"
+    _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({what})")
 
     bank = pipeline.StyleBank(styles, encoder, style_size=args.style_size, style_weights=args.style_weights,
                               patch_size=args.patch_size, stride=args.stride, device=device,

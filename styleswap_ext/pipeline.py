@@ -618,7 +618,8 @@ def stylize(
                 labels = None if settings.content_labels is None else masks.feature_labels(
                     settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]),
                     masks.API_NAMES.content(content_mask), c.device)
-                stage("swap", f"swapping the patches ({bank.patch_bank.search} search)")
+                # choose_search: the name without building a bank (patch_bank would build the exact one)
+                stage("swap", f"swapping the patches ({bank.choose_search(cf).search} search)")
                 if temporal is None:
                     target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
                 else:

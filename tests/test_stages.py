@@ -31,17 +31,17 @@ def _stylize(tmp_path, image_files, vgg_weights, *extra):
     return proc.stderr, out
 
 
-@pytest.mark.parametrize("extra, search, last", [
-    ([], "exact", "decoding"),
-    (["--search", "approximate", "--method", "optimize", "--iters", "2"], "approximate",
+@pytest.mark.parametrize("extra, bank, search, last", [
+    ([], "the search is chosen per content", "exact", "decoding"),
+    (["--search", "approximate", "--method", "optimize", "--iters", "2"], "approximate search", "approximate",
      "optimising the image (2 iterations)"),
 ])
-def test_a_run_into_a_pipe_prints_its_stages(tmp_path, image_files, vgg_weights, extra, search, last):
+def test_a_run_into_a_pipe_prints_its_stages(tmp_path, image_files, vgg_weights, extra, bank, search, last):
     err, out = _stylize(tmp_path, image_files, vgg_weights, *extra)
     lines = err.splitlines()
     stages = [STAGE.sub("", line) for line in lines if STAGE.match(line)]
     assert stages == ["loaded the style images and the models",
-                      f"encoding 1 style into the patch bank ({search} search)",
+                      f"encoding 1 style into the patch bank ({bank})",
                       "encoding the content (48x36 px)",
                       f"swapping the patches ({search} search)",
                       last], err
