@@ -18,8 +18,8 @@ import numbers
 import shlex
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
-from ._choices import INITS, METHODS, MIN_TILE_SIZE, PRECISIONS, SEARCHES, TV_WEIGHT
-from ._text import plural
+from .._util.choices import INITS, METHODS, MIN_TILE_SIZE, PRECISIONS, SEARCHES, TV_WEIGHT
+from .._util.text import plural
 
 __all__ = ["StylizeSettings", "DEVICES", "MIN_IMAGE_SIZE", "FLAGS", "cli_name", "python_name"]
 
@@ -188,7 +188,7 @@ class StylizeSettings:
                                  f"{plural(n_styles, 'style')}")
             if not any(w > 0 for w in s.style_weights):
                 raise ValueError(f"{name('style_weights')} must not all be 0")
-            from ._inputs import check_weight_ratios  # imports torch: only when there are weights
+            from ..ops.checks import check_weight_ratios  # imports torch: only when there are weights
 
             check_weight_ratios(name("style_weights"), s.style_weights)
         return s

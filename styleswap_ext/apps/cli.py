@@ -4,10 +4,10 @@
     styleswap video IN STYLE [STYLE ...] -o OUT [options]
     styleswap demo [-o styleswap-demo.png]
     styleswap train-decoder --content-dir DIR --style-dir DIR --out CKPT [options]   (see training.py)
-    styleswap studio [--host H] [--port P]   (a local web page: styleswap_ext/studio, docs/studio.md)
+    styleswap studio [--host H] [--port P]   (a local web page: styleswap_ext/apps/studio, docs/studio.md)
 
 ``stylize DIR`` and ``video FRAMES_DIR`` launched by ``torchrun --nproc_per_node N`` shard the
-files across the processes (see :mod:`styleswap_ext.distributed`).
+files across the processes (see :mod:`styleswap_ext.pipeline.distributed`).
 
 Errors print exactly one line ``styleswap: error: ...`` on stderr, never a traceback
 (set ``STYLESWAP_DEBUG=1`` to get one): exit code 2 for bad arguments (argparse's convention),
@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from . import _stages
-from ._choices import MIN_TILE_SIZE
-from .search_choice import SEARCHES
+from .._util import stages as _stages
+from .._util.choices import MIN_TILE_SIZE
+from .._util.choices import SEARCHES
 
 PROG = "styleswap"
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # styleswap_ext/assets
 DEMO_CONTENT = ASSETS / "cat.jpg"
 DEMO_STYLE = ASSETS / "starry_night.jpg"
 # The demo must finish in well under two minutes on a 2-core CPU: 60 Adam steps at lr 0.1 give the
@@ -103,7 +103,7 @@ def _tile_size(text):
 
 
 def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
-    from ._choices import INITS, PRECISIONS, TV_WEIGHT  # not .pipeline: that imports torch
+    from .._util.choices import INITS, PRECISIONS, TV_WEIGHT  # not .pipeline: that imports torch
 
     g = p.add_argument_group("style swap")
     g.add_argument("--method", choices=("decoder", "optimize"), default=None if demo else "decoder",
@@ -155,7 +155,7 @@ def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
 def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
     """The whole command line. ``train_options=False`` leaves out the options of ``train-decoder``,
     whose module imports torch (``main`` builds them only when that command is asked for)."""
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(prog=PROG, description="Fast patch-based style transfer by style swap (Chen & Schmidt 2016).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -234,7 +234,7 @@ def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
                                    "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
                                    "DistributedDataParallel.")
     if train_options:
-        from .training import add_arguments as _add_train_arguments
+        from ..pipeline.training import add_arguments as _add_train_arguments
 
         _add_train_arguments(t, _int_at_least, _float_in)
     return parser
@@ -263,7 +263,7 @@ def _output_for(content: Path, out_dir: Path) -> Path:
     from PIL import Image
 
     ext = content.suffix.lower()
-    from .image_io import writes_rgb
+    from ..pipeline.image_io import writes_rgb
 
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE or not writes_rgb(fmt):
@@ -273,7 +273,7 @@ def _output_for(content: Path, out_dir: Path) -> Path:
 
 def _files_read(args) -> List[Path]:
     """Every file a run reads besides its images: masks and weights files (an output must be none of them)."""
-    from .models import ENV_VGG_WEIGHTS
+    from ..models import ENV_VGG_WEIGHTS
 
     named = [getattr(args, "content_mask", None), *(getattr(args, "style_mask", None) or []),
              args.vgg_weights, os.environ.get(ENV_VGG_WEIGHTS), args.decoder_weights]
@@ -281,10 +281,10 @@ def _files_read(args) -> List[Path]:
 
 
 def _check_outputs(jobs, inputs, out_dir=None, args=None) -> None:
-    """Before any work (styleswap_ext/_outputs.py): no output is an input (an image, or with ``args``
+    """Before any work (styleswap_ext/_util/outputs.py): no output is an input (an image, or with ``args``
     any other file the run reads), no two inputs share an output name, and the output folder takes
     new files."""
-    from . import _outputs
+    from .._util import outputs as _outputs
 
     inputs = list(inputs) + (_files_read(args) if args is not None else [])
     try:
@@ -301,7 +301,7 @@ def _check_outputs(jobs, inputs, out_dir=None, args=None) -> None:
 
 
 def _check_output_file(path: Path) -> None:
-    from .image_io import output_format
+    from ..pipeline.image_io import output_format
 
     try:
         output_format(path)
@@ -311,7 +311,7 @@ def _check_output_file(path: Path) -> None:
         raise UsageError(f"output {str(path)!r} is a directory; give a file name such as out.png")
     if not path.parent.is_dir():
         raise UsageError(f"output directory does not exist: {str(path.parent)!r}")
-    from ._outputs import check_writable_dir
+    from .._util.outputs import check_writable_dir
 
     try:
         check_writable_dir(path.parent, path)
@@ -322,8 +322,8 @@ def _check_output_file(path: Path) -> None:
 def _load_styles_and_models(args):
     """The style images, the encoder and (when the method needs one) the decoder, in the order that
     fails fastest: images first, then weights."""
-    from .image_io import load_image
-    from .models import load_decoder, load_encoder
+    from ..pipeline.image_io import load_image
+    from ..models import load_decoder, load_encoder
 
     styles = [load_image(s) for s in args.styles]
     decoder = None
@@ -337,9 +337,10 @@ def _load_styles_and_models(args):
 
 def _run_stylize(args) -> int:
     _check_common(args)  # before the imports below, which load torch
-    from . import distributed, image_io, pipeline
-    from .image_io import ImageLoadError, is_image_path
-    from .overlap import BackgroundSaver, Prefetcher
+    from ..pipeline import distributed, image_io
+    from .. import pipeline
+    from ..pipeline.image_io import ImageLoadError, is_image_path
+    from ..pipeline.overlap import BackgroundSaver, Prefetcher
 
     content = Path(args.content)
     out = Path(args.output)
@@ -371,7 +372,7 @@ def _run_stylize(args) -> int:
         return 0
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
-        from . import memory_plan, tiling
+        from ..pipeline import memory_plan, tiling
 
         memory_plan.check_inputs(device, jobs[0][0], args.content_size, args.styles, args.style_size,
                                  tile_size=tiling.default_tile_size(device) if args.tile_size is None else args.tile_size,
@@ -397,7 +398,7 @@ def _run_stylize(args) -> int:
             _info(args, f"replaced {dst}")
 
     # Contents are decoded one ahead in the background (the first one while the models load and the
-    # style bank is built) and results saved behind (styleswap_ext/overlap.py). image_io.load_image
+    # style bank is built) and results saved behind (styleswap_ext/pipeline/overlap.py). image_io.load_image
     # is looked up per call, so that it can be patched.
     with Prefetcher(lambda job: image_io.load_image(job[0]), jobs) as contents, \
             BackgroundSaver(image_io.save_image) as saver:
@@ -432,7 +433,7 @@ def _run_stylize(args) -> int:
 
 
 def _check_masks(args, contents) -> None:
-    """--content-mask / --style-mask before any model loads (styleswap_ext/masks.py): given together,
+    """--content-mask / --style-mask before any model loads (styleswap_ext/pipeline/masks.py): given together,
     readable, one per style, at their images' aspect ratios, and every label of each content's
     patches the label of some style patch of a weighted style, on the feature grids the run uses (a
     usage error otherwise). A content label that vanishes at the feature resolution is one warning
@@ -442,9 +443,9 @@ def _check_masks(args, contents) -> None:
         return
     import warnings
 
-    from . import masks
-    from ._choices import FEATURE_STEP
-    from .image_io import ImageLoadError, image_size
+    from ..pipeline import masks
+    from .._util.choices import FEATURE_STEP
+    from ..pipeline.image_io import ImageLoadError, image_size
 
     names = masks.CLI_NAMES
     try:
@@ -468,8 +469,8 @@ def _check_masks(args, contents) -> None:
 
 
 def _style_bank(args, styles, encoder, device):
-    from . import pipeline
-    from ._text import plural
+    from .. import pipeline
+    from .._util.text import plural
 
     _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({args.search} search)")
 
@@ -482,7 +483,7 @@ def _style_bank(args, styles, encoder, device):
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=None):
-    from . import pipeline
+    from .. import pipeline
 
     return pipeline.stylize(
         content, bank, method=args.method, content_size=args.content_size, alpha=args.alpha,
@@ -516,7 +517,7 @@ def _is_image_name(path: Path) -> bool:
 def _check_names_a_directory(out: Path, why: str) -> None:
     """An output that is to be a directory (and will be created) must not be named like a file:
     ``-o notadir.png`` would otherwise become a directory of that name."""
-    from .video import is_video_path
+    from ..pipeline.video import is_video_path
 
     if not out.exists() and (_is_image_name(out) or is_video_path(out)):
         raise UsageError(f"{why}, so -o must be a directory, but {str(out)!r} names a file; "
@@ -524,8 +525,8 @@ def _check_names_a_directory(out: Path, why: str) -> None:
 
 
 def _check_common(args) -> None:
-    """The stylisation settings (styleswap_ext/settings.py, shared with the studio), then video's own."""
-    from .settings import StylizeSettings, cli_name
+    """The stylisation settings (styleswap_ext/pipeline/settings.py, shared with the studio), then video's own."""
+    from ..pipeline.settings import StylizeSettings, cli_name
 
     try:
         StylizeSettings.from_args(args).check(len(args.styles), name=cli_name)
@@ -535,8 +536,9 @@ def _check_common(args) -> None:
 
 def _run_video(args) -> int:
     _check_common(args)  # before the imports below, which load torch
-    from . import distributed, pipeline, video
-    from .image_io import ImageLoadError, is_image_path
+    from ..pipeline import distributed, video
+    from .. import pipeline
+    from ..pipeline.image_io import ImageLoadError, is_image_path
 
     src, out = Path(args.input), Path(args.output)
     frames_dir = src.is_dir()
@@ -612,7 +614,7 @@ def _run_video(args) -> int:
 def _check_encoder(args, out: Path) -> None:
     """--crf within its encoder's range, and --codec (or the container's default) able to write ``out``:
     usage errors naming what would work, before any work."""
-    from . import video
+    from ..pipeline import video
 
     codec = args.codec or video.default_codec(out)
     if codec in video.CRF_RANGE:
@@ -627,9 +629,9 @@ def _check_encoder(args, out: Path) -> None:
 
 
 def _run_demo(args) -> int:
-    from . import pipeline
-    from .image_io import save_image
-    from .models import load_decoder, load_encoder, packaged_decoder_path
+    from .. import pipeline
+    from ..pipeline.image_io import save_image
+    from ..models.loading import load_decoder, load_encoder, packaged_decoder_path  # loading.*: where tests replace them
 
     out = Path(args.output)
     _check_output_file(out)
@@ -664,7 +666,7 @@ def _run_demo(args) -> int:
 
 
 def _run_weights(args) -> int:
-    from . import models
+    from .. import models
 
     if args.weights_command == "install":
         target = models.install_vgg_weights(args.path)
@@ -684,7 +686,7 @@ def _run_weights(args) -> int:
 
 
 def _run_train(args) -> int:
-    from .training import check_arguments, train
+    from ..pipeline.training import check_arguments, train
 
     try:
         check_arguments(args)
@@ -695,14 +697,14 @@ def _run_train(args) -> int:
 
 
 def _describe(exc: BaseException, where=None) -> str:
-    from .image_io import ImageLoadError
-    from .models import NoTrainedDecoderError, WeightsUnavailableError
+    from ..pipeline.image_io import ImageLoadError
+    from ..models import NoTrainedDecoderError, WeightsUnavailableError
 
     if _is_oom(exc):
         place = f" while processing {where}" if where else ""
         return (f"out of memory{place}: try a smaller --content-size / --style-size, a larger --stride, "
                 "--precision bf16, or another --device")
-    from .video import VideoDependencyError
+    from ..pipeline.video import VideoDependencyError
 
     if isinstance(exc, (ImageLoadError, NoTrainedDecoderError, WeightsUnavailableError, VideoDependencyError)):
         return str(exc)
@@ -728,14 +730,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed)
         return int(e.code or 0) if not isinstance(e.code, str) else 2
-    from ._signals import Stopped, stop_signals_raise
+    from .._util.signals import Stopped, stop_signals_raise
 
     warnings_shown = contextlib.ExitStack()
     warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
     warnings_shown.enter_context(stop_signals_raise())  # SIGTERM/SIGHUP clean up as Ctrl-C does
     # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
     args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
-    # there, one line per stage instead (styleswap_ext/_stages.py); a video's frames get none each
+    # there, one line per stage instead (styleswap_ext/_util/stages.py); a video's frames get none each
     if args.command in ("stylize", "video", "demo") and not getattr(args, "quiet", False) and not sys.stderr.isatty():
         _stages.enable(detail=args.command != "video")
     warnings_shown.callback(_stages.disable)

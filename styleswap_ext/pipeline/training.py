@@ -59,8 +59,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ._atomic import torch_save_atomic
-from ._machine import device_name
+from .._util.atomic import torch_save_atomic
+from .._util.machine import device_name
 
 __all__ = ["TrainingError", "split_names", "list_images", "ImageBank", "decoder_loss", "make_targets",
            "add_arguments", "train", "CHECKPOINT_KEYS", "param_digest", "export_weights"]
@@ -193,7 +193,7 @@ def swap_function(kind: str, device: torch.device):
     """``ext``: the fused kernels; ``reference``: the paper's conv formulation in plain PyTorch (fast
     enough at training crop sizes: ~1 ms per 256 px pair on an H200); ``auto``: ext unless the device
     is CUDA and the extension was built without CUDA kernels."""
-    from . import ops, reference
+    from ..ops import swap as ops, reference
 
     if kind == "auto":
         kind = "ext" if device.type != "cuda" or ops.CUDA_BUILT else "reference"
@@ -208,7 +208,7 @@ def make_targets(encoder, content: torch.Tensor, style: torch.Tensor, all_pairs:
     """Φ(content), Φ(style) and their style swaps: every content × style pair (``all_pairs``,
     2B + B² targets, the authors' recipe) or content i with style i (2B + B targets).
     ``swap``: the style-swap function (default: the extension's ``style_swap``)."""
-    from .ops import style_swap as _ext_swap
+    from ..ops.swap import style_swap as _ext_swap
 
     style_swap = swap or _ext_swap
     hc, hs = encoder(content), encoder(style)
@@ -226,7 +226,7 @@ def decoder_loss(encoder, decoder, targets: torch.Tensor, tv_weight: float = DEF
 
     ``images``: the real crops whose features are the first ``len(images)`` targets (pixel loss).
     """
-    from .pipeline import total_variation
+    from .stylization import total_variation
 
     out = decoder(targets)
     feats = encoder(out)
@@ -318,8 +318,8 @@ def _check_out(args) -> None:
     """--out loses no file: it is not in the data directories (a training image, or a file that would
     join them), not a weights file the run reads, and an existing checkpoint is replaced only when
     --overwrite says so (--resume continues it)."""
-    from . import _outputs
-    from .models import ENV_VGG_WEIGHTS, _cache_file
+    from .._util import outputs as _outputs
+    from ..models.loading import ENV_VGG_WEIGHTS, _cache_file
 
     out, overwrite = Path(args.out), getattr(args, "overwrite", False)
     if args.resume and overwrite:
@@ -437,7 +437,7 @@ def train(args) -> dict:
     summary."""
     from tqdm.auto import tqdm
 
-    from .models import load_encoder
+    from ..models import load_encoder
 
     check_arguments(args)
     ctx = _set_up(args)
@@ -575,7 +575,7 @@ class _TrainState:
     """The decoder, its optimiser and what the checkpoint records (iteration, history, runs)."""
 
     def __init__(self, args, ctx: _Context, ckpt: Optional[dict], split: dict):
-        from .models import Decoder
+        from ..models import Decoder
 
         self.args, self.ctx, self.split = args, ctx, split
         self.instance_norm = (bool(ckpt["config"].get("instance_norm", True)) if ckpt is not None
