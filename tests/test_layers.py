@@ -160,3 +160,14 @@ def test_old_import_paths_the_docs_name_still_work():
     assert callable(models.load_encoder) and callable(models.load_decoder) and models.Decoder
     assert callable(pipeline.optimize_image) and callable(pipeline.stylize) and pipeline.StyleBank
     assert callable(ops.build_index) and ops.DEFAULT_PROBES > 0
+
+
+def test_every_folder_is_a_package_of_the_wheel():
+    """pyproject lists the packages by hand (setuptools): a folder of styleswap_ext missing there would be
+    missing from an installed styleswap."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.relative_to(ROOT).parts) for p in PKG.rglob("*")
+               if p.is_dir() and p.name != "__pycache__" and any(p.iterdir())}
+    assert listed == folders | {"styleswap_ext"}

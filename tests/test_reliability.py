@@ -143,8 +143,8 @@ def test_colliding_output_names_are_refused_before_any_work(capsys, tmp_path, co
 
 
 def test_an_output_format_that_cannot_hold_rgb_falls_back_to_png(tmp_path):
-    assert cli._output_for(Path("a/x.xbm"), tmp_path) == tmp_path / "x_stylized.png"
-    assert cli._output_for(Path("a/x.jpg"), tmp_path) == tmp_path / "x_stylized.jpg"
+    assert cli.runners._output_for(Path("a/x.xbm"), tmp_path) == tmp_path / "x_stylized.png"
+    assert cli.runners._output_for(Path("a/x.jpg"), tmp_path) == tmp_path / "x_stylized.jpg"
 
 
 # --- 3. the output must not be an input ------------------------------------------------------------------------------

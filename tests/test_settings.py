@@ -121,8 +121,8 @@ def test_pipeline_kwargs_are_the_command_lines():
     args.progress = False
     s = StylizeSettings.from_args(args)
     with mock.patch("styleswap_ext.pipeline.StyleBank") as bank, mock.patch("styleswap_ext.pipeline.stylize") as sty:
-        cli._style_bank(args, ["A", "B"], "enc", "cpu")
-        cli._stylize_one(args, "C", "bank", "enc", "dec")
+        cli.runners._style_bank(args, ["A", "B"], "enc", "cpu")
+        cli.runners._stylize_one(args, "C", "bank", "enc", "dec")
     got_bank = bank.call_args.kwargs
     assert {k: got_bank[k] for k in s.bank_kwargs()} == dict(s.bank_kwargs())
     got = sty.call_args.kwargs

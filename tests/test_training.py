@@ -199,15 +199,15 @@ def test_losses_read_back_only_when_logged_give_the_same_history(data_dirs, tmp_
     from styleswap_ext.pipeline import training
 
     reads = []
-    real_read = training._read_losses
-    monkeypatch.setattr(training, "_read_losses", lambda pending, world: reads.append(len(pending)) or
+    real_read = training.loop._read_losses
+    monkeypatch.setattr(training.loop, "_read_losses", lambda pending, world: reads.append(len(pending)) or
                         real_read(pending, world))
     common = ("--iters", "5", "--val-every", "100", "--log-every", "2", "--seed", "3", "--swap", "reference")
     every, deferred = tmp_path / "every.pth", tmp_path / "deferred.pth"
     assert cli.main(_train_argv(data_dirs, every, vgg_weights, *common)) == 0
     assert reads == [1, 1, 1, 1, 1, 0]
     reads.clear()
-    monkeypatch.setattr(training, "_reads_every_step", lambda device: False)
+    monkeypatch.setattr(training.loop, "_reads_every_step", lambda device: False)
     assert cli.main(_train_argv(data_dirs, deferred, vgg_weights, *common)) == 0
     assert reads == [2, 2, 1, 0]  # iterations 1-2, 3-4 and 5 (the last), then nothing left after the loop
     a, b = (torch.load(p, weights_only=True)["history"] for p in (every, deferred))
@@ -221,7 +221,7 @@ def test_time_limit_stops_cleanly_with_a_checkpoint(data_dirs, tmp_path, vgg_wei
     from styleswap_ext.pipeline import training
 
     if deferred_reads:  # as on a GPU: the steps since the last log are read back after the loop
-        monkeypatch.setattr(training, "_reads_every_step", lambda device: False)
+        monkeypatch.setattr(training.loop, "_reads_every_step", lambda device: False)
     out = tmp_path / "ck.pth"
     assert cli.main(_train_argv(data_dirs, out, vgg_weights, "--iters", "1000", "--time-limit", "3",
                                 "--log-every", "1000")) == 0

@@ -4,7 +4,7 @@ bank kept between requests, progress by stage, a cancel, and errors as one line 
 No Gradio here: the handlers in :mod:`styleswap_ext.apps.studio.page` call :meth:`Engine.run` (in a
 worker thread), and the tests call it directly. The stylisation itself is the command line's:
 ``StyleBank(styles, ...)`` then ``pipeline.stylize(content, bank, ...)`` with the keyword arguments
-of :class:`~styleswap_ext.pipeline.settings.StylizeSettings` (``cli._style_bank`` / ``cli._stylize_one``); the
+of :class:`~styleswap_ext.pipeline.settings.StylizeSettings` (``cli.runners._style_bank`` / ``_stylize_one``); the
 bank is a :class:`~styleswap_ext.apps.studio.last_swap.LastSwapBank`, which also keeps its last swap.
 """
 
