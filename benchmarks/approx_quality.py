@@ -61,7 +61,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # this tree's styleswap_ext
 
 from styleswap_ext import PatchBank, match_patches  # noqa: E402
-from styleswap_ext import image_io, masks, tiling  # noqa: E402
+from styleswap_ext.pipeline import image_io, masks, tiling  # noqa: E402
 from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"

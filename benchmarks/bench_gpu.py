@@ -1,7 +1,7 @@
 """GPU benchmark of the fused style swap against its peers (issue 3, "Performance").
 
 Columns, for 256-channel features, k=3, s=1, content and style maps of the given sides:
-  conv   the paper's formulation (styleswap_ext.reference.style_swap: conv2d -> argmax -> one-hot ->
+  conv   the paper's formulation (styleswap_ext.ops.reference.style_swap: conv2d -> argmax -> one-hot ->
          conv_transpose2d); skipped and marked "OOM" where its n_c x n_s tensors cannot fit
   peer   chunked torch.mm: normalised style-patch matrix once, content patches 8192 rows at a time
          through torch.mm, argmax, then gather + F.fold / overlap count
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 
 import styleswap_ext
-from styleswap_ext import reference
+from styleswap_ext.ops import reference
 
 K, S = 3, 1
 ROWS = 8192

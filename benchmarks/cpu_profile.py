@@ -13,7 +13,7 @@ weights); ``load`` (decoding both images); ``encode_content``, ``encode_style`` 
 fresh process, as the command runs (``--repeat`` adds passes: the steady state of a directory run).
 
 ``--layers reference`` runs the encoder and decoder layers as the modules themselves
-(``styleswap_ext.cpu_layers.reference()``: the path before the CPU kernels of cpu_layers);
+(``styleswap_ext.models.cpu_layers.reference()``: the path before the CPU kernels of cpu_layers);
 The script runs against the tree it sits in (an older checkout too).
 """
 
@@ -73,18 +73,24 @@ def main(argv=None):
     import torch
 
     startup.lap("import_torch")
-    from styleswap_ext import cli, image_io, ops, pipeline, tiling  # noqa: F401  (what the CLI loads)
+    try:  # what the CLI loads, in the package's layer folders
+        from styleswap_ext.apps import cli  # noqa: F401
+        from styleswap_ext.models import cpu_layers
+        from styleswap_ext.pipeline import image_io, stylization, tiling  # noqa: F401
+    except ImportError:  # a checkout from before the folders (issue 42)
+        from styleswap_ext import cli, image_io, pipeline, tiling  # noqa: F401
+        try:
+            from styleswap_ext import cpu_layers
+        except ImportError:  # a checkout from before cpu_layers: its layers are the modules anyway
+            cpu_layers = None
+    from styleswap_ext import PatchBank
     from styleswap_ext.models import load_decoder, load_encoder
-    from styleswap_ext.patch_bank import PatchBank
 
     startup.lap("import_styleswap")
     layers = contextlib.nullcontext()
     if args.layers == "reference":
-        try:
-            from styleswap_ext import cpu_layers
+        if cpu_layers is not None:
             layers = cpu_layers.reference()
-        except ImportError:  # a checkout from before cpu_layers: its layers are the modules anyway
-            pass
     encoder = load_encoder(args.vgg_weights).eval()
     decoder = load_decoder().eval()
     startup.lap("models")

@@ -60,7 +60,7 @@ def run_case(method: str, size: int, channels: int) -> dict:
 def machine() -> str:
     import torch
 
-    from styleswap_ext._machine import cpu_name
+    from styleswap_ext._util.machine import cpu_name
 
     return f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import quality_report as q  # noqa: E402
 from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
 from styleswap_ext.pipeline import resolve_device  # noqa: E402
-from styleswap_ext.training import swap_function  # noqa: E402
+from styleswap_ext.pipeline.training import swap_function  # noqa: E402
 
 
 def wide_decoder(width: int) -> nn.Module:

@@ -6,7 +6,7 @@ conv reference, on the CPU (or a GPU with ``--device cuda``).
     python benchmarks/e2e.py --sizes 3840x2160 --style-size 1024 --device cuda --precision tf32 --impls ours
     python benchmarks/e2e.py --plot-only benchmarks/results/e2e_cpu.json
 
-Each case is one fresh process that runs the CLI (``styleswap_ext.cli.main``) on a square
+Each case is one fresh process that runs the CLI (``styleswap_ext.apps.cli.main``) on a square
 content PNG of N px and a style PNG (the bundled cat and The Starry Night, resized beforehand):
 load both images, load the encoder and decoder, encode (tiled above ``--tile-size``), swap,
 decode (tiled), save a PNG (and/or a JPEG: ``--formats png jpg``). Reported: ``run_s`` = wall
@@ -14,7 +14,7 @@ time of that whole ``main()`` call (not the Python/torch import), ``peak_rss_gib
 VmHWM (peak resident set) from /proc/self/status, and on CUDA ``cuda_peak_gib`` = torch.cuda.max_memory_allocated.
 
 ``--impl ours`` swaps with the fused op (the pipeline's ``PatchBank``); ``--impl reference``
-replaces it by ``styleswap_ext.reference.style_swap`` (conv2d -> argmax -> one-hot ->
+replaces it by ``styleswap_ext.ops.reference.style_swap`` (conv2d -> argmax -> one-hot ->
 conv_transpose2d), everything else identical. A reference case runs under an address-space cap
 (``--ref-mem-cap-gib`` over the baseline; CPU only) so that it fails with "out of memory" instead
 of taking the machine down; such a case is marked OOM.
@@ -47,7 +47,9 @@ DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchv
 CHILD = r"""
 import json, sys, time
 import torch
-from styleswap_ext import cli, pipeline, reference
+from styleswap_ext.apps import cli
+from styleswap_ext.pipeline import stylization as pipeline  # its PatchBank is replaced below
+from styleswap_ext.ops import reference
 cfg = json.loads(sys.argv[1])
 if cfg["impl"] == "reference":
     class ReferenceBank:  # the pipeline's PatchBank, swapped by the conv reference instead
@@ -231,7 +233,7 @@ def main():
 
     import torch
 
-    from styleswap_ext._machine import cpu_name
+    from styleswap_ext._util.machine import cpu_name
 
     machine = torch.cuda.get_device_name(0) if args.device == "cuda" else cpu_name()
     data = {"device": args.device, "machine": machine, "torch": torch.__version__, "precision": args.precision,

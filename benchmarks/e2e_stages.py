@@ -22,7 +22,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from styleswap_ext import image_io, pipeline, tiling  # noqa: E402
+from styleswap_ext.pipeline import image_io, tiling  # noqa: E402
+from styleswap_ext.pipeline import stylization as pipeline  # noqa: E402  (_precision)
 from styleswap_ext.models import Decoder, load_encoder  # noqa: E402
 
 

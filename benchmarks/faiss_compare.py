@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 from approx_quality import DATA, DEFAULT_VGG, PAIRS, chosen_scores, exact_indices, load_square  # noqa: E402
 
 from styleswap_ext import PatchBank, match_patches  # noqa: E402
-from styleswap_ext._machine import cpu_name  # noqa: E402
+from styleswap_ext._util.machine import cpu_name  # noqa: E402
 from styleswap_ext.models import load_encoder  # noqa: E402
 
 K = 3

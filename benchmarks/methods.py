@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import styleswap_ext
-from styleswap_ext import reference
+from styleswap_ext.ops import reference
 
 K = 3
 CHUNK = 8192  # content rows per torch.mm in the peer and the floor, as in DESIGN.md section 2

@@ -45,10 +45,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from styleswap_ext import image_io  # noqa: E402
+from styleswap_ext.pipeline import image_io  # noqa: E402
 from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
 from styleswap_ext.pipeline import TV_WEIGHT, optimize_image, resolve_device  # noqa: E402
-from styleswap_ext.training import swap_function  # noqa: E402
+from styleswap_ext.pipeline.training import swap_function  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 

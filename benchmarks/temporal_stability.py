@@ -47,7 +47,7 @@ DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchv
 
 
 def synth_clip(size: int, frames: int, noise: float, seed: int = 0) -> list:
-    from styleswap_ext import image_io
+    from styleswap_ext.pipeline import image_io
 
     base = image_io.resize_longest(image_io.load_image(REPO / "styleswap_ext" / "assets" / "cat.jpg"), size)
     base = np.asarray(base, np.float32)
@@ -63,7 +63,7 @@ def mean_change(frames) -> float:
 def pan_clip(size: int, frames: int, step: int, noise: float, seed: int = 0) -> list:
     """A camera panning across a photo: ``size`` x ``size`` crops of the bundled cat photo (resized to
     2 ``size`` px), moving ``step`` px right and ``step // 2`` px down per frame, with sensor noise."""
-    from styleswap_ext import image_io
+    from styleswap_ext.pipeline import image_io
 
     base = np.asarray(image_io.resize_longest(image_io.load_image(REPO / "styleswap_ext" / "assets" / "cat.jpg"),
                                               2 * size), np.float32)
@@ -94,7 +94,7 @@ def chosen_ncc(bank, feats: torch.Tensor, idx: torch.Tensor) -> float:
 def run(clip, bank, encoder, decoder, args, weight: float, plain_targets=None, ncc_bank=None):
     """Stylises every frame with TemporalState(weight) -> frames, indices, targets, objective, NCC
     (``ncc_bank``: an exact bank of the same style to score the choices with; default ``bank``)."""
-    from styleswap_ext import image_io
+    from styleswap_ext.pipeline import image_io
     from styleswap_ext.pipeline import TemporalState, stylize
 
     temporal = TemporalState(weight)

@@ -84,6 +84,9 @@ def _short_names(app, env, node, contnode):
         return None
     domain = env.get_domain("py")
     matches = domain.find_obj(env, None, None, node["reftarget"], node.get("reftype"), searchmode=1)
+    # a name a package re-exports (styleswap_ext.pipeline.StyleBank) is also registered under the module that
+    # defines it (pipeline.stylization.StyleBank, an alias): one object, not two
+    matches = [m for m in matches if not getattr(m[1], "aliased", False)] or matches
     if len(matches) != 1:
         return None
     name, obj = matches[0]

@@ -7,7 +7,7 @@ Operator API (features in, features out):
 * :func:`match_patches` -- only the indices of the chosen style patches;
 * :class:`PatchBank` -- the normalised style patch bank, prepared once and reused for many
   contents (video frames, collections): ``PatchBank(style).swap(content)``;
-* :mod:`styleswap_ext.reference` -- the paper's conv2d/argmax/conv_transpose2d formulation.
+* :mod:`styleswap_ext.ops.reference` -- the paper's conv2d/argmax/conv_transpose2d formulation.
 
 The names below are loaded on first use (PEP 562), so ``import styleswap_ext`` alone, and with it
 ``styleswap --help`` or ``styleswap_ext.__version__``, does not pay for importing torch and the
@@ -16,6 +16,10 @@ compiled library (about 2 s). The first use of any of them (``styleswap_ext.styl
 ``styleswap::`` ops with torch. Where torch is already imported (``import torch`` first, the usual
 case in a PyTorch program), ``import styleswap_ext`` registers them at once, as torchvision does, so
 ``torch.ops.styleswap.*`` is there without touching a name first.
+
+The package's folders are its layers, each importing only those below it: ``apps`` (the command
+line and the studio) -> ``pipeline`` (images in, images out) -> ``models`` (the networks) and ``ops``
+(the operator) -> ``_util`` (private helpers); tests/test_layers.py keeps it so.
 """
 
 import importlib
@@ -25,11 +29,11 @@ __version__ = "0.1.0"  # the one place: pyproject.toml reads it from here
 
 # public name -> submodule that defines it
 _LAZY = {
-    "StyleSwap": "module",
+    "StyleSwap": "ops",
     "CUDA_BUILT": "ops",
     "match_patches": "ops",
     "style_swap": "ops",
-    "PatchBank": "patch_bank",
+    "PatchBank": "ops",
     "stylize": "pipeline",  # image-level API: encoder, swap, decoder or optimisation
 }
 

@@ -1,5 +1,5 @@
 """``python -m styleswap_ext`` = the ``styleswap`` command line."""
 
-from .cli import main
+from .apps.cli import main
 
 raise SystemExit(main())

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 MISSING_WEIGHTS = "/nonexistent/vgg.pth"  # a run that got as far as loading the models would fail on these
 FAST = ["--method", "optimize", "--iters", "1", "-q"]
 
-_MAIN = "import sys\n{patch}\nfrom styleswap_ext.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+_MAIN = "import sys\n{patch}\nfrom styleswap_ext.apps.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 def _env() -> dict:

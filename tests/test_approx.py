@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import styleswap_ext as ss
 from styleswap_ext import ops
-from styleswap_ext.patch_bank import PatchBank
+from styleswap_ext.ops.patch_bank import PatchBank
 
 CUDA = torch.cuda.is_available() and ss.CUDA_BUILT
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU and a CUDA build (FORCE_CUDA=1)")
@@ -167,7 +167,7 @@ def test_bank_batch_weights_and_stride():
 def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch, channels, size, stride):
     """With progress=True the content is matched in slabs of grid rows, each with the rows its
     refinement reads: the same indices as one call."""
-    import styleswap_ext.patch_bank as pb
+    import styleswap_ext.ops.patch_bank as pb
 
     content, style = _smooth(channels, *size, seed=40), _smooth(channels, 20, 20, seed=41)
     monkeypatch.setattr(pb, "PROGRESS_MIN_PATCHES", 10)
@@ -183,7 +183,7 @@ def test_patch_bank_progress_slabs_and_style_swap_agree(monkeypatch, channels, s
 def test_progress_slabs_carry_the_controls(monkeypatch):
     """With progress=True each slab takes its grid rows of the labels and the previous choices (and the
     refinement's extra rows): the same indices as one call."""
-    import styleswap_ext.patch_bank as pb
+    import styleswap_ext.ops.patch_bank as pb
 
     content, styles, clab, slab = _label_case(21, size=(47, 33))
     monkeypatch.setattr(pb, "PROGRESS_MIN_PATCHES", 10)
@@ -357,7 +357,7 @@ def test_cuda_bf16_bank_and_all_probes_exact():
 
 
 def test_stylize_and_style_bank_take_search(encoder, content_pil, style_pil):
-    from styleswap_ext.image_io import pil_to_tensor
+    from styleswap_ext.pipeline.image_io import pil_to_tensor
     from styleswap_ext.models import Decoder
     from styleswap_ext.pipeline import StyleBank, stylize
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import styleswap_ext as ss
-from styleswap_ext import reference as ref
+from styleswap_ext.ops import reference as ref
 
 
 def _inputs(seed=0, per_sample=False):

@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from styleswap_ext import cli, models, pipeline
+from styleswap_ext.apps import cli
+from styleswap_ext import models, pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--method", "optimize", "--iters", "2", "-q"]
@@ -22,7 +23,7 @@ FAST = ["--method", "optimize", "--iters", "2", "-q"]
 
 @pytest.fixture(autouse=True)
 def _no_packaged_decoder(monkeypatch):
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: None)
 
 
 def run(capsys, argv):
@@ -32,7 +33,7 @@ def run(capsys, argv):
 
 
 def assert_one_error_line(err, *needles):
-    # stage lines ("styleswap: 2.1 s ...", stderr not a terminal: styleswap_ext/_stages.py) may come first
+    # stage lines ("styleswap: 2.1 s ...", stderr not a terminal: styleswap_ext/_util/stages.py) may come first
     lines = [line for line in err.strip().splitlines() if not re.match(r"styleswap: \d+\.\d s ", line)]
     assert len(lines) == 1, err
     assert lines[0].startswith("styleswap: error: "), err
@@ -53,7 +54,7 @@ def test_stylize_file_success(capsys, image_files, vgg_weights, tmp_path):
 def test_a_single_content_file_is_decoded_once(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
     """The content is decoded once (a 4096 px PNG takes ~0.5 s): before the models load only its header is
     checked (image_io.probe_image), the decode runs in the background (overlap.py)."""
-    from styleswap_ext import image_io
+    from styleswap_ext.pipeline import image_io
 
     content, style = image_files
     decoded = []
@@ -140,7 +141,7 @@ def test_directory_with_a_corrupt_image(capsys, image_files, vgg_weights, tmp_pa
 
 
 def test_directory_with_a_failed_save(capsys, image_files, vgg_weights, tmp_path, content_pil, monkeypatch):
-    """Saves run in the background (styleswap_ext/overlap.py): a failed one is still reported with
+    """Saves run in the background (styleswap_ext/pipeline/overlap.py): a failed one is still reported with
     its image, the others are written, and no temporary file is left."""
     _, style = image_files
     src = tmp_path / "in"
@@ -180,7 +181,7 @@ def test_demo_uses_the_installed_decoder(capsys, vgg_weights, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     weights = tmp_path / "decoder.pth"
     torch.save(models.Decoder(instance_norm=False).state_dict(), weights)
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: weights)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: weights)
     code, err = run(capsys, ["demo"])
     assert code == 0, err
     assert "trained decoder" in err and "optimize" not in err

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs the CLI in a fresh interpreter, then reports whether torch got imported.
 PROBE = """
 import sys
-from styleswap_ext import cli
+from styleswap_ext.apps import cli
 rc = cli.main(sys.argv[1:])
 sys.stdout.flush()
 sys.stderr.write(f"\\nRC={rc} TORCH={'torch' in sys.modules}\\n")

@@ -1,4 +1,4 @@
-"""The encoder/decoder layers' CPU path without autograd (styleswap_ext/cpu_layers.py): faster kernels,
+"""The encoder/decoder layers' CPU path without autograd (styleswap_ext/models/cpu_layers.py): faster kernels,
 the same results to float rounding."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from styleswap_ext import cpu_layers, tiling
+from styleswap_ext.models import cpu_layers
+from styleswap_ext.pipeline import tiling
 from styleswap_ext.models import Decoder, load_decoder
 
 

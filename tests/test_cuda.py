@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import styleswap_ext
-from styleswap_ext import reference
+from styleswap_ext.ops import reference
 
 _HAVE_GPU = torch.cuda.is_available()
 _REASON = "needs a CUDA GPU" if not _HAVE_GPU else "styleswap_ext was built without its CUDA kernels (FORCE_CUDA=1)"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from styleswap_ext import distributed
+from styleswap_ext.pipeline import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 

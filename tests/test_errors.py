@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import styleswap_ext as ss
-from styleswap_ext import reference as ref
+from styleswap_ext.ops import reference as ref
 
 C = torch.randn(2, 4, 8, 8)
 S = torch.randn(4, 6, 6)

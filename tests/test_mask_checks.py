@@ -83,7 +83,8 @@ def test_a_content_label_that_vanishes_is_one_warning_with_the_size_that_keeps_i
 
 
 def test_the_api_checks_on_the_same_grids_before_loading_models(tmp_path, content_pil, monkeypatch):
-    from styleswap_ext import masks, pipeline
+    from styleswap_ext.pipeline import masks
+    from styleswap_ext.pipeline import stylization as pipeline
 
     def no_models(*a, **k):
         raise AssertionError("models loaded before the masks were checked")
@@ -109,7 +110,8 @@ def test_style_masks_without_a_content_mask_are_a_usage_error(tmp_path, image_fi
 
 
 def test_style_masks_without_a_content_mask_in_the_api(content_pil, style_pil, tmp_path):
-    from styleswap_ext import masks, pipeline
+    from styleswap_ext.pipeline import masks
+    from styleswap_ext import pipeline
 
     with pytest.raises(masks.MaskError, match="style_masks without content_mask"):
         pipeline.stylize(content_pil, style_pil, method="optimize", style_masks=[_mask(tmp_path / "b.png", (48, 48))],
@@ -143,7 +145,7 @@ def test_an_empty_mask_is_a_value_error_naming_it(content_pil, style_pil, which)
 
 
 def test_the_clis_feature_step_is_the_encoders():
-    from styleswap_ext._choices import FEATURE_STEP  # the CLI checks masks before the encoder exists
+    from styleswap_ext._util.choices import FEATURE_STEP  # the CLI checks masks before the encoder exists
     from styleswap_ext.models import VGGEncoder
 
     assert VGGEncoder().downsampling == FEATURE_STEP == 4

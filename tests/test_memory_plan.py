@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from styleswap_ext import memory_plan, pipeline
-from styleswap_ext.memory_plan import MemoryPlanError, estimate
+from styleswap_ext.pipeline import memory_plan
+from styleswap_ext import pipeline
+from styleswap_ext.pipeline.memory_plan import MemoryPlanError, estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 2**30

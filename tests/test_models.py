@@ -85,7 +85,7 @@ def test_features_of_fixed_image_match_independent_computation(encoder, vgg_stat
     assert out.shape == (2, 256, 9, 11)
     ref = _reference_features(image, vgg_state_dict)
     # relative to the largest feature (~85 here): the CPU path's Winograd convolutions
-    # (styleswap_ext/cpu_layers.py) round to ~4e-6 of it on this noise image, a direct convolution to ~1e-6
+    # (styleswap_ext/models/cpu_layers.py) round to ~4e-6 of it on this noise image, a direct convolution to ~1e-6
     assert ((out - ref).abs().max() / ref.abs().max()).item() < 2e-5
     assert out.abs().sum() > 0 and (out >= 0).all()
 
@@ -197,7 +197,7 @@ def test_decoder_architecture_and_range():
 
 
 def test_no_trained_decoder_error(monkeypatch):
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: None)
     with pytest.raises(NoTrainedDecoderError, match='method optimize') as info:
         load_decoder()
     assert isinstance(info.value, RuntimeError)
@@ -248,7 +248,7 @@ def test_decoder_save_load_roundtrip(tmp_path, monkeypatch, instance_norm):
         assert loaded.instance_norm == instance_norm
         torch.testing.assert_close(loaded(x), dec(x))
     # a file in the package's weights/ directory is what weights=None picks up
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: plain)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: plain)
     torch.testing.assert_close(load_decoder()(x), dec(x))
     with pytest.raises(FileNotFoundError):
         load_decoder(tmp_path / "missing.pth")

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import styleswap_ext as ss
-from styleswap_ext import reference as ref
+from styleswap_ext.ops import reference as ref
 
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""styleswap_ext.overlap: decode ahead and save behind in background threads, in order, bounded,
+"""styleswap_ext.pipeline.overlap: decode ahead and save behind in background threads, in order, bounded,
 with each item's failure kept with that item."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from styleswap_ext.overlap import BackgroundSaver, Prefetcher
+from styleswap_ext.pipeline.overlap import BackgroundSaver, Prefetcher
 
 
 def test_prefetcher_yields_in_order_one_ahead():

@@ -234,7 +234,7 @@ def test_cuda_bank_layout_fake_and_values(dtype):
 @pytest.mark.parametrize("h, k, s", [(23, 3, 1), (24, 3, 2), (25, 3, 2), (30, 5, 3), (31, 4, 4), (9, 1, 1), (7, 7, 1)])
 def test_progress_slabs_give_the_same_indices(h, k, s, device, monkeypatch, capsys):
     """With progress=True a large content is matched in slabs of grid rows: same indices, a bar on stderr."""
-    from styleswap_ext import patch_bank
+    from styleswap_ext.ops import patch_bank
 
     monkeypatch.setattr(patch_bank, "PROGRESS_MIN_PATCHES", 0)
     monkeypatch.setattr(patch_bank, "PROGRESS_MIN_SLAB", 1)  # slabs of ceil(grid_h / 50) rows: many slabs
@@ -253,7 +253,7 @@ def test_progress_slabs_give_the_same_indices(h, k, s, device, monkeypatch, caps
 
 def test_progress_slabs_every_geometry(monkeypatch):
     """Every (k, s, H) with small sizes and every slab height: slabbed == one call."""
-    from styleswap_ext import patch_bank
+    from styleswap_ext.ops import patch_bank
 
     monkeypatch.setattr(patch_bank, "PROGRESS_MIN_PATCHES", 0)
     style = _rand(1, 3, 8, 8, seed=1)

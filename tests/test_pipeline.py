@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from styleswap_ext import image_io, models, style_swap
-from styleswap_ext.image_io import ImageLoadError, load_image, save_image
+from styleswap_ext.pipeline import image_io
+from styleswap_ext import models, style_swap
+from styleswap_ext.pipeline.image_io import ImageLoadError, load_image, save_image
 from styleswap_ext.models import Decoder, NoTrainedDecoderError
 from styleswap_ext.pipeline import objective, optimize_image, preserve_colors, stylize, swap_features
 
@@ -55,7 +56,7 @@ def test_tensor_in_tensor_out(encoder, decoder, content_pil, style_pil):
 
 
 def test_decoder_method_without_trained_decoder(encoder, content_pil, style_pil, monkeypatch):
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: None)
     with pytest.raises(NoTrainedDecoderError, match="optimize"):
         stylize(content_pil, style_pil, encoder=encoder)
 
@@ -263,7 +264,7 @@ def test_png_is_saved_fast_and_lossless(tmp_path, content_pil, monkeypatch):
 def test_uint8_pixels_convert_to_the_same_floats(content_pil):
     """stylize() keeps an image content in uint8 until it is on the device; the float conversion
     there gives exactly what pil_to_tensor gives, also for a non-RGB image."""
-    from styleswap_ext.pipeline import _load_as_tensor
+    from styleswap_ext.pipeline.stylization import _load_as_tensor
 
     for img in (content_pil, content_pil.convert("L"), content_pil.convert("RGBA")):
         rgb = image_io.to_rgb(img)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import styleswap_ext as ss
-from styleswap_ext import cli, patch_bank
+from styleswap_ext.apps import cli
+from styleswap_ext.ops import patch_bank
 
 
 def _count_match_calls(monkeypatch):

@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from styleswap_ext import StyleSwap, match_patches, reference, style_swap
+from styleswap_ext import StyleSwap, match_patches, style_swap
+from styleswap_ext.ops import reference
 from styleswap_ext.ops import match_controls
-from styleswap_ext.patch_bank import PatchBank
+from styleswap_ext.ops.patch_bank import PatchBank
 
 tiled = torch.ops.styleswap._match_bank_tiled
 
@@ -213,7 +214,7 @@ def _two_region_masks(tmp_path, content_size=(48, 36), style_size=(48, 48)):
 
 
 def test_masks_colours_become_shared_labels(tmp_path):
-    from styleswap_ext import masks
+    from styleswap_ext.pipeline import masks
 
     paths = _two_region_masks(tmp_path)
     c, s, colours = masks.load_masks(paths["content"], [paths["a"], paths["b"]], 2)
@@ -234,7 +235,7 @@ def test_masks_colours_become_shared_labels(tmp_path):
 
 
 def masks_resized(path, grid):
-    from styleswap_ext import masks
+    from styleswap_ext.pipeline import masks
 
     return masks.resize_labels(masks.load_labels(path, "m")[0], tuple(grid))
 
@@ -279,7 +280,8 @@ def test_pipeline_two_styles_by_region(encoder, content_pil, tmp_path):
 
 
 def test_pipeline_rejects_masks_before_loading_models(content_pil, style_pil, tmp_path, monkeypatch):
-    from styleswap_ext import masks, pipeline
+    from styleswap_ext.pipeline import masks
+    from styleswap_ext.pipeline import stylization as pipeline
 
     paths = _two_region_masks(tmp_path)
 
@@ -295,7 +297,7 @@ def test_pipeline_rejects_masks_before_loading_models(content_pil, style_pil, tm
 
 
 def test_cli_masks(image_files, tmp_path, vgg_weights, monkeypatch, capsys):
-    from styleswap_ext.cli import main
+    from styleswap_ext.apps.cli import main
 
     content, style = image_files
     paths = _two_region_masks(tmp_path)
@@ -366,7 +368,8 @@ def test_controls_work_with_the_approximate_search(tmp_path, image_files, vgg_we
     """Labels and the temporal bonus with search='approximate' (tests/test_approx.py has the search's own
     tests): the API and the CLI take them, and `styleswap video --search approximate` has the exact
     search's default temporal weight."""
-    from styleswap_ext import PatchBank, cli, pipeline
+    from styleswap_ext import PatchBank, pipeline
+    from styleswap_ext.apps import cli
 
     content, styles, clab, slab = _random_case(3, dtype=torch.float32)
     blab = _bank_labels(slab, styles, 3, 1)

@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 import styleswap_ext as ss
-from styleswap_ext import PatchBank, cli, image_io, models
+from styleswap_ext import PatchBank, models
+from styleswap_ext.apps import cli
+from styleswap_ext.pipeline import image_io
 from styleswap_ext.pipeline import stylize, swap_features
 
 FAST = ["--method", "optimize", "--iters", "2", "-q"]
@@ -23,7 +25,7 @@ MISSING_WEIGHTS = "/nonexistent/vgg.pth"  # a run that got as far as loading the
 
 @pytest.fixture(autouse=True)
 def _no_packaged_decoder(monkeypatch):
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: None)
 
 
 def run(capsys, argv):
@@ -32,7 +34,7 @@ def run(capsys, argv):
 
 
 def one_error_line(err, *needles):
-    # stage lines ("styleswap: 2.1 s ...", stderr not a terminal: styleswap_ext/_stages.py) may come first
+    # stage lines ("styleswap: 2.1 s ...", stderr not a terminal: styleswap_ext/_util/stages.py) may come first
     lines = [line for line in err.strip().splitlines() if not re.match(r"styleswap: \d+\.\d s ", line)]
     assert len(lines) == 1 and lines[0].startswith("styleswap: error: "), err
     for needle in needles:
@@ -141,8 +143,8 @@ def test_colliding_output_names_are_refused_before_any_work(capsys, tmp_path, co
 
 
 def test_an_output_format_that_cannot_hold_rgb_falls_back_to_png(tmp_path):
-    assert cli._output_for(Path("a/x.xbm"), tmp_path) == tmp_path / "x_stylized.png"
-    assert cli._output_for(Path("a/x.jpg"), tmp_path) == tmp_path / "x_stylized.jpg"
+    assert cli.runners._output_for(Path("a/x.xbm"), tmp_path) == tmp_path / "x_stylized.png"
+    assert cli.runners._output_for(Path("a/x.jpg"), tmp_path) == tmp_path / "x_stylized.jpg"
 
 
 # --- 3. the output must not be an input ------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def test_save_image_refuses_them_too(tmp_path):
 
 
 def test_unwritable_output_folder_is_named_before_any_work(capsys, image_files, tmp_path, monkeypatch):
-    from styleswap_ext import _outputs
+    from styleswap_ext._util import outputs as _outputs
 
     content, style = image_files
     out = tmp_path / "out.png"
@@ -333,9 +335,9 @@ def test_tile_size_minimum_is_tied_to_the_halo(capsys, value, ok):
 
 
 def test_the_minimum_is_eight_encoder_halos():
-    from styleswap_ext import tiling
+    from styleswap_ext.pipeline import tiling
     from styleswap_ext.models import VGGEncoder
 
-    from styleswap_ext._choices import MIN_TILE_SIZE  # the CLI's constant (its parser imports no torch)
+    from styleswap_ext._util.choices import MIN_TILE_SIZE  # the CLI's constant (its parser imports no torch)
 
     assert tiling.min_tile_size(VGGEncoder()) == 8 * tiling.encoder_halo(VGGEncoder()) == MIN_TILE_SIZE == 96

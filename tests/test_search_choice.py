@@ -1,4 +1,4 @@
-"""search="auto" (styleswap_ext/search_choice.py): exact where it is cheap on the device, else approximate;
+"""search="auto" (styleswap_ext/pipeline/search_choice.py): exact where it is cheap on the device, else approximate;
 the pipeline's default, the operators' not; one line says which (none with -q)."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 import styleswap_ext as ss
-from styleswap_ext import cli, models, pipeline, search_choice
-from styleswap_ext.search_choice import EXACT_BUDGET_S, choose, exact_seconds
+from styleswap_ext.apps import cli
+from styleswap_ext import models, pipeline
+from styleswap_ext.pipeline import search_choice
+from styleswap_ext.pipeline.search_choice import EXACT_BUDGET_S, choose, exact_seconds
 
 D = 256 * 9  # relu3_1, 3 x 3 patches
 
@@ -62,7 +64,7 @@ def test_the_operators_keep_exact_and_the_pipeline_defaults_to_auto():
 
 
 def test_style_bank_chooses_per_content_and_reports_once(encoder, monkeypatch, content_pil, style_pil):
-    from styleswap_ext.image_io import pil_to_tensor
+    from styleswap_ext.pipeline.image_io import pil_to_tensor
 
     bank = pipeline.StyleBank([pil_to_tensor(style_pil)], encoder)
     seen = []
@@ -85,7 +87,7 @@ def test_style_bank_chooses_per_content_and_reports_once(encoder, monkeypatch, c
 def test_controls_go_with_the_approximate_search(encoder, monkeypatch, content_pil, style_pil):
     """auto chooses on the size alone: regions and a temporal bonus run in the approximate search too,
     and a frame's choice becomes the next frame's 'previous' whatever search made it."""
-    from styleswap_ext.image_io import pil_to_tensor
+    from styleswap_ext.pipeline.image_io import pil_to_tensor
 
     monkeypatch.setattr(search_choice, "EXACT_BUDGET_S", 0.0)  # everything is approximate
     s = pil_to_tensor(style_pil)
@@ -116,7 +118,7 @@ def test_stylize_marks_its_result_and_says_which(encoder, monkeypatch, content_p
 
 
 def test_cli_default_is_auto_with_one_line(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: None)
     content, style = image_files
     base = ["stylize", str(content), str(style), "--vgg-weights", str(vgg_weights), "--method", "optimize",
             "--iters", "1"]
@@ -138,7 +140,7 @@ def test_cli_default_is_auto_with_one_line(capsys, image_files, vgg_weights, tmp
 def test_cli_video_auto_chooses_once_with_the_temporal_weight_on(capsys, image_files, vgg_weights, tmp_path, monkeypatch):
     import numpy as np
 
-    monkeypatch.setattr(models, "packaged_decoder_path", lambda: None)
+    monkeypatch.setattr(models.loading, "packaged_decoder_path", lambda: None)
     monkeypatch.setattr(search_choice, "EXACT_BUDGET_S", 0.0)  # every size would go approximate
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -1,4 +1,4 @@
-"""styleswap_ext.settings: one set of defaults, checks and settings -> command line, shared by the CLI
+"""styleswap_ext.pipeline.settings: one set of defaults, checks and settings -> command line, shared by the CLI
 and the studio (no torch needed)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 
-from styleswap_ext import cli
-from styleswap_ext.settings import FLAGS, StylizeSettings, cli_name
+from styleswap_ext.apps import cli
+from styleswap_ext.pipeline.settings import FLAGS, StylizeSettings, cli_name
 
 
 def _stylize_parser():
@@ -38,7 +38,7 @@ def test_defaults_are_the_command_lines_and_stylize_s():
 
 
 def test_choices_are_the_command_lines():
-    from styleswap_ext import settings
+    from styleswap_ext.pipeline import settings
 
     p = _stylize_parser()
     choices = {a.dest: tuple(a.choices) for a in p._actions if a.choices}
@@ -121,8 +121,8 @@ def test_pipeline_kwargs_are_the_command_lines():
     args.progress = False
     s = StylizeSettings.from_args(args)
     with mock.patch("styleswap_ext.pipeline.StyleBank") as bank, mock.patch("styleswap_ext.pipeline.stylize") as sty:
-        cli._style_bank(args, ["A", "B"], "enc", "cpu")
-        cli._stylize_one(args, "C", "bank", "enc", "dec")
+        cli.runners._style_bank(args, ["A", "B"], "enc", "cpu")
+        cli.runners._stylize_one(args, "C", "bank", "enc", "dec")
     got_bank = bank.call_args.kwargs
     assert {k: got_bank[k] for k in s.bank_kwargs()} == dict(s.bank_kwargs())
     got = sty.call_args.kwargs

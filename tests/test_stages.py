@@ -1,5 +1,5 @@
 """Runs nobody watches (stderr not a terminal: batch jobs, CI logs, nohup): one line per stage on
-stderr (styleswap_ext/_stages.py), none with -q; on a terminal the progress bars instead."""
+stderr (styleswap_ext/_util/stages.py), none with -q; on a terminal the progress bars instead."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from styleswap_ext import _stages, cli
+from styleswap_ext._util import stages as _stages
+from styleswap_ext.apps import cli
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"^styleswap: \d+\.\d s ")

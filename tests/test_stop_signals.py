@@ -25,7 +25,7 @@ torch.save = _slow_save
 """
 SLOW_WORK = """
 import pathlib, time
-import styleswap_ext.pipeline as _p
+import styleswap_ext.pipeline.stylization as _p
 def _slow_optimize(*a, **k):
     pathlib.Path({marker!r}).touch()
     time.sleep(120)
@@ -112,7 +112,7 @@ def test_stylize_stopped_mid_work_exits_143_and_writes_nothing(tmp_path, image_f
 
 def test_nohup_keeps_sighup_ignored():
     """Only signals at their default disposition are taken over: under nohup a hangup stays ignored."""
-    from styleswap_ext._signals import stop_signals_raise
+    from styleswap_ext._util.signals import stop_signals_raise
 
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

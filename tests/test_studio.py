@@ -18,10 +18,10 @@ pytest.importorskip("gradio", reason="styleswap studio needs Gradio: pip install
 
 from _studio_live import ASSETS, listening, pixels, psnr, start, status_kib, stop  # noqa: E402
 
-from styleswap_ext import cli  # noqa: E402
-from styleswap_ext.settings import StylizeSettings  # noqa: E402
-from styleswap_ext.studio import regions  # noqa: E402
-from styleswap_ext.studio.engine import Cancelled, Engine, Request, StudioError  # noqa: E402
+from styleswap_ext.apps import cli  # noqa: E402
+from styleswap_ext.pipeline.settings import StylizeSettings  # noqa: E402
+from styleswap_ext.apps.studio import regions  # noqa: E402
+from styleswap_ext.apps.studio.engine import Cancelled, Engine, Request, StudioError  # noqa: E402
 
 SMALL = dict(content_size=96, style_size=96)
 
@@ -176,7 +176,7 @@ def test_errors_are_one_line_for_the_page(engine, uploads, change, message):
 
 
 def test_page_handler_and_gallery_as_functions(engine, uploads):
-    from styleswap_ext.studio.page import Studio, page_settings, parse_weights
+    from styleswap_ext.apps.studio.page import Studio, page_settings, parse_weights
 
     studio = Studio(engine)
     cat, starry = str(uploads / "cat.jpg"), str(uploads / "starry_night.jpg")
@@ -206,7 +206,7 @@ def test_page_image_inputs_pass_uploads_on_untouched(engine, uploads, tmp_path):
     transparent PNG over white, not Gradio's own conversion), unreadable ones too (the engine says why)."""
     from gradio.data_classes import FileData
 
-    from styleswap_ext.studio.page import Studio, build
+    from styleswap_ext.apps.studio.page import Studio, build
 
     demo = build(Studio(engine))
     rgba = tmp_path / "see-through.png"
@@ -236,7 +236,7 @@ def test_the_command_line_needs_neither_gradio_nor_torch_to_answer(argv):
 def test_api_parameters_default_to_the_command_lines():
     import inspect
 
-    from styleswap_ext.studio.page import api_function
+    from styleswap_ext.apps.studio.page import api_function
 
     params = list(inspect.signature(api_function(None)).parameters.values())
     assert [p.name for p in params[:2]] == ["content", "style"]
@@ -325,7 +325,7 @@ def test_a_path_sent_by_a_client_is_never_read(client):
 def test_four_concurrent_requests_all_get_their_results_within_the_memory_plan(live, client, tmp_path):
     from gradio_client import Client, handle_file
 
-    from styleswap_ext import memory_plan
+    from styleswap_ext.pipeline import memory_plan
 
     # a first request at this size: models loaded, allocator warm; then the peak of four at once
     args = dict(content_size=256, style_size=256, api_name="/stylize")

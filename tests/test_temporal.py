@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from styleswap_ext import match_patches, reference, style_swap
+from styleswap_ext import match_patches, style_swap
+from styleswap_ext.ops import reference
 from styleswap_ext.ops import match_controls
-from styleswap_ext.patch_bank import PatchBank
+from styleswap_ext.ops.patch_bank import PatchBank
 
 tiled = torch.ops.styleswap._match_bank_tiled
 
@@ -133,7 +134,8 @@ def test_video_frames_prefer_the_previous_frame(tmp_path, vgg_weights, image_fil
     import numpy as np
     from PIL import Image
 
-    from styleswap_ext import cli, pipeline
+    from styleswap_ext.apps import cli
+    from styleswap_ext import pipeline
     from styleswap_ext.models import Decoder
 
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import styleswap_ext  # noqa: F401  (registers the ops)
-from styleswap_ext import reference
+from styleswap_ext.ops import reference
 
 tiled = torch.ops.styleswap._match_bank_tiled
 prepare_bank = torch.ops.styleswap.prepare_bank

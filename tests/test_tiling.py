@@ -1,4 +1,4 @@
-"""Tiled encoder/decoder (styleswap_ext.tiling) against the untiled modules."""
+"""Tiled encoder/decoder (styleswap_ext.pipeline.tiling) against the untiled modules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from styleswap_ext import tiling
+from styleswap_ext.pipeline import tiling
 from styleswap_ext.models import Decoder
 
 
@@ -90,7 +90,7 @@ def test_stylize_tiled_matches_untiled(encoder, content_pil, style_pil):
 
 
 def test_cli_tile_size_option(capsys):
-    from styleswap_ext import cli
+    from styleswap_ext.apps import cli
 
     assert cli.main(["stylize", "a.png", "b.png", "-o", "o.png", "--tile-size", "-1"]) == 2
     err = capsys.readouterr().err

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from styleswap_ext import cli
+from styleswap_ext.apps import cli
 from styleswap_ext.models import load_decoder
-from styleswap_ext.training import (CHECKPOINT_KEYS, ImageBank, decoder_loss, export_weights, iteration_generator,
+from styleswap_ext.pipeline.training import (CHECKPOINT_KEYS, ImageBank, decoder_loss, export_weights, iteration_generator,
                                     make_targets, param_digest, split_names)
 
 from pathlib import Path
@@ -106,7 +106,7 @@ def test_targets_follow_the_authors_recipe(encoder):
 
 
 def test_reference_swap_gives_the_same_targets(encoder):
-    from styleswap_ext.training import swap_function
+    from styleswap_ext.pipeline.training import swap_function
 
     torch.manual_seed(1)
     c, s = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
@@ -186,7 +186,7 @@ def test_resume_equals_an_uninterrupted_run(data_dirs, tmp_path, vgg_weights):
     assert [(r["first_iteration"], r["last_iteration"]) for r in a["runs"]] == [(0, 4)]
     assert [(r["first_iteration"], r["last_iteration"]) for r in b["runs"]] == [(0, 2), (2, 4)]
     assert all(r["seconds"] > 0 and r["device"].startswith("cpu: ") and r["world_size"] == 1 for r in b["runs"])
-    from styleswap_ext.training import export_weights
+    from styleswap_ext.pipeline.training import export_weights
 
     meta = torch.load(export_weights(part, tmp_path / "shipped.pth"), weights_only=True)["meta"]
     assert meta["runs"] == b["runs"]
@@ -196,18 +196,18 @@ def test_resume_equals_an_uninterrupted_run(data_dirs, tmp_path, vgg_weights):
 def test_losses_read_back_only_when_logged_give_the_same_history(data_dirs, tmp_path, vgg_weights, monkeypatch):
     # On a GPU the loop keeps the losses on the device until a log step (no host sync per step);
     # forced here on the CPU, it must log exactly what reading every step logs.
-    from styleswap_ext import training
+    from styleswap_ext.pipeline import training
 
     reads = []
-    real_read = training._read_losses
-    monkeypatch.setattr(training, "_read_losses", lambda pending, world: reads.append(len(pending)) or
+    real_read = training.loop._read_losses
+    monkeypatch.setattr(training.loop, "_read_losses", lambda pending, world: reads.append(len(pending)) or
                         real_read(pending, world))
     common = ("--iters", "5", "--val-every", "100", "--log-every", "2", "--seed", "3", "--swap", "reference")
     every, deferred = tmp_path / "every.pth", tmp_path / "deferred.pth"
     assert cli.main(_train_argv(data_dirs, every, vgg_weights, *common)) == 0
     assert reads == [1, 1, 1, 1, 1, 0]
     reads.clear()
-    monkeypatch.setattr(training, "_reads_every_step", lambda device: False)
+    monkeypatch.setattr(training.loop, "_reads_every_step", lambda device: False)
     assert cli.main(_train_argv(data_dirs, deferred, vgg_weights, *common)) == 0
     assert reads == [2, 2, 1, 0]  # iterations 1-2, 3-4 and 5 (the last), then nothing left after the loop
     a, b = (torch.load(p, weights_only=True)["history"] for p in (every, deferred))
@@ -218,10 +218,10 @@ def test_losses_read_back_only_when_logged_give_the_same_history(data_dirs, tmp_
 
 @pytest.mark.parametrize("deferred_reads", [False, True])
 def test_time_limit_stops_cleanly_with_a_checkpoint(data_dirs, tmp_path, vgg_weights, monkeypatch, deferred_reads):
-    from styleswap_ext import training
+    from styleswap_ext.pipeline import training
 
     if deferred_reads:  # as on a GPU: the steps since the last log are read back after the loop
-        monkeypatch.setattr(training, "_reads_every_step", lambda device: False)
+        monkeypatch.setattr(training.loop, "_reads_every_step", lambda device: False)
     out = tmp_path / "ck.pth"
     assert cli.main(_train_argv(data_dirs, out, vgg_weights, "--iters", "1000", "--time-limit", "3",
                                 "--log-every", "1000")) == 0

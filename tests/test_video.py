@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from styleswap_ext import cli
+from styleswap_ext.apps import cli
 
 N_FRAMES, W, H, FPS = 8, 64, 48, 8
 

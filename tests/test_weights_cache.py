@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cli_process import FAST, error_line, styleswap
-from styleswap_ext import cli, models
+from styleswap_ext.apps import cli
+from styleswap_ext import models
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 Stable element ids for scripts and tests: ``content``, ``styles``, ``stylize`` (the button),
 ``result``, ``error`` (plus ``regions``, ``cancel``, ``compare``, ``download``, ``info``, ``command``
 and the settings by their names, e.g. ``alpha``). The API endpoint ``stylize`` takes the content and
-the style image (files) and then the settings of :class:`~styleswap_ext.settings.StylizeSettings`,
+the style image (files) and then the settings of :class:`~styleswap_ext.pipeline.settings.StylizeSettings`,
 with its defaults, i.e. the command line's.
 
-Work runs on the :class:`~styleswap_ext.studio.engine.Engine` in a worker pool of ``workers``
+Work runs on the :class:`~styleswap_ext.apps.studio.engine.Engine` in a worker pool of ``workers``
 threads; a handler awaits it, so that when Gradio cancels the handler (the Cancel button, a client's
 ``job.cancel()``, a closed page) the engine is told, and the run stops at its next stage or
 optimisation step.
@@ -26,8 +26,8 @@ import gradio as gr
 import numpy as np
 from gradio import FileData
 
-from .._choices import SEARCHES
-from ..settings import StylizeSettings
+from ..._util.choices import SEARCHES
+from ...pipeline.settings import StylizeSettings
 from . import regions
 from .engine import BUNDLED, STAGES, Cancelled, Engine, Outcome, Request, StudioError, without_path
 
@@ -211,7 +211,7 @@ def _name(path) -> str:
 
 
 def _probe(path) -> None:
-    from ..image_io import ImageLoadError, probe_image
+    from ...pipeline.image_io import ImageLoadError, probe_image
 
     try:
         probe_image(path)

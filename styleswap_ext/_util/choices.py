@@ -5,7 +5,7 @@ from them before anything heavy is imported (``styleswap --help`` in a fraction 
 METHODS = ("decoder", "optimize")
 INITS = ("content", "random", "decoder")
 PRECISIONS = ("fp32", "tf32", "bf16")
-SEARCHES = ("auto", "exact", "approximate")  # the pipeline's; the ops take the last two (styleswap_ext.search_choice)
+SEARCHES = ("auto", "exact", "approximate")  # the pipeline's; the ops take the last two (styleswap_ext.pipeline.search_choice)
 TV_WEIGHT = 1e-5  # on a [0, 1] image; see styleswap_ext.pipeline's docstring
 FEATURE_STEP = 4  # image px per relu3_1 feature position (VGGEncoder().downsampling; a test ties them)
 MIN_TILE_SIZE = 96  # --tile-size minimum: tiling.min_tile_size(VGGEncoder()), 8 encoder halos (a test ties them)

@@ -1,247 +1,17 @@
-"""The ``styleswap`` command line (also ``python -m styleswap_ext``).
-
-    styleswap stylize CONTENT STYLE [STYLE ...] -o OUT [options]
-    styleswap video IN STYLE [STYLE ...] -o OUT [options]
-    styleswap demo [-o styleswap-demo.png]
-    styleswap train-decoder --content-dir DIR --style-dir DIR --out CKPT [options]   (see training.py)
-    styleswap studio [--host H] [--port P]   (a local web page: styleswap_ext/studio, docs/studio.md)
-
-``stylize DIR`` and ``video FRAMES_DIR`` launched by ``torchrun --nproc_per_node N`` shard the
-files across the processes (see :mod:`styleswap_ext.distributed`).
-
-Errors print exactly one line ``styleswap: error: ...`` on stderr, never a traceback
-(set ``STYLESWAP_DEBUG=1`` to get one): exit code 2 for bad arguments (argparse's convention),
-1 for failures while running (unreadable image, missing weights, out of memory, ...). Outputs are
-written atomically, so a failed run leaves no output file.
-"""
+"""What each command runs: ``stylize`` (a file or a directory, under torchrun too), ``video``, ``demo``,
+``weights``, ``train-decoder``; the checks before any work and the one-line error of a failure.
+Torch and the pipeline are imported inside the functions, once the arguments are checked."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
-from . import _stages
-from ._choices import MIN_TILE_SIZE
-from .search_choice import SEARCHES
-
-PROG = "styleswap"
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEMO_CONTENT = ASSETS / "cat.jpg"
-DEMO_STYLE = ASSETS / "starry_night.jpg"
-# The demo must finish in well under two minutes on a 2-core CPU: 60 Adam steps at lr 0.1 give the
-# look of the authors' 100 steps at lr 0.05 (compared by eye on this pair) in 60% of the time, at
-# 256 px; one decoder pass at 384 px takes a few seconds.
-DEMO_LR = 0.1
-DEMO_SIZE = {"decoder": 384, "optimize": 256}  # 384 px: the bundled photo's own size
-
-
-class UsageError(Exception):
-    """Bad command-line usage found after parsing (exit code 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line on stderr (no usage block) and exit code 2."""
-
-    def error(self, message):  # noqa: D401
-        _say_error(message)
-        raise SystemExit(2)
-
-
-def _say_error(message: str) -> None:
-    line = " ".join(str(message).split())
-    sys.stderr.write(f"{PROG}: error: {line}\n")
-    sys.stderr.flush()
-
-
-# --- argument types -------------------------------------------------------------------------------
-
-
-def _int_at_least(lo):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}")
-        return value
-    return parse
-
-
-def _float_in(lo, hi=None, lo_open=False):
-    desc = (f"in [{lo}, {hi}]" if hi is not None else (f"> {lo}" if lo_open else f">= {lo}"))
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number {desc}, got {text!r}") from None
-        ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (hi is None or value <= hi)
-        if not ok:
-            raise argparse.ArgumentTypeError(f"must be a number {desc}, got {text!r}")
-        return value
-    return parse
-
-
-def _tile_size(text):
-    """--tile-size: 0 (never tile) or at least tiling.min_tile_size (smaller tiles are mostly halo)."""
-    lo = MIN_TILE_SIZE  # = tiling.min_tile_size(VGGEncoder()), as a constant: parsing must not import torch
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value != 0 and value < lo:
-        raise argparse.ArgumentTypeError(f"must be 0 (never tile) or an integer >= {lo} (8 times the encoder's "
-                                         f"{lo // 8} px halo: smaller tiles are mostly halo), got {text!r}")
-    return value
-
-
-def _add_run_options(p: argparse.ArgumentParser, demo: bool = False) -> None:
-    from ._choices import INITS, PRECISIONS, TV_WEIGHT  # not .pipeline: that imports torch
-
-    g = p.add_argument_group("style swap")
-    g.add_argument("--method", choices=("decoder", "optimize"), default=None if demo else "decoder",
-                   help="decoder: one pass through the trained inverse network ("
-                        + ("default when one is installed" if demo else "default") + "); "
-                        "optimize: Adam on the image (the paper's objective)")
-    if not demo:
-        g.add_argument("--patch-size", type=_int_at_least(1), default=3, help="patch side k (default 3)")
-        g.add_argument("--stride", type=_int_at_least(1), default=1, help="patch stride, <= patch size (default 1)")
-        g.add_argument("--style-weights", type=_float_in(0.0), nargs="+", metavar="W",
-                       help="one weight per style: multiplies that style's matching scores (default: equal)")
-        g.add_argument("--alpha", type=_float_in(0.0, 1.0), default=1.0,
-                       help="blend of swapped and content features, 1 = full style (default 1)")
-        g.add_argument("--preserve-color", action="store_true",
-                       help="keep the content's colours (luminance-only transfer)")
-        g.add_argument("--search", choices=SEARCHES, default="auto",
-                       help="patch search: auto (default: exact where it takes at most ~2 s on the device, "
-                            "else approximate; one line says which), exact, or approximate (clustered; far "
-                            "faster for large images, a chosen score ~0.99 of the best)")
-    g.add_argument("--content-size", type=_int_at_least(16), default=None,
-                   help="resize the content so its longest side is this many px"
-                        + (" (default 384 with the decoder, 256 with optimize)" if demo else " (default: keep)"))
-    g.add_argument("--style-size", type=_int_at_least(16), default=None,
-                   help="resize the style(s) so the longest side is this many px (default: keep)")
-    o = p.add_argument_group("optimisation (--method optimize)")
-    o.add_argument("--iters", type=_int_at_least(1), default=60 if demo else 100,
-                   help=f"Adam iterations (default {60 if demo else 100})")
-    if not demo:
-        o.add_argument("--init", choices=INITS, default="content", help="start image (default content)")
-        o.add_argument("--lr", type=_float_in(0.0, lo_open=True), default=0.05, help="Adam learning rate (default 0.05)")
-        o.add_argument("--tv-weight", type=_float_in(0.0), default=TV_WEIGHT,
-                       help=f"total-variation weight on the [0,1] image (default {TV_WEIGHT:g})")
-    r = p.add_argument_group("runtime")
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: CUDA if available")
-    r.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32: true fp32 (default); tf32: TF32 convolutions/matmuls on GPUs that have them; "
-                        "bf16: TF32 convolutions and the style swap on bf16 features")
-    r.add_argument("--vgg-weights", metavar="PATH",
-                   help="VGG-19 weights (torchvision checkpoint or its conv1_1-conv3_1 slice); default: "
-                        "$STYLESWAP_VGG19_WEIGHTS, the cache, else download")
-    r.add_argument("--decoder-weights", metavar="PATH", help="trained decoder weights (default: the installed ones)")
-    r.add_argument("--tile-size", type=_tile_size, default=None, metavar="PX",
-                   help="encode/decode images larger than PX px per side on overlapping tiles (bounded memory, "
-                        "same result); default 1024 on the CPU, 2048/4096 on GPUs by memory; 0 = never tile; "
-                        "at least 96 (8 times the encoder's halo)")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars or messages")
-
-
-def build_parser(train_options: bool = True) -> argparse.ArgumentParser:
-    """The whole command line. ``train_options=False`` leaves out the options of ``train-decoder``,
-    whose module imports torch (``main`` builds them only when that command is asked for)."""
-    from . import __version__
-
-    parser = _Parser(prog=PROG, description="Fast patch-based style transfer by style swap (Chen & Schmidt 2016).")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    s = sub.add_parser("stylize", help="stylise an image (or every image of a directory)",
-                       description="Stylise CONTENT with the patches of one or more STYLE images.")
-    s.add_argument("content", metavar="CONTENT", help="content image, or a directory of images")
-    s.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
-    s.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output file (format from its extension), or a directory when CONTENT is one")
-    s.add_argument("--skip-existing", action="store_true",
-                   help="leave outputs that exist alone (an interrupted batch resumes); without it they are "
-                        "replaced, one line each in directory mode")
-    _add_run_options(s)
-    m = s.add_argument_group("regions (each content region takes its style patches from the style regions of "
-                             "the same colour)")
-    m.add_argument("--content-mask", metavar="PATH",
-                   help="region mask of the content: an image whose distinct colours (or an integer PNG whose "
-                        "values) are labels; each region takes only the style patches of its label")
-    m.add_argument("--style-mask", metavar="PATH", nargs="+",
-                   help="one region mask per STYLE, same colours = same labels (needed with --content-mask)")
-
-    v = sub.add_parser("video", help="stylise a video file, or a directory of frames",
-                       description="Stylise every frame of IN (a video file read through PyAV, or a directory "
-                                   "of frames) with the patches of STYLE; the styles are encoded once. A video "
-                                   "keeps its frame timing and audio; a directory of frames gives a directory "
-                                   "of frames with the same names.")
-    v.add_argument("input", metavar="IN", help="video file (.mp4, .mov, .mkv, .webm, ...) or a directory of frames")
-    v.add_argument("styles", metavar="STYLE", nargs="+", help="style image(s); several form one patch bank")
-    v.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output video file (container from its extension), or a directory when IN is one")
-    v.add_argument("--skip-existing", action="store_true",
-                   help="leave outputs (the video, or frames of a directory) that exist alone; without it they "
-                        "are replaced, one line per frame in directory mode")
-    v.add_argument("--codec", default=None, help="video encoder (default: libx264 for .mp4/.mov/.mkv, "
-                                                   "libvpx-vp9 for .webm, else mpeg4)")
-    v.add_argument("--crf", type=_int_at_least(0), default=18, help="quality for libx264/libvpx-vp9 (default 18)")
-    v.add_argument("--max-frames", type=_int_at_least(1), default=None, help="stop after N frames (preview)")
-    v.add_argument("--temporal-weight", type=_float_in(0.0), default=None, metavar="W",
-                   help="keep the previous frame's style patch unless another matches better by more than W "
-                        "(normalised cross-correlation); less flicker on still parts. 0 = off (default 0.01)")
-    _add_run_options(v)
-
-    d = sub.add_parser("demo", help="stylise the bundled example and write styleswap-demo.png",
-                       description="Stylise the bundled cat photo with The Starry Night. Uses the trained "
-                                   "decoder when one is installed, else (or with --method optimize) the "
-                                   "optimisation method.")
-    d.add_argument("-o", "--output", default="styleswap-demo.png", metavar="OUT",
-                   help="output file (default styleswap-demo.png)")
-    _add_run_options(d, demo=True)
-
-    w = sub.add_parser("weights", help="put the VGG-19 weights into the cache, or show where they come from",
-                       description="The VGG-19 encoder's weights: 'install PATH' checks a file (torchvision's "
-                                   "vgg19-dcbb9e9d.pth or its conv1_1-conv3_1 slice: the layers and their sha256) "
-                                   "and puts it into the cache, where every later run finds it offline; "
-                                   "'status' shows where a run would take them from.")
-    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=_Parser)
-    wsub.required = True
-    wi = wsub.add_parser("install", help="check a weights file and put it into the cache")
-    wi.add_argument("path", metavar="PATH", help="torchvision's vgg19-dcbb9e9d.pth, or its conv1_1-conv3_1 slice")
-    wi.add_argument("-q", "--quiet", action="store_true", help="no message")
-    wsub.add_parser("status", help="where the weights come from, and the cache's state")
-
-    st = sub.add_parser("studio", help="a local web page for stylising images (needs styleswap[studio])",
-                        description="Start the studio: a web page on this machine (127.0.0.1, offline) to stylise "
-                                    "images with masks, sliders and a gallery; prints its address. Ctrl-C stops "
-                                    "it. The page shows the equivalent 'styleswap stylize' line of every result.")
-    from .studio import add_arguments as _add_studio_arguments  # no Gradio, no torch
-
-    _add_studio_arguments(st, _int_at_least, _float_in)
-
-    t = sub.add_parser("train-decoder", help="train the inverse network (also under torchrun, DDP)",
-                       description="Train the decoder on random crops of content and style images and their "
-                                   "style swaps (Chen & Schmidt 2016). Under torchrun it runs with "
-                                   "DistributedDataParallel.")
-    if train_options:
-        from .training import add_arguments as _add_train_arguments
-
-        _add_train_arguments(t, _int_at_least, _float_in)
-    return parser
-
-
-# --- running ------------------------------------------------------------------------------------------
-
+from ..._util import stages as _stages
+from .arguments import DEMO_CONTENT, DEMO_LR, DEMO_SIZE, DEMO_STYLE, UsageError, _say_error
 
 def _info(args, message: str) -> None:
     if not args.quiet:
@@ -263,7 +33,7 @@ def _output_for(content: Path, out_dir: Path) -> Path:
     from PIL import Image
 
     ext = content.suffix.lower()
-    from .image_io import writes_rgb
+    from ...pipeline.image_io import writes_rgb
 
     fmt = Image.registered_extensions().get(ext)
     if fmt is None or fmt not in Image.SAVE or not writes_rgb(fmt):
@@ -273,7 +43,7 @@ def _output_for(content: Path, out_dir: Path) -> Path:
 
 def _files_read(args) -> List[Path]:
     """Every file a run reads besides its images: masks and weights files (an output must be none of them)."""
-    from .models import ENV_VGG_WEIGHTS
+    from ...models import ENV_VGG_WEIGHTS
 
     named = [getattr(args, "content_mask", None), *(getattr(args, "style_mask", None) or []),
              args.vgg_weights, os.environ.get(ENV_VGG_WEIGHTS), args.decoder_weights]
@@ -281,10 +51,10 @@ def _files_read(args) -> List[Path]:
 
 
 def _check_outputs(jobs, inputs, out_dir=None, args=None) -> None:
-    """Before any work (styleswap_ext/_outputs.py): no output is an input (an image, or with ``args``
+    """Before any work (styleswap_ext/_util/outputs.py): no output is an input (an image, or with ``args``
     any other file the run reads), no two inputs share an output name, and the output folder takes
     new files."""
-    from . import _outputs
+    from ..._util import outputs as _outputs
 
     inputs = list(inputs) + (_files_read(args) if args is not None else [])
     try:
@@ -301,7 +71,7 @@ def _check_outputs(jobs, inputs, out_dir=None, args=None) -> None:
 
 
 def _check_output_file(path: Path) -> None:
-    from .image_io import output_format
+    from ...pipeline.image_io import output_format
 
     try:
         output_format(path)
@@ -311,7 +81,7 @@ def _check_output_file(path: Path) -> None:
         raise UsageError(f"output {str(path)!r} is a directory; give a file name such as out.png")
     if not path.parent.is_dir():
         raise UsageError(f"output directory does not exist: {str(path.parent)!r}")
-    from ._outputs import check_writable_dir
+    from ..._util.outputs import check_writable_dir
 
     try:
         check_writable_dir(path.parent, path)
@@ -322,8 +92,8 @@ def _check_output_file(path: Path) -> None:
 def _load_styles_and_models(args):
     """The style images, the encoder and (when the method needs one) the decoder, in the order that
     fails fastest: images first, then weights."""
-    from .image_io import load_image
-    from .models import load_decoder, load_encoder
+    from ...pipeline.image_io import load_image
+    from ...models import load_decoder, load_encoder
 
     styles = [load_image(s) for s in args.styles]
     decoder = None
@@ -337,9 +107,10 @@ def _load_styles_and_models(args):
 
 def _run_stylize(args) -> int:
     _check_common(args)  # before the imports below, which load torch
-    from . import distributed, image_io, pipeline
-    from .image_io import ImageLoadError, is_image_path
-    from .overlap import BackgroundSaver, Prefetcher
+    from ...pipeline import distributed, image_io
+    from ... import pipeline
+    from ...pipeline.image_io import ImageLoadError, is_image_path
+    from ...pipeline.overlap import BackgroundSaver, Prefetcher
 
     content = Path(args.content)
     out = Path(args.output)
@@ -371,7 +142,7 @@ def _run_stylize(args) -> int:
         return 0
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
-        from . import memory_plan, tiling
+        from ...pipeline import memory_plan, tiling
 
         memory_plan.check_inputs(device, jobs[0][0], args.content_size, args.styles, args.style_size,
                                  tile_size=tiling.default_tile_size(device) if args.tile_size is None else args.tile_size,
@@ -397,7 +168,7 @@ def _run_stylize(args) -> int:
             _info(args, f"replaced {dst}")
 
     # Contents are decoded one ahead in the background (the first one while the models load and the
-    # style bank is built) and results saved behind (styleswap_ext/overlap.py). image_io.load_image
+    # style bank is built) and results saved behind (styleswap_ext/pipeline/overlap.py). image_io.load_image
     # is looked up per call, so that it can be patched.
     with Prefetcher(lambda job: image_io.load_image(job[0]), jobs) as contents, \
             BackgroundSaver(image_io.save_image) as saver:
@@ -432,7 +203,7 @@ def _run_stylize(args) -> int:
 
 
 def _check_masks(args, contents) -> None:
-    """--content-mask / --style-mask before any model loads (styleswap_ext/masks.py): given together,
+    """--content-mask / --style-mask before any model loads (styleswap_ext/pipeline/masks.py): given together,
     readable, one per style, at their images' aspect ratios, and every label of each content's
     patches the label of some style patch of a weighted style, on the feature grids the run uses (a
     usage error otherwise). A content label that vanishes at the feature resolution is one warning
@@ -442,9 +213,9 @@ def _check_masks(args, contents) -> None:
         return
     import warnings
 
-    from . import masks
-    from ._choices import FEATURE_STEP
-    from .image_io import ImageLoadError, image_size
+    from ...pipeline import masks
+    from ..._util.choices import FEATURE_STEP
+    from ...pipeline.image_io import ImageLoadError, image_size
 
     names = masks.CLI_NAMES
     try:
@@ -468,8 +239,8 @@ def _check_masks(args, contents) -> None:
 
 
 def _style_bank(args, styles, encoder, device):
-    from . import pipeline
-    from ._text import plural
+    from ... import pipeline
+    from ..._util.text import plural
 
     what = "the search is chosen per content" if args.search == "auto" else f"{args.search} search"
     _stages.stage(f"encoding {plural(len(styles), 'style')} into the patch bank ({what})")
@@ -483,7 +254,7 @@ def _style_bank(args, styles, encoder, device):
 
 
 def _stylize_one(args, content, bank, encoder, decoder, progress=None, temporal=None):
-    from . import pipeline
+    from ... import pipeline
 
     return pipeline.stylize(
         content, bank, method=args.method, content_size=args.content_size, alpha=args.alpha,
@@ -517,7 +288,7 @@ def _is_image_name(path: Path) -> bool:
 def _check_names_a_directory(out: Path, why: str) -> None:
     """An output that is to be a directory (and will be created) must not be named like a file:
     ``-o notadir.png`` would otherwise become a directory of that name."""
-    from .video import is_video_path
+    from ...pipeline.video import is_video_path
 
     if not out.exists() and (_is_image_name(out) or is_video_path(out)):
         raise UsageError(f"{why}, so -o must be a directory, but {str(out)!r} names a file; "
@@ -525,8 +296,8 @@ def _check_names_a_directory(out: Path, why: str) -> None:
 
 
 def _check_common(args) -> None:
-    """The stylisation settings (styleswap_ext/settings.py, shared with the studio), then video's own."""
-    from .settings import StylizeSettings, cli_name
+    """The stylisation settings (styleswap_ext/pipeline/settings.py, shared with the studio), then video's own."""
+    from ...pipeline.settings import StylizeSettings, cli_name
 
     try:
         StylizeSettings.from_args(args).check(len(args.styles), name=cli_name)
@@ -536,8 +307,9 @@ def _check_common(args) -> None:
 
 def _run_video(args) -> int:
     _check_common(args)  # before the imports below, which load torch
-    from . import distributed, pipeline, video
-    from .image_io import ImageLoadError, is_image_path
+    from ...pipeline import distributed, video
+    from ... import pipeline
+    from ...pipeline.image_io import ImageLoadError, is_image_path
 
     src, out = Path(args.input), Path(args.output)
     frames_dir = src.is_dir()
@@ -613,7 +385,7 @@ def _run_video(args) -> int:
 def _check_encoder(args, out: Path) -> None:
     """--crf within its encoder's range, and --codec (or the container's default) able to write ``out``:
     usage errors naming what would work, before any work."""
-    from . import video
+    from ...pipeline import video
 
     codec = args.codec or video.default_codec(out)
     if codec in video.CRF_RANGE:
@@ -628,9 +400,9 @@ def _check_encoder(args, out: Path) -> None:
 
 
 def _run_demo(args) -> int:
-    from . import pipeline
-    from .image_io import save_image
-    from .models import load_decoder, load_encoder, packaged_decoder_path
+    from ... import pipeline
+    from ...pipeline.image_io import save_image
+    from ...models.loading import load_decoder, load_encoder, packaged_decoder_path  # loading.*: where tests replace them
 
     out = Path(args.output)
     _check_output_file(out)
@@ -665,7 +437,7 @@ def _run_demo(args) -> int:
 
 
 def _run_weights(args) -> int:
-    from . import models
+    from ... import models
 
     if args.weights_command == "install":
         target = models.install_vgg_weights(args.path)
@@ -685,7 +457,7 @@ def _run_weights(args) -> int:
 
 
 def _run_train(args) -> int:
-    from .training import check_arguments, train
+    from ...pipeline.training import check_arguments, train
 
     try:
         check_arguments(args)
@@ -696,14 +468,14 @@ def _run_train(args) -> int:
 
 
 def _describe(exc: BaseException, where=None) -> str:
-    from .image_io import ImageLoadError
-    from .models import NoTrainedDecoderError, WeightsUnavailableError
+    from ...pipeline.image_io import ImageLoadError
+    from ...models import NoTrainedDecoderError, WeightsUnavailableError
 
     if _is_oom(exc):
         place = f" while processing {where}" if where else ""
         return (f"out of memory{place}: try a smaller --content-size / --style-size, a larger --stride, "
                 "--precision bf16, or another --device")
-    from .video import VideoDependencyError
+    from ...pipeline.video import VideoDependencyError
 
     if isinstance(exc, (ImageLoadError, NoTrainedDecoderError, WeightsUnavailableError, VideoDependencyError)):
         return str(exc)
@@ -717,79 +489,3 @@ def _describe(exc: BaseException, where=None) -> str:
         prefix = f"{where}: " if where else ""
         return f"{prefix}{exc}"
     return f"unexpected {type(exc).__name__}: {exc}"
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``styleswap`` console script; returns the exit code."""
-    # Parse and check the arguments before anything imports torch (~2 s): --help and usage errors
-    # answer at once (tests/test_cli_startup.py).
-    words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(train_options="train-decoder" in words)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error (2, already printed)
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
-    from ._signals import Stopped, stop_signals_raise
-
-    warnings_shown = contextlib.ExitStack()
-    warnings_shown.enter_context(_warnings_as_lines(getattr(args, "quiet", False)))
-    warnings_shown.enter_context(stop_signals_raise())  # SIGTERM/SIGHUP clean up as Ctrl-C does
-    # progress bars only where someone watches them: -q, or stderr not a terminal (a log), turns them off
-    args.progress = not getattr(args, "quiet", False) and sys.stderr.isatty()
-    # there, one line per stage instead (styleswap_ext/_stages.py); a video's frames get none each
-    if args.command in ("stylize", "video", "demo") and not getattr(args, "quiet", False) and not sys.stderr.isatty():
-        _stages.enable(detail=args.command != "video")
-    warnings_shown.callback(_stages.disable)
-    try:
-        if args.command == "demo":
-            return _run_demo(args)
-        if args.command == "train-decoder":
-            return _run_train(args)
-        if args.command == "weights":
-            return _run_weights(args)
-        if args.command == "video":
-            return _run_video(args)
-        if args.command == "studio":
-            from .studio import run as _run_studio
-
-            return _run_studio(args)
-        return _run_stylize(args)
-    except UsageError as e:
-        _say_error(str(e))
-        return 2
-    except Stopped as e:  # SIGTERM / SIGHUP: temporary files are gone, the usual 128 + signal exit code
-        _say_error(f"stopped by {e.name}")
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        _say_error("interrupted")
-        return 130
-    except Exception as e:
-        if os.environ.get("STYLESWAP_DEBUG"):
-            raise
-        _say_error(_describe(e))
-        return 1
-    finally:
-        warnings_shown.close()
-
-
-@contextlib.contextmanager
-def _warnings_as_lines(quiet: bool):
-    """Python warnings raised during a run (e.g. Pillow's DecompressionBombWarning for a very large
-    image, possibly from the background loader thread) as one ``styleswap: warning:`` line each,
-    none with -q; the previous warning settings come back afterwards."""
-    import warnings
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        text = " ".join(str(message).split())
-        sys.stderr.write(f"{PROG}: warning: {text}\n")
-        sys.stderr.flush()
-
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore")
-        warnings.showwarning = show
-        yield
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -25,10 +25,9 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from . import _C  # noqa: F401  (registers the styleswap:: ops)
-from . import _choices
-from ._inputs import (StyleArg, _check_int, bank_patch_labels, check_labels_covered, check_previous,
-                      check_temporal_weight, content_patch_labels, covering_grid, prepare)
+from .. import _C  # noqa: F401  (registers the styleswap:: ops)
+from .._util import choices as _choices
+from .checks import StyleArg, _check_int, bank_patch_labels, check_labels_covered, check_previous, check_temporal_weight, content_patch_labels, covering_grid, prepare
 
 CUDA_BUILT: bool = bool(_C.cuda_built)
 
@@ -155,7 +154,7 @@ torch.library.register_autograd(
 
 # --- search -------------------------------------------------------------------------------------
 
-SEARCHES = ("exact", "approximate")  # the op's searches; the pipeline adds "auto" (styleswap_ext.search_choice)
+SEARCHES = ("exact", "approximate")  # the op's searches; the pipeline adds "auto" (styleswap_ext.pipeline.search_choice)
 # The approximate search (docs/approximate_search.md has the measurements behind each number):
 # clusters searched per content patch, the reduced feature channels its candidates are ranked on, the
 # candidates per content patch scored exactly, and the refinement passes from the neighbours' choices.

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import image_io
-from ._atomic import atomic_path
+from .._util.atomic import atomic_path
 from .overlap import BackgroundSaver, Prefetcher
 
 __all__ = ["VideoDependencyError", "require_av", "stylize_video", "stylize_frames_dir", "default_codec",

@@ -2,7 +2,7 @@
 rounding, in about half the time.
 
 :class:`~styleswap_ext.models.VGGEncoder`, :class:`~styleswap_ext.models.Decoder` and the tiled
-decoder (:mod:`styleswap_ext.tiling`) run their layers through :func:`run` / :func:`apply`. Where a
+decoder (:mod:`styleswap_ext.pipeline.tiling`) run their layers through :func:`run` / :func:`apply`. Where a
 layer's input is a float32 CPU tensor and no gradient is wanted (``torch.no_grad()``, or nothing
 that requires one), a layer takes the faster kernel below; anywhere else (training, the
 optimisation method's encoder, GPUs, other dtypes, ``torch.compile``) it runs as the module itself.

@@ -3,7 +3,7 @@
 A plan that does not fit is refused with one line naming both figures and the options that would
 make it fit (``--content-size``, ``--style-size``, ``--tile-size``), instead of filling the RAM for
 minutes until the kernel kills the process (an upscale to ``--content-size 100000`` asks for
-terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipeline.py``):
+terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipeline/stylization.py``):
 
 * held through the run: the decoded input images, the content's relu3_1 features and their swap
   (256 channels at 1/4 of the side: 64 bytes per image px each in fp32), each style's features and
@@ -18,7 +18,7 @@ terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipelin
 The per-pixel working-memory figures were measured on the CPU (peak RSS above the loaded models,
 fp32, ``benchmarks``-style runs at 512 and 1024 px: one optimisation step 1,690-2,640 bytes per image
 px; the larger, rounded up, is used). The encoder and decoder passes on the CPU run the kernels of
-:mod:`styleswap_ext.cpu_layers`, measured at 512-1048 px: encoder 573 MB + 810-1,210 bytes per px,
+:mod:`styleswap_ext.models.cpu_layers`, measured at 512-1048 px: encoder 573 MB + 810-1,210 bytes per px,
 decoder 658 MB + 1,200-1,600 (NNPACK's workspace, kept for the process, and the freed blocks glibc
 keeps); counted as :data:`CPU_PASS_BYTES` plus 950 and 1,300 bytes per px (the modules
 alone, on a GPU: 780 and 770-940). The estimate of a whole ``stylize`` came out 9-26 % above its
@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ._choices import REDUCED_CHANNELS
+from .._util.choices import REDUCED_CHANNELS
 
 __all__ = ["MemoryPlanError", "Plan", "estimate", "available_bytes", "check", "check_inputs", "image_hw", "resized_hw"]
 
@@ -41,7 +41,7 @@ HW = Tuple[int, int]
 
 DOWN = 4           # relu3_1: image px per feature px along a side
 CHANNELS = 256     # relu3_1 channels
-ENC_HALO = 12      # image px of context per tile side (styleswap_ext.tiling.encoder_halo)
+ENC_HALO = 12      # image px of context per tile side (styleswap_ext.pipeline.tiling.encoder_halo)
 FP32 = 4
 # Working memory per image px of one pass, fp32 on the CPU (measured; see the module docstring), and
 # what a CPU pass adds whatever its size (NNPACK's workspace, the freed blocks glibc keeps).

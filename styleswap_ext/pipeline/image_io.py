@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ._atomic import atomic_path
+from .._util.atomic import atomic_path
 
 __all__ = [
     "ImageLoadError",

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import cpu_layers
+from ..models import cpu_layers
 
 __all__ = ["context", "encoder_halo", "decoder_halo", "tile_ranges", "encode_tiled", "decode_tiled",
            "default_tile_size", "encode", "decode"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._inputs import StyleArg, SwapArgs, check_finite, prepare
+from .checks import StyleArg, SwapArgs, check_finite, prepare
 
 # The controls (csrc/match_controls.h) come in through ``_match(..., controls)`` as the keyword
 # arguments of match_bank (ops.match_controls): per-patch content labels (N, H', W') and bank labels
@@ -67,7 +67,7 @@ def _match(args: SwapArgs, n: int, filters: torch.Tensor, controls: dict = None)
 def match_patches(content: torch.Tensor, style: StyleArg, patch_size: int = 3, stride: int = 1,
                   content_labels=None, style_labels=None, previous=None, temporal_weight: float = 0.0) -> torch.Tensor:
     """Reference of :func:`styleswap_ext.match_patches` (same arguments, controls included, and result)."""
-    from .ops import match_controls  # the same checks and per-patch labels as the op
+    from .swap import match_controls  # the same checks and per-patch labels as the op
 
     args = prepare(content, style, patch_size, stride)
     check_finite(args)

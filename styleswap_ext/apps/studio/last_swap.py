@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from ..pipeline import StyleBank, _blend
+from ...pipeline.stylization import StyleBank, _blend
 
 
 def _same(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> bool:

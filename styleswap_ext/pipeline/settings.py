@@ -7,7 +7,7 @@ the command line's (``tests/test_settings.py`` ties them to the parser and to
 combination with one line naming the setting as the front end calls it (``--stride`` on the command
 line, ``stride`` in Python and in ``styleswap studio``), and :meth:`StylizeSettings.command` gives the
 ``styleswap stylize`` command line that reproduces a run (the studio shows it under every result).
-The CLI (``cli._check_common``) and the studio both check through here.
+The CLI (``cli.runners._check_common``) and the studio both check through here.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numbers
 import shlex
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
-from ._choices import INITS, METHODS, MIN_TILE_SIZE, PRECISIONS, SEARCHES, TV_WEIGHT
-from ._text import plural
+from .._util.choices import INITS, METHODS, MIN_TILE_SIZE, PRECISIONS, SEARCHES, TV_WEIGHT
+from .._util.text import plural
 
 __all__ = ["StylizeSettings", "DEVICES", "MIN_IMAGE_SIZE", "FLAGS", "cli_name", "python_name"]
 
@@ -188,7 +188,7 @@ class StylizeSettings:
                                  f"{plural(n_styles, 'style')}")
             if not any(w > 0 for w in s.style_weights):
                 raise ValueError(f"{name('style_weights')} must not all be 0")
-            from ._inputs import check_weight_ratios  # imports torch: only when there are weights
+            from ..ops.checks import check_weight_ratios  # imports torch: only when there are weights
 
             check_weight_ratios(name("style_weights"), s.style_weights)
         return s
@@ -226,14 +226,14 @@ class StylizeSettings:
 
     def bank_kwargs(self) -> Mapping[str, Any]:
         """What :class:`~styleswap_ext.pipeline.StyleBank` takes from these settings (besides the
-        styles, the encoder and the device) -- as ``cli._style_bank`` passes them."""
+        styles, the encoder and the device) -- as ``cli.runners._style_bank`` passes them."""
         return dict(style_size=self.style_size, style_weights=None if self.style_weights is None else
                     list(self.style_weights), patch_size=self.patch_size, stride=self.stride,
                     precision=self.precision, tile_size=self.tile_size, search=self.search)
 
     def stylize_kwargs(self) -> Mapping[str, Any]:
         """What :func:`~styleswap_ext.pipeline.stylize` takes from these settings with a StyleBank --
-        as ``cli._stylize_one`` passes them."""
+        as ``cli.runners._stylize_one`` passes them."""
         return dict(method=self.method, content_size=self.content_size, alpha=self.alpha,
                     preserve_color=self.preserve_color, iters=self.iters, init=self.init, lr=self.lr,
                     tv_weight=self.tv_weight, tile_size=self.tile_size)

@@ -1,11 +1,11 @@
 """The studio's worker: one stylisation through the pipeline API, with the models and the last style
 bank kept between requests, progress by stage, a cancel, and errors as one line for the page.
 
-No Gradio here: the handlers in :mod:`styleswap_ext.studio.page` call :meth:`Engine.run` (in a
+No Gradio here: the handlers in :mod:`styleswap_ext.apps.studio.page` call :meth:`Engine.run` (in a
 worker thread), and the tests call it directly. The stylisation itself is the command line's:
 ``StyleBank(styles, ...)`` then ``pipeline.stylize(content, bank, ...)`` with the keyword arguments
-of :class:`~styleswap_ext.settings.StylizeSettings` (``cli._style_bank`` / ``cli._stylize_one``); the
-bank is a :class:`~styleswap_ext.studio.last_swap.LastSwapBank`, which also keeps its last swap.
+of :class:`~styleswap_ext.pipeline.settings.StylizeSettings` (``cli.runners._style_bank`` / ``_stylize_one``); the
+bank is a :class:`~styleswap_ext.apps.studio.last_swap.LastSwapBank`, which also keeps its last swap.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..settings import StylizeSettings
+from ...pipeline.settings import StylizeSettings
 from . import regions
 
 __all__ = ["Engine", "Request", "Outcome", "StudioError", "Cancelled", "STAGES", "BUNDLED"]
 
-BUNDLED = Path(__file__).resolve().parents[1] / "assets"  # the package's example images
+BUNDLED = Path(__file__).resolve().parents[2] / "assets"  # the package's example images
 
 # what the page says while a stage runs
 STAGES = {
@@ -91,14 +91,14 @@ class Engine:
     @property
     def device(self):
         if self._device is None:
-            from ..pipeline import resolve_device
+            from ...pipeline.stylization import resolve_device
 
             self._device = resolve_device(self.device_name)
         return self._device
 
     def models(self, need_decoder: bool):
         """(encoder, decoder or None) on the device, loaded once."""
-        from ..models import load_decoder, load_encoder
+        from ...models import load_decoder, load_encoder
 
         with self._models_lock:
             if self._encoder is None:
@@ -109,7 +109,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """Load the models now (the server does this in the background right after it starts)."""
-        from ..models import packaged_decoder_path
+        from ...models.loading import packaged_decoder_path
 
         self.models(need_decoder=self.decoder_weights is not None or packaged_decoder_path() is not None)
 
@@ -119,10 +119,11 @@ class Engine:
             cancelled: Callable[[], bool] = lambda: False) -> Outcome:
         """Stylise ``req``; :class:`StudioError` (one line) for anything the user can fix or should
         know, :class:`Cancelled` when ``cancelled()`` turned true."""
-        from .. import memory_plan, pipeline
-        from ..image_io import ImageLoadError, load_image, save_image
-        from ..masks import MaskError
-        from ..models import NoTrainedDecoderError, WeightsUnavailableError
+        from ...pipeline import memory_plan
+        from ... import pipeline
+        from ...pipeline.image_io import ImageLoadError, load_image, save_image
+        from ...pipeline.masks import MaskError
+        from ...models import NoTrainedDecoderError, WeightsUnavailableError
 
         def stage(name, done=0, total=1):
             if cancelled():

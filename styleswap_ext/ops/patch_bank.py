@@ -27,9 +27,9 @@ from typing import List, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
-from ._inputs import StyleArg, bank_patch_labels, check_geometry, covering_grid, prepare, prepare_styles, real_list
-from ._text import plural
+from . import swap as ops  # noqa: F401  (loads the styleswap:: ops and their fake kernels)
+from .checks import StyleArg, bank_patch_labels, check_geometry, covering_grid, prepare, prepare_styles, real_list
+from .._util.text import plural
 
 # With progress=True, contents of more patches than this, or matches of more content x style patch
 # pairs than PROGRESS_MIN_PAIRS (the work: ~2 s on a 2-core CPU; a 512 px photo against a 1024 px

@@ -57,13 +57,14 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import _stages, image_io, masks, memory_plan, search_choice, tiling
-from ._choices import FEATURE_STEP, INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
-from ._inputs import check_weight_ratios, real_list
-from ._text import plural
-from .models import Decoder, VGGEncoder, load_decoder, load_encoder
-from .ops import num_style_patches
-from .patch_bank import PatchBank
+from .._util import stages as _stages
+from . import image_io, masks, memory_plan, search_choice, tiling
+from .._util.choices import FEATURE_STEP, INITS, METHODS, PRECISIONS, TV_WEIGHT  # TV_WEIGHT: on a [0, 1] image
+from ..ops.checks import check_weight_ratios, real_list
+from .._util.text import plural
+from ..models import Decoder, VGGEncoder, load_decoder, load_encoder
+from ..ops.swap import num_style_patches
+from ..ops.patch_bank import PatchBank
 
 __all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
            "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
@@ -319,12 +320,12 @@ class StyleBank:
     matrix and ``1/‖φ_j(S)‖``, scaled by the style weights), built once, so each content or frame
     costs only its own matching and gather.
 
-    ``search``: ``"auto"`` (default; :mod:`styleswap_ext.search_choice`) decides per content from its
+    ``search``: ``"auto"`` (default; :mod:`styleswap_ext.pipeline.search_choice`) decides per content from its
     size and the bank's: the exact search where it is cheap on this device, else the approximate one.
     The bank of the chosen search is built at the first content that needs it and kept while the
     choice stays (a video's frames, images of one size). ``last_search`` is the last
-    :class:`~styleswap_ext.search_choice.SearchChoice`; ``on_search``, if set, is called with each
-    new one (the command line prints its :meth:`~styleswap_ext.search_choice.SearchChoice.line`).
+    :class:`~styleswap_ext.pipeline.search_choice.SearchChoice`; ``on_search``, if set, is called with each
+    new one (the command line prints its :meth:`~styleswap_ext.pipeline.search_choice.SearchChoice.line`).
     ``"exact"`` / ``"approximate"`` build that bank here.
     """
 
@@ -332,7 +333,7 @@ class StyleBank:
                  style_weights: Optional[Sequence[float]] = None, patch_size: int = 3, stride: int = 1,
                  device=None, precision: str = "fp32", tile_size: Optional[int] = 0, progress: bool = False,
                  search: str = "auto", style_masks: Optional[Sequence] = None):
-        # style_masks: one region mask per style (styleswap_ext.masks: a path, PIL image or (H, W) integer
+        # style_masks: one region mask per style (styleswap_ext.pipeline.masks: a path, PIL image or (H, W) integer
         # map at the style image's aspect ratio); then stylize() takes a content_mask.
         search_choice.check(search)  # "auto" | "exact" | "approximate", before any encoding
         self.search = search
@@ -466,7 +467,7 @@ class TemporalState:
     """
 
     def __init__(self, weight: float = DEFAULT_TEMPORAL_WEIGHT):
-        from ._inputs import check_temporal_weight
+        from ..ops.checks import check_temporal_weight
 
         self.weight = check_temporal_weight(weight)
         self.previous: Optional[torch.Tensor] = None
@@ -545,18 +546,18 @@ def stylize(
             say where to load from otherwise; see :func:`load_encoder`, :func:`load_decoder`).
         progress: show a progress bar (stderr) while optimising.
         return_history: also return the list of objective values per content image (optimize only).
-        tile_size: encoder/decoder tile side in image px (:mod:`styleswap_ext.tiling`): images
+        tile_size: encoder/decoder tile side in image px (:mod:`styleswap_ext.pipeline.tiling`): images
             larger than this are encoded and decoded on overlapping tiles (same result up to float
-            rounding, bounded memory). None = :func:`styleswap_ext.tiling.default_tile_size` for the
+            rounding, bounded memory). None = :func:`styleswap_ext.pipeline.tiling.default_tile_size` for the
             device (1024 on the CPU); 0 = never tile. The optimisation's own encoder passes
             (with gradients) are not tiled.
         search: ``"auto"`` (default), ``"exact"`` or ``"approximate"`` patch search (see
             :func:`styleswap_ext.match_patches`; the approximate one is much faster for large images,
             docs/approximate_search.md). ``"auto"`` runs the exact search where it is estimated to take
-            at most ~2 s on the device, else the approximate one (:mod:`styleswap_ext.search_choice`);
+            at most ~2 s on the device, else the approximate one (:mod:`styleswap_ext.pipeline.search_choice`);
             with ``progress`` one line on stderr says which and why, and a PIL result carries it in
             ``result.info["search"]``. A :class:`StyleBank` keeps its own.
-        content_mask, style_masks: regions (:mod:`styleswap_ext.masks`, docs/regions.md): a mask of the
+        content_mask, style_masks: regions (:mod:`styleswap_ext.pipeline.masks`, docs/regions.md): a mask of the
             content and one per style (a path, PIL image or (H, W) integer map, at the image's aspect
             ratio; same colour = same label); each content region takes only style patches of its
             label. With a :class:`StyleBank`, give ``style_masks`` to the bank.
@@ -573,7 +574,7 @@ def stylize(
 
     Raises:
         NoTrainedDecoderError: ``method="decoder"`` (or ``init="decoder"``) and no decoder installed.
-        styleswap_ext.image_io.ImageLoadError: an input file cannot be read as an image.
+        styleswap_ext.pipeline.image_io.ImageLoadError: an input file cannot be read as an image.
         ValueError: bad argument values.
         TypeError: arguments of the wrong type.
     """
@@ -593,7 +594,7 @@ def stylize(
 
     def stage(name, message=None, done=0, total=1):
         """One stage: to the caller's ``on_stage`` (the studio), and as a log line where the command line
-        asked for them (styleswap_ext/_stages.py: stderr not a terminal)."""
+        asked for them (styleswap_ext/_util/stages.py: stderr not a terminal)."""
         if message is not None:
             _stages.stage(message, detail=True)
         if on_stage is not None:

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from . import image_io
-from ._inputs import _centres, covering_grid
+from ..ops.checks import _centres, covering_grid
 
 INTEGER_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 ASPECT_TOLERANCE = 0.02

@@ -4,7 +4,7 @@ Each style has a brush colour (:data:`PALETTE`, style 1 first). A painted pixel 
 whose colour is nearest to it (the brush's anti-aliased edges are blends of a colour with nothing,
 so the nearest palette colour is the one painted); a later layer paints over an earlier one; what is
 not painted takes style 1. The content mask is an RGB image of the content's size in those colours,
-each style's mask its style's colour all over (:mod:`styleswap_ext.masks` reads colours as labels),
+each style's mask its style's colour all over (:mod:`styleswap_ext.pipeline.masks` reads colours as labels),
 so the masks can be saved and given to ``styleswap stylize`` as they are.
 """
 

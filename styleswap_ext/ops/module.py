@@ -7,8 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._inputs import StyleArg, check_geometry
-from .ops import check_search, style_swap
+from .checks import StyleArg, check_geometry
+from .swap import check_search, style_swap
 
 
 class StyleSwap(nn.Module):

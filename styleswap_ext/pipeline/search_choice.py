@@ -20,7 +20,7 @@ from typing import Optional
 
 __all__ = ["SEARCHES", "EXACT_RATE", "EXACT_BUDGET_S", "SearchChoice", "check", "choose", "exact_seconds"]
 
-from ._choices import SEARCHES  # ("auto", "exact", "approximate"): one list for the CLI, the studio, the API
+from .._util.choices import SEARCHES  # ("auto", "exact", "approximate"): one list for the CLI, the studio, the API
 
 # The exact search while it takes at most this long (estimated): the bundled demo (6,580 x 5,452
 # patches, ~0.7 s on the CPU) stays exact, a 512 px photo against a 512 px painting (~5 s) does not.

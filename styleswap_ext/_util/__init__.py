@@ -1,0 +1,2 @@
+"""Private helpers every layer may use: atomic writes, machine names, torch-free option values,
+stage lines, stop signals, output checks. They import nothing else from styleswap_ext."""
