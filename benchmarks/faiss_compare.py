@@ -45,7 +45,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from approx_quality import DATA, DEFAULT_VGG, PAIRS, chosen_scores, exact_indices, load_square  # noqa: E402
+from approx_quality import DATA, DEFAULT_VGG, PAIRS, Features, chosen_scores, exact_indices, load_square  # noqa: E402
 
 from styleswap_ext import PatchBank, match_patches  # noqa: E402
 from styleswap_ext._util.machine import cpu_name  # noqa: E402
@@ -123,8 +123,8 @@ def run_pair(encoder, content_path, style_path, size, cache, quick):
         cf = encoder(load_square(content_path, size))
         sf = encoder(load_square(style_path, size))
     key = f"{content_path.stem}__{style_path.stem}__{size}"
-    exact_idx, exact_s, cached = exact_indices(cf, sf, key, cache)
     bank = PatchBank(sf, K, 1)
+    exact_idx, exact_s, cached = exact_indices(bank, Features(cf, [sf], None, None), key, cache)
     best = chosen_scores(cf, bank, exact_idx)
     n_c, n_s = exact_idx.numel(), bank.num_patches
 

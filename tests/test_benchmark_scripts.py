@@ -163,3 +163,26 @@ def test_faiss_compare_with_faiss(bench_script, monkeypatch):
     for name, setting, idx, wall, cpu in rows:
         assert idx.shape == (300,) and wall > 0 and cpu >= 0
         assert (idx == exact).double().mean() > 0.1, (name, setting)  # chance is 1 in 400: a search, not noise
+
+
+def test_faiss_compare_runs_a_pair(bench_script, monkeypatch, tmp_path):
+    """One pair through run_pair (the exact indices, ours, the FAISS rows), on a stand-in encoder: the
+    script keeps working as approx_quality.py's helpers change (they once took other arguments)."""
+    import sys
+
+    import torch.nn.functional as F
+
+    fc = bench_script("faiss_compare")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # the FAISS rows say "missing module"
+
+    def encoder(x):  # 12 channels at 1/4 of the side, like a tiny relu3_1
+        return F.avg_pool2d(x, 4).repeat(1, 4, 1, 1)
+
+    assets = Path(fc.__file__).resolve().parents[1] / "styleswap_ext"
+    cat, starry = (next(assets.rglob(name)) for name in ("cat.jpg", "starry_night.jpg"))
+    rows = fc.run_pair(encoder, cat, starry, 64, tmp_path, quick=True)
+    by_method = {r["method"]: r for r in rows}
+    assert by_method["exact (fused op)"]["ratio_mean"] == 1.0 and by_method["ours"]["status"] == "ok"
+    assert by_method["ours"]["ratio_mean"] > 0.9
+    assert all(r["status"] == "missing module" for r in rows if r["method"] not in ("exact (fused op)", "ours"))
+    assert fc.run_pair(encoder, cat, starry, 64, tmp_path, quick=True)[0]["cached"]  # the exact indices kept
