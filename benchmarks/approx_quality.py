@@ -38,7 +38,7 @@ minutes at 1024 px on a 2-core CPU); a reused time is marked ``exact_cached``. R
 benchmarks/results/ (``--out``).
 
 ``--figure PATH`` instead stylises the bundled cat with The Starry Night (public domain, see
-styleswap_ext/assets/CREDITS.md) at 1024 px both ways and writes content | exact | approximate |
+styleswap_ext/apps/assets/CREDITS.md) at 1024 px both ways and writes content | exact | approximate |
 |difference| x 4 side by side as a JPEG.
 """
 
@@ -66,7 +66,7 @@ from styleswap_ext.models import load_decoder, load_encoder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"
-ASSETS = REPO / "styleswap_ext" / "assets"
+ASSETS = REPO / "styleswap_ext" / "apps" / "assets"
 # Photos x paintings: a landscape, a building, a close-up, against brush strokes, flat colour, texture.
 PAIRS = [
     ("details__Chenonceau_background.jpg", "details__VincentVanGogh0012_background.jpg"),

@@ -20,7 +20,7 @@ conv_transpose2d), everything else identical. A reference case runs under an add
 of taking the machine down; such a case is marked OOM.
 
 The decoder is the one the CLI uses by default, the weights shipped in the package
-(``styleswap_ext/weights/decoder.pth``), unless ``--decoder-weights`` names others. Figures recorded
+(``styleswap_ext/models/weights/decoder.pth``), unless ``--decoder-weights`` names others. Figures recorded
 before 2026-11-28 (``"decoder": "random-initialised Decoder"`` in their JSON) used a random decoder
 *with* instance normalisation, whose tiled decode needs an extra statistics pass; the shipped one
 has none.
@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # this tree's styleswap_ext, not another installed copy
-ASSETS = REPO / "styleswap_ext" / "assets"
+ASSETS = REPO / "styleswap_ext" / "apps" / "assets"
 DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchvision.pth"
 
 CHILD = r"""

@@ -87,7 +87,7 @@ def main(argv=None):
     dev = torch.device(args.device)
     w, _, h = args.size.partition("x")
     size = (int(w), int(h or w))
-    assets = REPO / "styleswap_ext" / "assets"
+    assets = REPO / "styleswap_ext" / "apps" / "assets"
     tmp = Path(tempfile.mkdtemp(prefix="e2e_stages_"))
     content = tmp / "content.png"
     Image.open(assets / "cat.jpg").convert("RGB").resize(size, Image.LANCZOS).save(content)

@@ -49,7 +49,7 @@ DEFAULT_VGG = REPO.parent / "shared" / "weights" / "vgg19_conv1_1-conv3_1_torchv
 def synth_clip(size: int, frames: int, noise: float, seed: int = 0) -> list:
     from styleswap_ext.pipeline import image_io
 
-    base = image_io.resize_longest(image_io.load_image(REPO / "styleswap_ext" / "assets" / "cat.jpg"), size)
+    base = image_io.resize_longest(image_io.load_image(REPO / "styleswap_ext" / "apps" / "assets" / "cat.jpg"), size)
     base = np.asarray(base, np.float32)
     rng = np.random.default_rng(seed)
     return [np.clip(np.round(base + rng.normal(0, noise, base.shape)), 0, 255).astype(np.uint8) for _ in range(frames)]
@@ -65,7 +65,7 @@ def pan_clip(size: int, frames: int, step: int, noise: float, seed: int = 0) -> 
     2 ``size`` px), moving ``step`` px right and ``step // 2`` px down per frame, with sensor noise."""
     from styleswap_ext.pipeline import image_io
 
-    base = np.asarray(image_io.resize_longest(image_io.load_image(REPO / "styleswap_ext" / "assets" / "cat.jpg"),
+    base = np.asarray(image_io.resize_longest(image_io.load_image(REPO / "styleswap_ext" / "apps" / "assets" / "cat.jpg"),
                                               2 * size), np.float32)
     rng = np.random.default_rng(seed)
     out = []
@@ -145,7 +145,7 @@ def main():
     torch.manual_seed(0)
     encoder = load_encoder(args.vgg_weights)
     decoder = load_decoder(args.decoder_weights) if args.method == "decoder" else None
-    style = REPO / "styleswap_ext" / "assets" / "starry_night.jpg"
+    style = REPO / "styleswap_ext" / "apps" / "assets" / "starry_night.jpg"
     bank = StyleBank(style, encoder, style_size=args.style_size, device=args.device)
     searched = bank if args.search == "exact" else StyleBank(style, encoder, style_size=args.style_size,
                                                              device=args.device, search=args.search)

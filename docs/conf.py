@@ -28,8 +28,8 @@ include_patterns = [
     "BENCHMARKS.md",
     "QUALITY.md",
     "benchmarks/CUDA_NOTES.md",
-    "styleswap_ext/assets/CREDITS.md",
-    "styleswap_ext/weights/MODEL_CARD.md",
+    "styleswap_ext/apps/assets/CREDITS.md",
+    "styleswap_ext/models/weights/MODEL_CARD.md",
     "docs/*.md",
 ]
 

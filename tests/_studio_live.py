@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = REPO / "styleswap_ext" / "assets"
+ASSETS = REPO / "styleswap_ext" / "apps" / "assets"
 
 
 @dataclasses.dataclass

@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The site's pages (docs/conf.py's include_patterns) and the README.
 PAGES = sorted({ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "QUALITY.md", ROOT / "benchmarks" / "CUDA_NOTES.md",
-                ROOT / "styleswap_ext" / "weights" / "MODEL_CARD.md", ROOT / "styleswap_ext" / "assets" / "CREDITS.md",
+                ROOT / "styleswap_ext" / "models" / "weights" / "MODEL_CARD.md",
+                ROOT / "styleswap_ext" / "apps" / "assets" / "CREDITS.md",
                 *(ROOT / "docs").glob("*.md")})
 README_MAX_WORDS = 1200  # issue 35: a newcomer's README on one screen; the rest goes to docs/
 

@@ -158,14 +158,16 @@ def test_cli_video_auto_chooses_once_with_the_temporal_weight_on(capsys, image_f
 def test_auto_builds_only_the_bank_it_chose(encoder, monkeypatch, content_pil, style_pil):
     """A run that goes approximate never builds the exact bank too (the stage line once did, to name
     the search: an n_s x 2304 matrix for nothing)."""
+    from styleswap_ext.pipeline import stylization  # where StyleBank finds PatchBank
+
     built = []
-    real = pipeline.PatchBank
+    real = stylization.PatchBank
 
     def recording(*args, **kwargs):
         built.append(kwargs.get("search"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "PatchBank", recording)
+    monkeypatch.setattr(stylization, "PatchBank", recording)
     monkeypatch.setattr(search_choice, "EXACT_BUDGET_S", 0.0)
     out = pipeline.stylize(content_pil, style_pil, method="decoder", encoder=encoder,
                            decoder=models.Decoder(instance_norm=False).eval(), progress=False)

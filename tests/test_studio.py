@@ -225,7 +225,7 @@ def test_the_command_line_needs_neither_gradio_nor_torch_to_answer(argv):
 
     from _studio_live import REPO
 
-    probe = ("import sys; from styleswap_ext import cli; rc = cli.main(sys.argv[1:]); "
+    probe = ("import sys; from styleswap_ext.apps import cli; rc = cli.main(sys.argv[1:]); "
              "print('RC', rc, 'gradio' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=REPO,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}, timeout=120)

@@ -392,6 +392,6 @@ def test_ust_baseline_reconstructs_a_photo(vgg_weights, bench_script):
         pytest.skip(f"UST baseline weights not found in {UST_DIR}")
     qr = bench_script("quality_report")
     enc, dec = qr.load_ust(UST_DIR, "cpu")
-    x = qr.load(REPO / "styleswap_ext" / "assets" / "cat.jpg", 128, "cpu")
+    x = qr.load(REPO / "styleswap_ext" / "apps" / "assets" / "cat.jpg", 128, "cpu")
     with torch.no_grad():
         assert qr.psnr(dec(enc(x)), x) > 20

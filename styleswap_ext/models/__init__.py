@@ -1,5 +1,5 @@
-"""The networks: the VGG encoder and the decoder (networks), their weights' lookup, cache, download
-and installation (loading), the CPU layer kernels. May import ops and _util; never pipeline or apps."""
+"""The networks: VGG encoder and decoder (networks), weights' lookup, cache, download and installation
+(loading), the shipped decoder (weights/), CPU layer kernels. May import ops and _util; never pipeline or apps."""
 
 from .loading import (ENV_VGG_WEIGHTS, VGG19_SLICE_SHA256, VGG19_URL, NoTrainedDecoderError, WeightsUnavailableError,
                       cache_dir, install_vgg_weights, load_decoder, load_encoder, packaged_decoder_path,

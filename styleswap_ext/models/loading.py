@@ -18,7 +18,7 @@ A weights file may be a slice with keys ``0.weight, 0.bias, 2.weight, ...`` (the
 keys ``features.0.weight, ...`` (it is sliced on load). Loading is strict.
 
 :func:`load_decoder` loads trained weights; with ``weights=None`` it looks for the weights shipped
-in the package (``styleswap_ext/weights/decoder.pth`` or ``.safetensors``) and raises
+in the package (``styleswap_ext/models/weights/decoder.pth`` or ``.safetensors``) and raises
 :class:`NoTrainedDecoderError` when there are none.
 """
 
@@ -275,7 +275,7 @@ def load_encoder(
 
 def packaged_decoder_path() -> Optional[Path]:
     """The trained decoder shipped in the package (``weights/decoder.pth|.safetensors``), if any."""
-    here = Path(__file__).resolve().parents[1] / "weights"
+    here = Path(__file__).resolve().parent / "weights"  # styleswap_ext/models/weights
     for name in ("decoder.pth", "decoder.safetensors"):
         if (here / name).is_file():
             return here / name
@@ -300,7 +300,7 @@ def load_decoder(
         path = packaged_decoder_path()
         if path is None:
             raise NoTrainedDecoderError(
-                "no trained decoder is installed (styleswap_ext/weights/decoder.pth is missing); "
+                "no trained decoder is installed (styleswap_ext/models/weights/decoder.pth is missing); "
                 "use the optimisation method instead: --method optimize (Python: method=\"optimize\"), "
                 "or pass trained weights with --decoder-weights PATH"
             )

@@ -8,13 +8,14 @@ without torch, and ``styleswap_ext.pipeline.stylize`` (and the other names of
 
 import importlib
 
-# the names of .stylization offered here, as before the package had folders
-_STYLIZATION = ("stylize", "StyleBank", "TemporalState", "DEFAULT_TEMPORAL_WEIGHT", "optimize_image", "objective",
-                "swap_features", "preserve_colors", "total_variation", "resolve_device", "PRECISIONS", "METHODS",
-                "INITS", "TV_WEIGHT", "NORM_EPS")
+# the names of .stylization offered here: those from before the package had folders, and CheckedSettings
+_STYLIZATION = ("stylize", "StyleBank", "CheckedSettings", "TemporalState", "DEFAULT_TEMPORAL_WEIGHT",
+                "optimize_image", "objective", "swap_features", "preserve_colors", "total_variation", "resolve_device",
+                "PRECISIONS", "METHODS", "INITS", "TV_WEIGHT", "NORM_EPS")
 
-__all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
-           "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]  # as stylization's
+# as stylization's
+__all__ = ["stylize", "StyleBank", "CheckedSettings", "optimize_image", "objective", "swap_features",
+           "preserve_colors", "PRECISIONS", "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
 
 
 def __getattr__(name):

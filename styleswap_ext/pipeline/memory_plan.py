@@ -35,7 +35,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._util.choices import REDUCED_CHANNELS
 
-__all__ = ["MemoryPlanError", "Plan", "estimate", "available_bytes", "check", "check_inputs", "image_hw", "resized_hw"]
+__all__ = ["MemoryPlanError", "Plan", "estimate", "available_bytes", "check", "check_inputs", "check_settings",
+           "image_hw", "resized_hw"]
 
 HW = Tuple[int, int]
 
@@ -277,3 +278,12 @@ def check_inputs(device, content, content_size: Optional[int], styles: Sequence,
     if (content is not None and content_src is None) or any(s is None for s in style_srcs):
         return None
     return check(device, content_src, content_size, style_srcs, style_size, **kw)
+
+
+def check_settings(settings, content) -> Optional[Plan]:
+    """:func:`check_inputs` for one checked stylisation (:class:`~styleswap_ext.pipeline.stylization.CheckedSettings`:
+    its styles, sizes, device, tiles, method and geometry) and its ``content`` (None: the style bank alone)."""
+    s = settings
+    return check_inputs(s.device, content, s.content_size, s.styles, s.style_size, tile_size=s.tile_size,
+                        method=s.method, patch_size=s.patch_size, stride=s.stride, precision=s.precision, init=s.init,
+                        search=s.search)

@@ -231,6 +231,14 @@ class StylizeSettings:
                     list(self.style_weights), patch_size=self.patch_size, stride=self.stride,
                     precision=self.precision, tile_size=self.tile_size, search=self.search)
 
+    def checked(self, styles, **inputs):
+        """These settings as the pipeline's one checked object
+        (:class:`~styleswap_ext.pipeline.stylization.CheckedSettings`, imports torch) for ``styles``;
+        ``inputs``: what a run adds (``device`` resolved by the front end, masks)."""
+        from .stylization import CheckedSettings
+
+        return CheckedSettings.of(styles, **{**{f: getattr(self, f) for f in FLAGS}, **inputs})
+
     def stylize_kwargs(self) -> Mapping[str, Any]:
         """What :func:`~styleswap_ext.pipeline.stylize` takes from these settings with a StyleBank --
         as ``cli.runners._stylize_one`` passes them."""

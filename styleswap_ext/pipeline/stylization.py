@@ -66,8 +66,8 @@ from ..models import Decoder, VGGEncoder, load_decoder, load_encoder
 from ..ops.swap import num_style_patches
 from ..ops.patch_bank import PatchBank
 
-__all__ = ["stylize", "StyleBank", "optimize_image", "objective", "swap_features", "preserve_colors", "PRECISIONS",
-           "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
+__all__ = ["stylize", "StyleBank", "CheckedSettings", "optimize_image", "objective", "swap_features",
+           "preserve_colors", "PRECISIONS", "METHODS", "INITS", "TV_WEIGHT", "resolve_device", "total_variation"]
 
 NORM_EPS = 1e-8  # the authors' epsilon in ||patch|| + eps
 
@@ -335,22 +335,31 @@ class StyleBank:
                  search: str = "auto", style_masks: Optional[Sequence] = None):
         # style_masks: one region mask per style (styleswap_ext.pipeline.masks: a path, PIL image or (H, W) integer
         # map at the style image's aspect ratio); then stylize() takes a content_mask.
-        search_choice.check(search)  # "auto" | "exact" | "approximate", before any encoding
-        self.search = search
+        settings = _check(styles, for_bank=True, style_size=style_size, style_weights=style_weights,
+                          patch_size=patch_size, stride=stride, device=device, precision=precision,
+                          tile_size=tile_size or 0, search=search, style_masks=style_masks)
+        memory_plan.check_settings(settings, None)
+        self._setup(settings, encoder, progress)
+
+    @classmethod
+    def of(cls, settings: "CheckedSettings", encoder: VGGEncoder, progress: bool = False) -> "StyleBank":
+        """The bank of ``settings.styles`` (checked: :meth:`CheckedSettings.of`; its memory plan too)."""
+        bank = cls.__new__(cls)
+        bank._setup(settings, encoder, progress)
+        return bank
+
+    def _setup(self, settings: "CheckedSettings", encoder: VGGEncoder, progress: bool) -> None:
+        cfg = settings
+        self.search = cfg.search
         self.last_search: Optional[search_choice.SearchChoice] = None
         self.on_search: Optional[Callable[[search_choice.SearchChoice], None]] = None
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        _check_geometry(patch_size, stride)
-        styles_in, style_weights = _check_styles(styles, style_weights)
-        self.device = resolve_device(device)
-        self.patch_size, self.stride, self.precision = patch_size, stride, precision
-        self.style_weights = style_weights
-        memory_plan.check_inputs(self.device, None, None, styles_in, style_size, tile_size=tile_size or 0,
-                                 patch_size=patch_size, stride=stride, precision=precision, search=search)
-        _, mask_labels, self.mask_colours = masks.load_masks(None, style_masks, len(styles_in))
-        self.style_masks = None if style_masks is None else list(style_masks)  # as given: stylize checks regions
-        style_ts = [_load_as_tensor(s, style_size, "style")[0] for s in styles_in]
+        self.device = cfg.device
+        self.patch_size, self.stride, self.precision = cfg.patch_size, cfg.stride, cfg.precision
+        self.style_weights = style_weights = cfg.style_weights
+        patch_size, precision, tile_size, style_masks = cfg.patch_size, cfg.precision, cfg.tile_size, cfg.style_masks
+        mask_labels, self.mask_colours = cfg.style_labels, cfg.mask_colours
+        self.style_masks = style_masks  # as given: stylize checks regions
+        style_ts = [_load_as_tensor(s, cfg.style_size, "style")[0] for s in cfg.styles]
         min_side = encoder.downsampling * patch_size
         feats = []
         with _precision(precision):
@@ -372,10 +381,10 @@ class StyleBank:
                                                       masks.API_NAMES.style(i, style_masks[i]), self.device)
                                  for i, (lab, s, f) in enumerate(zip(mask_labels, style_ts, feats))]
         self._bank_args = _bank_inputs(feats, style_weights, precision, self.style_labels)
-        self.num_patches = num_style_patches(self._bank_args[0], patch_size, stride)
+        self.num_patches = num_style_patches(self._bank_args[0], patch_size, self.stride)
         self._bank: Optional[PatchBank] = None  # the bank of the search last chosen
-        if search != "auto":
-            self._bank = self._build(search)
+        if cfg.search != "auto":
+            self._bank = self._build(cfg.search)
 
     def _build(self, search: str) -> PatchBank:
         feats, weights, labels = self._bank_args
@@ -578,19 +587,19 @@ def stylize(
         ValueError: bad argument values.
         TypeError: arguments of the wrong type.
     """
-    settings = _checked_settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
-                                 stride=stride, iters=iters, style=style, style_weights=style_weights,
-                                 style_size=style_size, device=device, tile_size=tile_size, search=search,
-                                 content_mask=content_mask, style_masks=style_masks)
+    settings = CheckedSettings.of(
+        style, method=method, init=init, iters=iters, lr=lr, tv_weight=tv_weight, precision=precision, alpha=alpha,
+        preserve_color=preserve_color, patch_size=patch_size, stride=stride, search=search, content_size=content_size,
+        style_size=style_size, device=device, tile_size=tile_size, style_weights=style_weights,
+        content_mask=content_mask, style_masks=style_masks, vgg_weights=vgg_weights, decoder_weights=decoder_weights)
     # refuse a plan that cannot fit before allocating it (MemoryPlanError names the options that fit)
-    memory_plan.check_inputs(settings.device, content, content_size, settings.styles, style_size,
-                             tile_size=settings.tile_size, method=method, patch_size=settings.patch_size,
-                             stride=settings.stride, precision=settings.precision, init=init, search=search)
+    memory_plan.check_settings(settings, content)
     # inputs first, so that a bad file fails before any model is loaded
-    content_t, content_was_tensor, style_ts = _load_inputs(content, content_size, settings.styles, style_size)
-    if content_mask is not None:  # the labels on the grids of these images, before any model is loaded
-        _check_regions(settings, content_mask, style_masks, tuple(content_t.shape[-2:]), style_ts, encoder)
-    encoder, decoder = _models_on(settings.device, method, init, encoder, decoder, vgg_weights, decoder_weights)
+    content_t, content_was_tensor, style_ts = _load_inputs(content, settings.content_size, settings.styles,
+                                                           settings.style_size)
+    if settings.content_mask is not None:  # the labels on the grids of these images, before any model is loaded
+        _check_regions(settings, tuple(content_t.shape[-2:]), style_ts, encoder)
+    encoder, decoder = _models_on(settings, encoder, decoder)
 
     def stage(name, message=None, done=0, total=1):
         """One stage: to the caller's ``on_stage`` (the studio), and as a log line where the command line
@@ -603,10 +612,8 @@ def stylize(
     bank = settings.bank
     if bank is None:
         stage("bank")
-        bank = StyleBank(style_ts, encoder, style_weights=settings.style_weights, patch_size=settings.patch_size,
-                         stride=settings.stride, device=settings.device, precision=settings.precision,
-                         tile_size=settings.tile_size, progress=progress, search=search,
-                         style_masks=style_masks)
+        # the styles as loaded (resized: style_size done), their masks as read by the checks
+        bank = StyleBank.of(dataclasses.replace(settings, styles=style_ts, style_size=None), encoder, progress)
         if progress:
             bank.on_search = _say_search
     results, histories = [], []
@@ -618,19 +625,18 @@ def stylize(
                 cf = tiling.encode(encoder, c, settings.tile_size, progress)
                 labels = None if settings.content_labels is None else masks.feature_labels(
                     settings.content_labels, tuple(content_t.shape[-2:]), tuple(cf.shape[-2:]),
-                    masks.API_NAMES.content(content_mask), c.device)
+                    masks.API_NAMES.content(settings.content_mask), c.device)
                 # choose_search: the name without building a bank (patch_bank would build the exact one)
                 stage("swap", f"swapping the patches ({bank.choose_search(cf).search} search)")
                 if temporal is None:
                     target = bank.swap(cf, settings.alpha, progress, content_labels=labels)
                 else:
                     target = bank.swap_temporal(cf, temporal, settings.alpha, progress, content_labels=labels)
-            out, hist = _invert(target, c, method, init, encoder, decoder, settings.tile_size, iters, lr, tv_weight,
-                                progress, stage)
+            out, hist = _invert(target, c, settings, encoder, decoder, progress, stage)
             if hist is not None:
                 histories.append(hist)
             out = out.float().clamp(0, 1)
-            if preserve_color:
+            if settings.preserve_color:
                 out = preserve_colors(out, c)
             # a picture is made on the device (tensor_to_pil: uint8 there, a quarter of the bytes to copy)
             results.append(out.to(content_t.device) if content_was_tensor else out)
@@ -649,29 +655,60 @@ def _say_search(choice: search_choice.SearchChoice) -> None:
 # per content image: crop, encode and swap, invert (decoder or optimisation), finish.
 
 
-@dataclasses.dataclass
-class _Settings:
-    """stylize's checked settings; ``bank`` is the StyleBank given as ``style`` (its geometry and
-    precision win), else None and ``styles`` / ``style_weights`` are the checked style inputs."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class CheckedSettings:
+    """One stylisation's settings, checked once (:meth:`of`) and passed down whole: to the memory plan
+    (``memory_plan.check_settings``), the style bank (:meth:`StyleBank.of`) and the inversion, instead of
+    the loose values. :func:`stylize` builds it from its keyword arguments; a front end's settings
+    (``pipeline.settings.StylizeSettings``, the CLI's and the studio's) convert into it with their
+    ``checked`` method.
 
-    method: str
-    init: str
-    precision: str
-    alpha: float
-    patch_size: int
-    stride: int
-    bank: Optional["StyleBank"]
-    styles: list
-    style_weights: Optional[List[float]]
-    device: torch.device
-    tile_size: int
-    content_labels: Optional[torch.Tensor]  # the content mask's labels (image grid), None without one
+    ``bank`` is the StyleBank given as ``style`` (its geometry, precision and device win; ``styles`` is
+    then empty), else None and ``styles`` / ``style_weights`` are the checked style inputs.
+    ``content_labels`` / ``style_labels``: the masks' labels on the images' grids (None without masks),
+    read once here; ``mask_colours``: whether the masks are colour images (not integer maps).
+    """
+
+    method: str = "decoder"
+    init: str = "content"
+    iters: int = 100
+    lr: float = 0.05
+    tv_weight: float = TV_WEIGHT
+    precision: str = "fp32"
+    alpha: float = 1.0
+    preserve_color: bool = False
+    patch_size: int = 3
+    stride: int = 1
+    search: str = "auto"
+    content_size: Optional[int] = None
+    style_size: Optional[int] = None
+    device: torch.device = torch.device("cpu")
+    tile_size: int = 0
+    styles: list = dataclasses.field(default_factory=list)
+    style_weights: Optional[List[float]] = None
+    bank: Optional["StyleBank"] = None
+    content_mask: object = None
+    style_masks: Optional[list] = None
+    content_labels: Optional[torch.Tensor] = None
+    style_labels: Optional[List[torch.Tensor]] = None
+    mask_colours: bool = False
+    vgg_weights: object = None
+    decoder_weights: object = None
+
+    @classmethod
+    def of(cls, style, **kwargs) -> "CheckedSettings":
+        """:func:`stylize`'s checks of ``style`` and its keyword arguments (the same names and defaults,
+        ``tile_size=None``: the device's default): every check that needs no model (masks included: a
+        content label that no style mask has stops here), so a bad call fails at once."""
+        return _check(style, for_bank=False, **kwargs)
 
 
-def _checked_settings(*, method, init, precision, alpha, patch_size, stride, iters, style, style_weights,
-                      style_size, device, tile_size, search, content_mask, style_masks) -> _Settings:
-    """Every argument check that needs no model (masks included: a content label that no style
-    mask has stops here), so a bad call fails at once."""
+def _check(style, *, for_bank: bool, method="decoder", init="content", iters=100, lr=0.05, tv_weight=TV_WEIGHT,
+           precision="fp32", alpha=1.0, preserve_color=False, patch_size=3, stride=1, search="auto",
+           content_size=None, style_size=None, device=None, tile_size=None, style_weights=None, content_mask=None,
+           style_masks=None, vgg_weights=None, decoder_weights=None) -> CheckedSettings:
+    """:meth:`CheckedSettings.of`; ``for_bank``: for a :class:`StyleBank` of its own (style masks without
+    a content mask: the contents come later)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if init not in INITS:
@@ -684,6 +721,7 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
     if method == "optimize" and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
         raise ValueError(f"iters must be an int >= 0, got {iters!r}")
     bank = style if isinstance(style, StyleBank) else None
+    style_labels, colours = None, False
     if bank is not None:
         if style_weights is not None or style_size is not None:
             raise ValueError("style is a StyleBank: give style_weights / style_size when building the bank, not here")
@@ -709,29 +747,34 @@ def _checked_settings(*, method, init, precision, alpha, patch_size, stride, ite
         if colours != bank.mask_colours:
             raise masks.MaskError("the content mask and the style masks mix colour images and integer label maps")
     else:
-        if style_masks is not None or content_mask is not None:
+        if not for_bank and (style_masks is not None or content_mask is not None):
             masks.check_given(content_mask, style_masks)
-        content_labels, _, _ = masks.load_masks(content_mask, style_masks, len(styles_in))
+        content_labels, style_labels, colours = masks.load_masks(content_mask, style_masks, len(styles_in))
     dev = bank.device if bank is not None else resolve_device(device)
     if tile_size is None:
         tile_size = tiling.default_tile_size(dev)
     if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 0:
         raise ValueError(f"tile_size must be an int >= 0 (0 = never tile) or None, got {tile_size!r}")
-    return _Settings(method=method, init=init, precision=precision, alpha=alpha, patch_size=patch_size,
-                     stride=stride, bank=bank, styles=styles_in, style_weights=style_weights, device=dev,
-                     tile_size=tile_size, content_labels=content_labels)
+    return CheckedSettings(method=method, init=init, iters=iters, lr=lr, tv_weight=tv_weight, precision=precision,
+                           alpha=alpha, preserve_color=preserve_color, patch_size=patch_size, stride=stride,
+                           search=search, content_size=content_size, style_size=style_size, device=dev,
+                           tile_size=tile_size, styles=styles_in, style_weights=style_weights, bank=bank,
+                           content_mask=content_mask, style_masks=None if style_masks is None else list(style_masks),
+                           content_labels=content_labels, style_labels=style_labels, mask_colours=colours,
+                           vgg_weights=vgg_weights, decoder_weights=decoder_weights)
 
 
-def _check_regions(settings: _Settings, content_mask, style_masks, content_hw, style_ts, encoder) -> None:
+def _check_regions(settings: CheckedSettings, content_hw, style_ts, encoder) -> None:
     """masks.check_regions for this content (loaded, resized) against the styles (loaded, or the bank's)."""
     bank = settings.bank
     if bank is not None:
         style_masks, style_hws, weights = bank.style_masks, bank.style_sizes, bank.style_weights
         step = bank.downsampling
     else:
-        style_hws, weights = [tuple(st.shape[-2:]) for st in style_ts], settings.style_weights
+        style_masks, style_hws, weights = settings.style_masks, [tuple(st.shape[-2:]) for st in style_ts], \
+            settings.style_weights
         step = encoder.downsampling if encoder is not None else FEATURE_STEP  # load_encoder's relu3_1
-    masks.check_regions(content_mask, style_masks, content_hw, style_hws, patch_size=settings.patch_size,
+    masks.check_regions(settings.content_mask, style_masks, content_hw, style_hws, patch_size=settings.patch_size,
                         stride=settings.stride, downsampling=step, style_weights=weights)
 
 
@@ -746,15 +789,16 @@ def _load_inputs(content, content_size, styles, style_size) -> Tuple[torch.Tenso
     return content_t, content_was_tensor, style_ts
 
 
-def _models_on(dev, method, init, encoder, decoder, vgg_weights, decoder_weights):
-    """The encoder, and the decoder when the method needs one, loaded if not given, in eval mode on ``dev``."""
-    if decoder is None and (method == "decoder" or (method == "optimize" and init == "decoder")):
-        decoder = load_decoder(decoder_weights)  # raises NoTrainedDecoderError when none is installed
+def _models_on(settings: CheckedSettings, encoder, decoder):
+    """The encoder, and the decoder when the method needs one, loaded if not given, in eval mode on the device."""
+    s = settings
+    if decoder is None and (s.method == "decoder" or (s.method == "optimize" and s.init == "decoder")):
+        decoder = load_decoder(s.decoder_weights)  # raises NoTrainedDecoderError when none is installed
     if encoder is None:
-        encoder = load_encoder(vgg_weights)
-    encoder = encoder.to(dev).eval()
+        encoder = load_encoder(s.vgg_weights)
+    encoder = encoder.to(s.device).eval()
     if decoder is not None:
-        decoder = decoder.to(dev).eval()
+        decoder = decoder.to(s.device).eval()
     return encoder, decoder
 
 
@@ -770,23 +814,24 @@ def _content_image(c: torch.Tensor, dev, step: int, patch_size: int) -> torch.Te
     return c[..., :h, :w]
 
 
-def _invert(target, c, method, init, encoder, decoder, tile_size, iters, lr, tv_weight, progress, stage):
-    """The image whose features are ``target``: one decoder pass, or the optimisation from ``init``;
+def _invert(target, c, settings: CheckedSettings, encoder, decoder, progress, stage):
+    """The image whose features are ``target``: one decoder pass, or the optimisation from ``settings.init``;
     ``(image, objective history or None)``. ``stage(name, message, done, total)`` hears of each step."""
-    if method == "decoder" or init == "decoder":
+    s = settings
+    if s.method == "decoder" or s.init == "decoder":
         stage("decode", "decoding")
-        decoded = tiling.decode(decoder, target, tile_size, progress)
-        if method == "decoder":
+        decoded = tiling.decode(decoder, target, s.tile_size, progress)
+        if s.method == "decoder":
             return decoded, None
-    if init == "content":
+    if s.init == "content":
         x0 = c
-    elif init == "random":
+    elif s.init == "random":
         x0 = torch.rand_like(c)
     else:
         x0 = decoded
-    stage("optimize", f"optimising the image ({iters} iterations)", 0, iters)
-    return optimize_image(encoder, target, x0, iters, lr, tv_weight, progress,
-                          callback=lambda step, _image: stage("optimize", None, step, iters))
+    stage("optimize", f"optimising the image ({s.iters} iterations)", 0, s.iters)
+    return optimize_image(encoder, target, x0, s.iters, s.lr, s.tv_weight, progress,
+                          callback=lambda step, _image: stage("optimize", None, step, s.iters))
 
 
 def _as_result(results: List[torch.Tensor], content, content_was_tensor: bool):

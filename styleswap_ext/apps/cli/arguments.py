@@ -13,7 +13,7 @@ from ..._util.choices import MIN_TILE_SIZE, SEARCHES
 PROG = "styleswap"
 
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"  # styleswap_ext/assets
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # styleswap_ext/apps/assets
 
 
 DEMO_CONTENT = ASSETS / "cat.jpg"

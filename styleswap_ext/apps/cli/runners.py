@@ -142,12 +142,10 @@ def _run_stylize(args) -> int:
         return 0
     device = distributed.device_for(pipeline.resolve_device(args.device), w)
     if not many:  # a plan that cannot fit fails now, not after the models load (stylize checks it again)
-        from ...pipeline import memory_plan, tiling
+        from ...pipeline import memory_plan
+        from ...pipeline.settings import StylizeSettings
 
-        memory_plan.check_inputs(device, jobs[0][0], args.content_size, args.styles, args.style_size,
-                                 tile_size=tiling.default_tile_size(device) if args.tile_size is None else args.tile_size,
-                                 method=args.method, patch_size=args.patch_size, stride=args.stride,
-                                 precision=args.precision, init=args.init, search=args.search)
+        memory_plan.check_settings(StylizeSettings.from_args(args).checked(args.styles, device=device), jobs[0][0])
     from tqdm.auto import tqdm
 
     failures = 0

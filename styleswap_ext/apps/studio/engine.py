@@ -26,7 +26,7 @@ from . import regions
 
 __all__ = ["Engine", "Request", "Outcome", "StudioError", "Cancelled", "STAGES", "BUNDLED"]
 
-BUNDLED = Path(__file__).resolve().parents[2] / "assets"  # the package's example images
+BUNDLED = Path(__file__).resolve().parents[1] / "assets"  # the package's example images
 
 # what the page says while a stage runs
 STAGES = {

@@ -6,7 +6,7 @@ Checkpoint (written atomically by rank 0 every ``save_every`` iterations, at the
 iteration, seconds, device, world size, lr, pixel weight, image size, batch), so a model card can
 state the training's wall time and hardware (checkpoints written before it have none); loadable
 with ``torch.load(weights_only=True)`` and with :func:`styleswap_ext.models.load_decoder`.
-:func:`export_weights` strips the optimiser state for shipping (``styleswap_ext/weights/decoder.pth``).
+:func:`export_weights` strips the optimiser state for shipping (``styleswap_ext/models/weights/decoder.pth``).
 
 """
 
