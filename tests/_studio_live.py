@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cli_process import as_in_a_terminal
+
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "styleswap_ext" / "apps" / "assets"
 
@@ -46,7 +48,8 @@ def start(tmp: Path, vgg_weights: Path, *args: str, timeout: float = 120) -> Liv
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "styleswap_ext", "studio", "--port", str(free_port()), *args],
                             stdout=subprocess.PIPE, stderr=(tmp / "stderr.log").open("w"), text=True, env=env,
-                            cwd=tmp)  # stderr to a file: a pipe nobody reads would fill up and block the server
+                            cwd=tmp,  # stderr to a file: a pipe nobody reads would fill up and block the server
+                            preexec_fn=as_in_a_terminal)  # the Ctrl-C that stops it is not ignored
     lines: list = []
     got = threading.Event()
 

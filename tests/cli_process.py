@@ -35,12 +35,18 @@ def styleswap(*args, patch: str = "", timeout: float = 600) -> subprocess.Comple
                           timeout=timeout)
 
 
+def as_in_a_terminal() -> None:
+    """For ``preexec_fn``: SIGINT and SIGHUP at their defaults, as in a terminal. A test runner started
+    under nohup passes SIGHUP on ignored, and one started in the background by a non-interactive shell
+    (``cmd &`` in a script) SIGINT: a child would then ignore the Ctrl-C a test sends it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start(*args, patch: str = "") -> subprocess.Popen:
-    """Start ``styleswap ARGS`` (stdout/stderr piped) with SIGHUP at its default, as in a terminal
-    (under nohup the test runner's children would inherit it ignored)."""
+    """Start ``styleswap ARGS`` (stdout/stderr piped) with the stop signals as in a terminal."""
     return subprocess.Popen(_argv(args, patch), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal)
 
 
 def error_line(proc, *needles) -> str:
