@@ -109,18 +109,12 @@ def _run_stylize(args) -> int:
     _check_common(args)  # before the imports below, which load torch
     from ...pipeline import distributed, image_io
     from ... import pipeline
-    from ...pipeline.image_io import ImageLoadError, is_image_path
     from ...pipeline.overlap import BackgroundSaver, Prefetcher
 
     content = Path(args.content)
     out = Path(args.output)
     if content.is_dir():
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"CONTENT is a directory, so -o must be a directory too, but {str(out)!r} is a file")
-        _check_names_a_directory(out, "CONTENT is a directory")
-        inputs = sorted(p for p in content.iterdir() if is_image_path(p))
-        if not inputs:
-            raise ImageLoadError(f"no image files in directory: {content}")
+        inputs = _directory_images(content, out, "CONTENT is a directory")
         jobs = [(p, _output_for(p, out)) for p in inputs]
     else:
         if out.is_dir():
@@ -283,6 +277,20 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in Image.registered_extensions()
 
 
+def _directory_images(src: Path, out: Path, why: str) -> list:
+    """The image files of directory ``src``, sorted by name, for a run whose output ``out`` is therefore a
+    directory (``why`` says so in the messages): ``out`` must be none of a file, nor named like one."""
+    from ...pipeline.image_io import ImageLoadError, is_image_path
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{why}, so -o must be a directory too, but {str(out)!r} is a file")
+    _check_names_a_directory(out, why)
+    files = sorted(p for p in src.iterdir() if is_image_path(p))
+    if not files:
+        raise ImageLoadError(f"no image files in directory: {src}")
+    return files
+
+
 def _check_names_a_directory(out: Path, why: str) -> None:
     """An output that is to be a directory (and will be created) must not be named like a file:
     ``-o notadir.png`` would otherwise become a directory of that name."""
@@ -307,17 +315,11 @@ def _run_video(args) -> int:
     _check_common(args)  # before the imports below, which load torch
     from ...pipeline import distributed, video
     from ... import pipeline
-    from ...pipeline.image_io import ImageLoadError, is_image_path
 
     src, out = Path(args.input), Path(args.output)
     frames_dir = src.is_dir()
     if frames_dir:
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"IN is a directory of frames, so -o must be a directory too, but {str(out)!r} is a file")
-        _check_names_a_directory(out, "IN is a directory of frames")
-        files = sorted(p for p in src.iterdir() if is_image_path(p))
-        if not files:
-            raise ImageLoadError(f"no image files in directory: {src}")
+        files = _directory_images(src, out, "IN is a directory of frames")
         files = files[:args.max_frames]  # None: all
     else:
         if not src.is_file():
