@@ -131,7 +131,8 @@ StyleTable style_table(at::TensorList styles, int64_t k, int64_t s, int64_t batc
     pixel += H * W;
   }
   table.T = static_cast<int64_t>(styles.size());
-  table.pixels = at::cat(parts, 1).contiguous();
+  // one style (the common case): its permuted copy is the table; at::cat would copy it again
+  table.pixels = parts.size() == 1 ? parts[0].contiguous() : at::cat(parts, 1).contiguous();
   return table;
 }
 
@@ -159,11 +160,20 @@ at::Tensor unit_rows(const at::Tensor& x) {
 }
 
 // Nearest centroid (largest <x, c>; the row norm of x does not change the argmax) of every row of x.
+// One score buffer serves every chunk: a fresh one per chunk (tens of MB) would be mapped and
+// page-faulted anew each time.
 at::Tensor nearest_centroid(const at::Tensor& x, const at::Tensor& centroids) {
-  std::vector<at::Tensor> parts;
-  for (int64_t r0 = 0; r0 < x.size(0); r0 += ASSIGN_CHUNK)
-    parts.push_back(at::mm(x.narrow(0, r0, std::min(ASSIGN_CHUNK, x.size(0) - r0)), centroids.t()).argmax(1));
-  return at::cat(parts);
+  const int64_t n = x.size(0), K = centroids.size(0);
+  at::Tensor assign = at::empty({n}, x.options().dtype(at::kLong));
+  at::Tensor scores = at::empty({std::min(ASSIGN_CHUNK, n), K}, x.options());
+  for (int64_t r0 = 0; r0 < n; r0 += ASSIGN_CHUNK) {
+    const int64_t m = std::min(ASSIGN_CHUNK, n - r0);
+    at::Tensor sc = scores.narrow(0, 0, m);
+    at::mm_out(sc, x.narrow(0, r0, m), centroids.t());
+    at::Tensor out = assign.narrow(0, r0, m);
+    at::argmax_out(out, sc, 1);
+  }
+  return assign;
 }
 
 // Spherical k-means (Lloyd) on a seeded sample of the rows of x: K unit centroids. Deterministic:
@@ -265,12 +275,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> ivf_build(const at::T
     const at::Tensor counts = at::bincount(assign, {}, K);
     offsets.push_back(at::cat({at::zeros({1}, counts.options()), counts.cumsum(0)}));
     // Rows pre-scaled by their inv_norm: a row times a content patch is the (reduced) score itself.
-    sorted.push_back(x.index_select(0, order) *
-                     inv_norm[b].narrow(0, 0, n_s).to(dtype).index_select(0, order).unsqueeze(1));
+    sorted.push_back(x.index_select(0, order).mul_(
+        inv_norm[b].narrow(0, 0, n_s).to(dtype).index_select(0, order).unsqueeze(1)));
     orders.push_back(order);
     centroids.push_back(c);
   }
-  return {at::stack(sorted), at::stack(orders), at::stack(offsets), at::stack(centroids)};
+  // a bank of batch 1 (one shared style): a view, not a copy of the sorted rows (n_s x Dr, ~150 MB at 1024 px)
+  const auto batched = [](const std::vector<at::Tensor>& v) { return v.size() == 1 ? v[0].unsqueeze(0) : at::stack(v); };
+  return {batched(sorted), batched(orders), batched(offsets), batched(centroids)};
 }
 
 // Content patch rows [r0, r1) of the covering grid of one (C, H, W) sample as an (r1 - r0, Dp)

@@ -42,6 +42,7 @@ namespace {
 constexpr int64_t CHUNK = 65536;    // content patches per chunk of step 1
 constexpr int64_t ROW_TILE = 4096;  // gathered content rows per GEMM (a whole cluster's at 1024 px)
 constexpr int64_t COL_TILE = 1024;  // style rows per GEMM (a cluster larger than this takes several)
+constexpr int64_t RANK_ROWS = 8192;  // content rows per centroid-ranking GEMM (8192 x K scores, 16 MB at K = 508)
 
 // Patch (y0, x0) of a (C, H, W) stack into row[C*k*k] ordered (c, dy, dx), clamping past the border
 // (the covering grid's replicate padding), as csrc/cpu/match_cpu.cpp does.
@@ -175,26 +176,33 @@ void search_chunk(const Sample<scalar_t>& x, const Params& P, int64_t p0, int64_
   });
   // Each row's p best clusters (score, then lowest cluster id); empty clusters never, nor (with labels)
   // those of another label: a row with fewer clusters of its label keeps fewer probes (-1 = none).
-  const at::Tensor cs = at::mm(rows.narrow(0, 0, m), x.centroids.t()).contiguous();
-  const scalar_t* cs_p = cs.data_ptr<scalar_t>();
+  // The centroid scores are made RANK_ROWS rows at a time in one reused buffer (a chunk's all at once
+  // would be m x K, 130 MB at 1024 px, mapped and page-faulted afresh by every search).
   std::vector<int64_t> probe(m * p);
-  at::parallel_for(0, m, 256, [&](int64_t r0, int64_t r1) {
-    std::vector<int64_t> top(p);
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* sc = cs_p + r * K;
-      const int64_t label = x.content_labels ? x.content_labels[p0 + r] : 0;
-      int64_t filled = 0;
-      for (int64_t c = 0; c < K; ++c) {
-        if (x.offsets[c + 1] == x.offsets[c] || (x.cluster_labels && x.cluster_labels[c] != label)) continue;
-        if (filled == p && !(sc[c] > sc[top[p - 1]])) continue;
-        int64_t pos = filled < p ? filled++ : p - 1;
-        while (pos > 0 && sc[c] > sc[top[pos - 1]]) top[pos] = top[pos - 1], --pos;
-        top[pos] = c;
+  at::Tensor cs = at::empty({std::min(RANK_ROWS, m), K}, rows.options());
+  for (int64_t q0 = 0; q0 < m; q0 += RANK_ROWS) {
+    const int64_t mq = std::min(RANK_ROWS, m - q0);
+    at::Tensor cs_q = cs.narrow(0, 0, mq);
+    at::mm_out(cs_q, rows.narrow(0, q0, mq), x.centroids.t());
+    const scalar_t* cs_p = cs_q.data_ptr<scalar_t>();
+    at::parallel_for(q0, q0 + mq, 256, [&](int64_t r0, int64_t r1) {
+      std::vector<int64_t> top(p);
+      for (int64_t r = r0; r < r1; ++r) {
+        const scalar_t* sc = cs_p + (r - q0) * K;
+        const int64_t label = x.content_labels ? x.content_labels[p0 + r] : 0;
+        int64_t filled = 0;
+        for (int64_t c = 0; c < K; ++c) {
+          if (x.offsets[c + 1] == x.offsets[c] || (x.cluster_labels && x.cluster_labels[c] != label)) continue;
+          if (filled == p && !(sc[c] > sc[top[p - 1]])) continue;
+          int64_t pos = filled < p ? filled++ : p - 1;
+          while (pos > 0 && sc[c] > sc[top[pos - 1]]) top[pos] = top[pos - 1], --pos;
+          top[pos] = c;
+        }
+        std::fill(top.begin() + filled, top.end(), int64_t{-1});
+        std::copy(top.begin(), top.end(), probe.begin() + r * p);
       }
-      std::fill(top.begin() + filled, top.end(), int64_t{-1});
-      std::copy(top.begin(), top.end(), probe.begin() + r * p);
-    }
-  });
+    });
+  }
   // Counting sort of the probes by cluster: members[start[c] .. start[c+1]) are the entries
   // (row * p + slot) that probe cluster c, rows ascending; where[e] is entry e's place there (-1: none).
   std::vector<int64_t> start(K + 1, 0), members(m * p), where(m * p, -1), schedule(K);
