@@ -1,15 +1,16 @@
-"""Keep freed memory in the process for reuse (glibc on Linux): the command line's CPU runs turn it on.
+"""Keep freed memory in the process for reuse (glibc on Linux): the command line turns it on for a
+single-image CPU run with room for it.
 
 glibc gives every block above its mmap threshold (at most 32 MiB by default) back to the kernel as soon
 as it is freed, and maps the next one afresh, a page fault per 4 KiB page when it is first written. The
 encoder and decoder make a new activation per layer (256 MiB each for a 64-channel 1024 x 1024 map),
-so a 1024 px ``styleswap stylize`` took 2.5 million page faults and 8 s of system time in a 15.5 s
+so a 1024 px ``styleswap stylize`` took 2.5 million page faults and 7-8 s of system time in a 13-15 s
 run (2-core AMD EPYC). With mmap off and no trimming, freed blocks stay in the heap and are reused:
-0.5 million faults, 2 s of system time, the run 1.3x faster, the same output, and a peak about 25 %
-higher (a freed block is not always reusable as it is). So the command line turns it on only where
-its memory plan leaves at least :data:`HEADROOM` times the estimate free (``apps/cli/runners.py``);
-``STYLESWAP_KEEP_FREED_MEMORY=0`` keeps glibc's default. How a process manages its memory is the
-program's choice, not a library's: the Python API never calls this.
+0.5-0.6 million faults, 2 s of system time, the run 1.35x faster, the same output, and a peak 25-45 %
+higher (a freed block is not always reusable as it is; BENCHMARKS.md). So the command line turns it on
+only where its memory plan leaves at least :data:`HEADROOM` times the estimate free
+(``apps/cli/runners.py``); ``STYLESWAP_KEEP_FREED_MEMORY=0`` keeps glibc's default. How a process
+manages its memory is the program's choice, not a library's: the Python API never calls this.
 """
 
 from __future__ import annotations
