@@ -83,3 +83,29 @@ def test_stylize_keeps_freed_memory_only_with_room(monkeypatch, tmp_path, availa
                "--device", "cpu"])
     assert rc == 1  # the stop above, reported as one line
     assert bool(calls) == kept
+
+
+@pytest.mark.parametrize("available, kept", [(1 << 40, True), (1 << 20, False)])
+def test_video_keeps_freed_memory_from_its_first_frame_only_with_room(monkeypatch, tmp_path, available, kept):
+    """A video plans from its first frame (its size is known then) and asks once, with room only."""
+    from PIL import Image
+
+    from styleswap_ext.apps.cli import main, runners
+    from styleswap_ext.pipeline import memory_plan
+
+    calls = []
+    monkeypatch.setattr(runners.allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(memory_plan, "available_bytes", lambda device: available)
+    monkeypatch.setenv("STYLESWAP_NO_MEMORY_CHECK", "1")
+    # no models: every frame comes back as it is
+    monkeypatch.setattr(runners, "_load_styles_and_models", lambda args: (None, None, None))
+    monkeypatch.setattr(runners, "_style_bank", lambda *a: None)
+    monkeypatch.setattr(runners, "_stylize_one", lambda args, t, *a, **k: t)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 48), (40 * i, 80, 40)).save(frames / f"f{i}.png")
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(tmp_path / "s.png")
+    rc = main(["video", str(frames), str(tmp_path / "s.png"), "-o", str(tmp_path / "out"), "-q", "--device", "cpu"])
+    assert rc == 0 and len(list((tmp_path / "out").iterdir())) == 3
+    assert calls == ([1] if kept else [])

@@ -366,7 +366,16 @@ def _run_video(args) -> int:
     weight = pipeline.DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
     temporal = pipeline.TemporalState(weight)
 
+    planned = []
+
     def frame_fn(t):  # frames in order; under torchrun a process's 'previous' is the frame `size` before
+        if not planned:  # the first frame gives the size: keep freed memory where the plan has room for it
+            from ...pipeline import memory_plan
+            from ...pipeline.settings import StylizeSettings
+
+            planned.append(True)
+            settings = StylizeSettings.from_args(args).checked(args.styles, device=device)
+            _keep_freed_memory_if_room(device, memory_plan.check_settings(settings, t))
         return _stylize_one(args, t, bank, encoder, decoder, progress=False, temporal=temporal)
 
     if frames_dir:
@@ -403,8 +412,9 @@ def _check_encoder(args, out: Path) -> None:
 
 
 def _keep_freed_memory_if_room(device, plan) -> None:
-    """A CPU run with room for it keeps freed memory for reuse (_util/allocator.py: ~1.3x faster at
-    1024 px, a higher peak); a directory of images, whose sizes are not planned up front, does not."""
+    """A CPU run with room for it keeps freed memory for reuse (_util/allocator.py: ~1.35x faster at
+    1024 px, a higher peak): a single image, and a video from its first frame; a directory of images,
+    whose sizes are not planned up front, does not."""
     from ...pipeline import memory_plan
 
     if device.type == "cpu" and plan is not None and allocator.worth_keeping(plan.total,
