@@ -1,5 +1,5 @@
 """Keep freed memory in the process for reuse (glibc on Linux): the command line turns it on for a
-single-image CPU run with room for it.
+single image or a video on the CPU, where there is room for it.
 
 glibc gives every block above its mmap threshold (at most 32 MiB by default) back to the kernel as soon
 as it is freed, and maps the next one afresh, a page fault per 4 KiB page when it is first written. The
