@@ -116,11 +116,13 @@ def chosen_scores(content: torch.Tensor, bank: PatchBank, idx: torch.Tensor) -> 
     k = bank.patch_size
     cols = torch.nn.functional.unfold(content, k)[0]  # (D, n_c): stride 1, the grid covers the map exactly
     flat = idx.flatten()
+    # the patch rows (a PatchBank on the CPU at stride 1, or an approximate one, keeps none)
+    rows = torch.ops.styleswap.prepare_bank([st.detach() for st in bank.styles], k, bank.stride, bank.weights)[0][0]
     out = torch.empty(flat.numel(), dtype=torch.float64)
     for i in range(0, flat.numel(), 8192):
         j = flat[i:i + 8192]
         c = cols[:, i:i + 8192].t().double()
-        out[i:i + 8192] = (c * bank.patches[0][j].double()).sum(1) * bank.inv_norm[0][j].double()
+        out[i:i + 8192] = (c * rows[j].double()).sum(1) * bank.inv_norm[0][j].double()
     return out
 
 

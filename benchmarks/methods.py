@@ -25,7 +25,17 @@ def features(size: int, channels: int = 256, seed: int = 0):
 
 
 def fused(content, style):
+    """Ours: on the CPU at stride 1 the exact match from the style maps (match_styles: pixel products,
+    shifted sums; csrc/cpu/match_styles_cpu.cpp), then the gather."""
     return styleswap_ext.style_swap(content, style, K, 1)
+
+
+def fused_bank(content, style):
+    """Ours as it was until 2026-12-07 on the CPU (and as the GPU runs): the patch bank (n_s x C*k^2)
+    multiplied with the content patches in cache-sized tiles (match_bank), then the gather."""
+    patches, inv_norm = torch.ops.styleswap.prepare_bank([style], K, 1)
+    idx = torch.ops.styleswap.match_bank(content, patches, inv_norm, patches.shape[1], K, 1)
+    return torch.ops.styleswap.swap_gather(idx, [style], K, 1, content.shape[2], content.shape[3])
 
 
 def conv_reference(content, style):
@@ -76,6 +86,7 @@ def faiss_flat_ip(content, style):
 METHODS = {
     "gemm": gemm,
     "fused": fused,
+    "fused_bank": fused_bank,
     "chunked_torch": chunked_torch,
     "conv_reference": conv_reference,
     "faiss": faiss_flat_ip,

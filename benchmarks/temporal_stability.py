@@ -85,7 +85,9 @@ def chosen_ncc(bank, feats: torch.Tensor, idx: torch.Tensor) -> float:
     k = pb.patch_size
     cp = F.unfold(feats.float(), k)[0].t()  # (n_c, D): at stride 1 the covering grid is the inner one
     j = idx.reshape(-1)
-    dots = (cp * pb.patches[0, j, : cp.shape[1]].float()).sum(1) * pb.inv_norm[0, j].float()
+    # the patch rows (a PatchBank on the CPU at stride 1 keeps none: it reads the style maps)
+    rows = torch.ops.styleswap.prepare_bank([st.detach() for st in pb.styles], k, pb.stride, pb.weights)[0][0]
+    dots = (cp * rows[j, : cp.shape[1]].float()).sum(1) * pb.inv_norm[0, j].float()
     norms = cp.norm(dim=1)
     keep = norms > 0
     return float((dots[keep] / norms[keep]).mean())

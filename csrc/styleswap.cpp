@@ -258,6 +258,12 @@ TORCH_LIBRARY_FRAGMENT(styleswap, m) {
       "-> Tensor";
   m.def((std::string("match_ivf") + match_args).c_str());
   m.def((std::string("match_ivf_aten") + match_args).c_str());
+  // The exact match read from the style maps, stride 1 (CPU: csrc/cpu/match_styles_cpu.cpp): the indices of
+  // match_bank without the materialised bank; inv_norm as prepare_bank's (styleswap_ext.ops.swap.bank_inv_norm).
+  m.def(
+      "match_styles(Tensor content, Tensor[] styles, Tensor inv_norm, int patch_size, int stride, "
+      "Tensor? content_labels=None, Tensor? bank_labels=None, Tensor? previous=None, float temporal_weight=0.0) "
+      "-> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(styleswap, CompositeImplicitAutograd, m) {

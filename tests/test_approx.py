@@ -113,7 +113,7 @@ def test_fewer_channels_than_the_features_still_find_the_best():
 
 def test_refinement_and_rerank_only_raise_the_chosen_score():
     content, style = _smooth(16, 28, 28, seed=14), _smooth(16, 30, 30, seed=15)
-    inv = ops.approx_inv_norm([style], 3, 1)
+    inv = ops.bank_inv_norm([style], 3, 1)
     index = ops.build_index([style], inv, 3, 1)
 
     def scores(candidates, refine):
@@ -218,7 +218,7 @@ def test_aten_formulation_equals_the_cpu_kernel(monkeypatch, batch):
         monkeypatch.setenv("STYLESWAP_IVF_BATCH", batch)
     content, style = _smooth(16, 33, 29, seed=60), _smooth(16, 25, 27, seed=61)
     styles = [style, _smooth(16, 12, 14, seed=62)]  # two styles: the refinement's shifts stay in each grid
-    inv = ops.approx_inv_norm(styles, 3, 1, [1.0, 0.7])
+    inv = ops.bank_inv_norm(styles, 3, 1, [1.0, 0.7])
     index = ops.build_index(styles, inv, 3, 1, weights=[1.0, 0.7])
     for probes, candidates, refine in ((1, 1, 0), (3, 8, 1), (5, 4, 2)):
         a = torch.ops.styleswap.match_ivf(content, styles, inv, *index, 3, 1, probes, candidates, refine)
@@ -306,7 +306,7 @@ def test_the_usual_argument_checks_apply():
         torch.ops.styleswap.ivf_build(patches, inv, 36, [4, 2], 0)
     with pytest.raises(ValueError, match="group_weights"):
         torch.ops.styleswap.ivf_build(patches, inv, 36, [4, 2], 0, groups, [1.0])
-    inv = ops.approx_inv_norm([style], 3, 1)
+    inv = ops.bank_inv_norm([style], 3, 1)
     index = ops.build_index([style], inv, 3, 1)
     for op in (torch.ops.styleswap.match_ivf, torch.ops.styleswap.match_ivf_aten):
         with pytest.raises(ValueError, match="probes must be >= 1"):
@@ -447,7 +447,7 @@ def test_labels_errors_are_those_of_the_exact_search():
         ss.match_patches(content, styles, content_labels=clab, style_labels=slab, search="approximate")
     # an index whose clusters mix labels cannot filter by cluster: refused by name
     content, styles, clab, slab = _label_case(8)
-    inv = ops.approx_inv_norm(styles, 3, 1)
+    inv = ops.bank_inv_norm(styles, 3, 1)
     plain = ops.build_index(styles, inv, 3, 1)
     controls = ops.match_controls(content, styles, 3, 1, content_labels=clab, style_labels=slab)
     for op in (torch.ops.styleswap.match_ivf, torch.ops.styleswap.match_ivf_aten):
@@ -517,7 +517,7 @@ def test_aten_formulation_equals_the_cpu_kernel_with_controls_and_ties(seed):
     content, styles, clab, slab, prev = _integer_case(seed)
     weights = [1.0, 0.5]
     bank_labels = ops.bank_patch_labels(slab, styles, 1, 1)
-    inv = ops.approx_inv_norm(styles, 1, 1, weights)
+    inv = ops.bank_inv_norm(styles, 1, 1, weights)
     index = ops.build_index(styles, inv, 1, 1, weights=weights, bank_labels=bank_labels)
     controls = ops.match_controls(content, styles, 1, 1, content_labels=clab, bank_labels=bank_labels,
                                   previous=prev, temporal_weight=0.25)
@@ -579,7 +579,7 @@ def test_exact_scores_are_float32_whatever_the_matmul_precision(emulated_tf32, s
     torch.backends.cuda.matmul.allow_tf32 = True; on the CPU, TF32 emulated in aten::mm / aten::bmm).
     Before, the rerank was a bmm: in TF32 it tied pixel 1 with pixel 0 and took 0."""
     content, style = _tf32_case()
-    inv = ops.approx_inv_norm([style], 1, 1)
+    inv = ops.bank_inv_norm([style], 1, 1)
     index = ops.build_index([style], inv, 1, 1)
     args = (content, [style], inv, *index, 1, 1, index.clusters, 8, 1)
     before = torch.get_float32_matmul_precision()
@@ -613,7 +613,7 @@ def test_cuda_exact_scores_are_float32_under_tf32_and_ties_agree_with_the_cpu():
     for seed in range(3):
         content, styles, clab, slab, prev = _integer_case(seed)
         bank_labels = ops.bank_patch_labels(slab, styles, 1, 1)
-        inv = ops.approx_inv_norm(styles, 1, 1, [1.0, 0.5])
+        inv = ops.bank_inv_norm(styles, 1, 1, [1.0, 0.5])
         index = ops.build_index(styles, inv, 1, 1, weights=[1.0, 0.5], bank_labels=bank_labels)
         ctl = ops.match_controls(content, styles, 1, 1, content_labels=clab, bank_labels=bank_labels,
                                  previous=prev, temporal_weight=0.25)

@@ -104,8 +104,9 @@ def test_gradient_flows_to_styles_like_style_swap():
     g_bank, style.grad = style.grad.clone(), None
     (ss.style_swap(content, style, 3, 2) * upstream).sum().backward()
     torch.testing.assert_close(g_bank, style.grad, rtol=0, atol=0)
-    # the bank itself is data, not part of the graph
-    assert not PatchBank(style).patches.requires_grad
+    # the bank itself is data, not part of the graph (on the CPU at stride 1 there are only the inverse norms)
+    assert not PatchBank(style, 3, 2).patches.requires_grad
+    assert PatchBank(style).patches is None and not PatchBank(style).inv_norm.requires_grad
 
 
 def test_bank_layout_and_opcheck_on_cpu():

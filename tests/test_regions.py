@@ -20,6 +20,13 @@ from styleswap_ext.ops.patch_bank import PatchBank
 tiled = torch.ops.styleswap._match_bank_tiled
 
 
+def _materialised(bank):
+    """The bank's patch rows and inverse norms as prepare_bank makes them (the CPU's PatchBank at stride 1
+    reads the style maps and keeps no rows): the input of match_bank and the tiled driver."""
+    return torch.ops.styleswap.prepare_bank([st.detach() for st in bank.styles], bank.patch_size, bank.stride,
+                                            bank.weights)
+
+
 def _patch_labels(labels, grid_h, grid_w, k, s):
     """The label at each patch centre, computed here independently: (y0 + (k-1)//2, x0 + (k-1)//2), clamped."""
     h, w = labels.shape[-2:]
@@ -64,7 +71,9 @@ def _random_case(seed, n=2, c=3, k=3, s=1, n_labels=3, dtype=torch.float64):
     return content, styles, content_labels, style_labels
 
 
-PATHS = ["op", "bank", "tiled_small", "tiled_default"]
+# op and bank: match_styles on the CPU at stride 1 (match_bank at other strides); match_bank: the fused
+# CPU kernel on the materialised bank; tiled: the tiled driver (CUDA's path for controlled matches)
+PATHS = ["op", "bank", "match_bank", "tiled_small", "tiled_default"]
 
 
 def _match(path, content, styles, k, s, content_labels, style_labels, **temporal):
@@ -75,8 +84,10 @@ def _match(path, content, styles, k, s, content_labels, style_labels, **temporal
         return bank.match(content, content_labels=content_labels, **temporal)
     kw = match_controls(content, bank.styles, k, s, content_labels=content_labels,
                         bank_labels=bank.bank_labels, **temporal)
+    if path == "match_bank":
+        return torch.ops.styleswap.match_bank(content, *_materialised(bank), bank.num_patches, k, s, **kw)
     rows, cols = (5, 7) if path == "tiled_small" else (0, 0)
-    return tiled(content, bank.patches, bank.inv_norm, bank.num_patches, k, s, rows, cols, False, **kw)
+    return tiled(content, *_materialised(bank), bank.num_patches, k, s, rows, cols, False, **kw)
 
 
 @pytest.mark.exactness
@@ -146,9 +157,10 @@ def test_match_bank_with_controls_passes_opcheck():
                         bank_labels=bank.bank_labels)
     prev = torch.zeros_like(kw["content_labels"])
     prev[:] = torch.nonzero(bank.bank_labels == kw["content_labels"][0, 0, 0])[0, 0]
+    controls = {**kw, "previous": prev, "temporal_weight": 0.2}
     torch.library.opcheck(torch.ops.styleswap.match_bank.default,
-                          (content, bank.patches, bank.inv_norm, bank.num_patches, 3, 1),
-                          {**kw, "previous": prev, "temporal_weight": 0.2})
+                          (content, *_materialised(bank), bank.num_patches, 3, 1), controls)
+    torch.library.opcheck(torch.ops.styleswap.match_styles.default, (content, styles, bank.inv_norm, 3, 1), controls)
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -186,15 +198,20 @@ def test_op_checks_labels_itself():
     op = torch.ops.styleswap.match_bank
     blab = torch.zeros(bank.num_patches, dtype=torch.long)
     with pytest.raises(ValueError, match="content label 3 has no style patch"):
-        op(content, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, grid + 3, blab)
+        op(content, *_materialised(bank), bank.num_patches, 3, 1, grid + 3, blab)
     with pytest.raises(ValueError, match="content_labels must be"):
-        op(content, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, grid[:, 1:], blab)
+        op(content, *_materialised(bank), bank.num_patches, 3, 1, grid[:, 1:], blab)
     with pytest.raises(ValueError, match="bank_labels must be"):
-        op(content, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, grid, blab[1:])
+        op(content, *_materialised(bank), bank.num_patches, 3, 1, grid, blab[1:])
     with pytest.raises(ValueError, match="go together"):
-        op(content, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, grid)
+        op(content, *_materialised(bank), bank.num_patches, 3, 1, grid)
     with pytest.raises(ValueError, match="content label 3"):
-        tiled(content, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, 0, 0, False, grid + 3, blab)
+        tiled(content, *_materialised(bank), bank.num_patches, 3, 1, 0, 0, False, grid + 3, blab)
+    maps = torch.ops.styleswap.match_styles
+    with pytest.raises(ValueError, match="content label 3 has no style patch"):
+        maps(content, styles, bank.inv_norm, 3, 1, grid + 3, blab)
+    with pytest.raises(ValueError, match="bank_labels must be"):
+        maps(content, styles, bank.inv_norm, 3, 1, grid, blab[1:])
 
 
 # --- masks, pipeline, CLI ------------------------------------------------------------------------
@@ -330,8 +347,10 @@ def test_match_bank_with_controls_compiles_fullgraph():
     clab[..., 3:] = 1
     prev = torch.full((1, 6, 7), 20, dtype=torch.long)
 
+    patches, inv_norm = _materialised(bank)
+
     def f(c, labels, previous):
-        return torch.ops.styleswap.match_bank(c, bank.patches, bank.inv_norm, bank.num_patches, 3, 1, labels,
+        return torch.ops.styleswap.match_bank(c, patches, inv_norm, bank.num_patches, 3, 1, labels,
                                               bank.bank_labels, previous, 0.1)
 
     out = torch.compile(f, fullgraph=True)(content, clab, prev)

@@ -15,25 +15,34 @@ from styleswap_ext import models, pipeline
 from styleswap_ext.pipeline import search_choice
 from styleswap_ext.pipeline.search_choice import EXACT_BUDGET_S, choose, exact_seconds
 
-D = 256 * 9  # relu3_1, 3 x 3 patches
+GEOM = (256, 3, 1)  # relu3_1 channels, 3 x 3 patches, stride 1
+GEOM_S2 = (256, 3, 2)  # stride 2: the CPU multiplies whole patches (match_bank)
 
 
-def _patches(side_px):
-    """Patches of a side_px x side_px image at relu3_1 (k = 3, stride 1)."""
-    return (side_px // 4 - 2) ** 2
+def _patches(side_px, stride=1):
+    """Patches of a side_px x side_px image at relu3_1 (k = 3)."""
+    return ((side_px // 4 - 3) // stride + 1) ** 2
 
 
 def test_auto_is_exact_when_cheap_and_approximate_when_not():
-    small = choose("auto", _patches(256), _patches(256), D, "cpu")
+    small = choose("auto", _patches(256), _patches(256), *GEOM, "cpu")
     assert small.search == "exact" and small.exact_seconds <= EXACT_BUDGET_S
-    big = choose("auto", _patches(1024), _patches(1024), D, "cpu")
-    assert big.search == "approximate" and big.exact_seconds > 30
-    assert big.line() == f"search: approximate (exact would take ~{big.exact_seconds:,.0f} s here: 64,516 x 64,516 patches)"
+    # the CPU at stride 1 multiplies pixels (match_styles): a 512 px photo against a 512 px painting is exact
+    assert choose("auto", _patches(512), _patches(512), *GEOM, "cpu").search == "exact"
+    big = choose("auto", _patches(1024), _patches(1024), *GEOM, "cpu")
+    assert big.search == "approximate" and big.exact_seconds > 4 * EXACT_BUDGET_S
+    assert big.line() == f"search: approximate (exact would take ~{big.exact_seconds:.2g} s here: 64,516 x 64,516 patches)"
     # a GPU does the same match 100-400x faster: 1024 px x 1024 px stays exact there, 4096 px x 1024 px does not
-    assert choose("auto", _patches(1024), _patches(1024), D, "cuda", "fp32").search == "exact"
-    assert choose("auto", _patches(4096), _patches(1024), D, "cuda", "tf32").search == "approximate"
-    # the estimate is linear in each factor
-    assert exact_seconds(2, 3, 5, "cpu") * 4 == pytest.approx(exact_seconds(4, 6, 5, "cpu"))
+    assert choose("auto", _patches(1024), _patches(1024), *GEOM, "cuda", "fp32").search == "exact"
+    assert choose("auto", _patches(4096), _patches(1024), *GEOM, "cuda", "tf32").search == "approximate"
+    # the estimate is linear in each factor; patch products cost k^2 pixel products' work at another rate
+    assert exact_seconds(2, 3, 5, 3, 1, "cpu") * 4 == pytest.approx(exact_seconds(4, 6, 5, 3, 1, "cpu"))
+    assert exact_seconds(2, 3, 5, 3, 2, "cpu") == pytest.approx(2 * 3 * 5 * 9 / search_choice.EXACT_RATE[("cpu", "fp32")])
+    assert exact_seconds(2, 3, 5, 3, 1, "cpu") == pytest.approx(2 * 3 * 5 / search_choice.CPU_MAPS_RATE)
+    assert exact_seconds(2, 3, 5, 3, 1, "cuda", "tf32") == pytest.approx(2 * 3 * 5 * 9 / 4.6e13)
+    # stride 2 on the CPU: the patch products, so the same 512 px pair is estimated at its own cost
+    s2 = choose("auto", _patches(512, 2), _patches(512, 2), *GEOM_S2, "cpu")
+    assert s2.exact_seconds == pytest.approx(_patches(512, 2) ** 2 * 2304 / search_choice.EXACT_RATE[("cpu", "fp32")])
 
 
 def test_the_bundled_demo_stays_exact():
@@ -42,16 +51,16 @@ def test_the_bundled_demo_stays_exact():
         n_s = (s.height // 4 - 2) * (s.width // 4 - 2)
     assert (n_c, n_s) == (6580, 5452)  # 384 x 288 photo, 384 x 240 painting
     for device, precision in (("cpu", "fp32"), ("cpu", "bf16"), ("cuda", "fp32")):
-        assert choose("auto", n_c, n_s, D, device, precision).search == "exact"
+        assert choose("auto", n_c, n_s, *GEOM, device, precision).search == "exact"
 
 
 def test_explicit_searches():
     n = _patches(1024)
-    assert choose("exact", n, n, D, "cpu").search == "exact"
-    assert choose("approximate", 10, 10, D, "cpu").search == "approximate"
-    assert choose("auto", n, n, D, "cpu").search == "approximate"
+    assert choose("exact", n, n, *GEOM, "cpu").search == "exact"
+    assert choose("approximate", 10, 10, *GEOM, "cpu").search == "approximate"
+    assert choose("auto", n, n, *GEOM, "cpu").search == "approximate"
     with pytest.raises(ValueError, match="search must be one of 'auto', 'exact', 'approximate', got 'fast'"):
-        choose("fast", 1, 1, D, "cpu")
+        choose("fast", 1, 1, *GEOM, "cpu")
 
 
 def test_the_operators_keep_exact_and_the_pipeline_defaults_to_auto():

@@ -17,6 +17,13 @@ from styleswap_ext.ops.patch_bank import PatchBank
 tiled = torch.ops.styleswap._match_bank_tiled
 
 
+def _materialised(bank):
+    """The bank's patch rows and inverse norms as prepare_bank makes them (the CPU's PatchBank at stride 1
+    reads the style maps and keeps no rows): the input of match_bank and the tiled driver."""
+    return torch.ops.styleswap.prepare_bank([st.detach() for st in bank.styles], bank.patch_size, bank.stride,
+                                            bank.weights)
+
+
 def _case(seed, n=2, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     content = torch.randn(n, 3, 7 + seed % 3, 8, generator=g, dtype=dtype)
@@ -34,7 +41,8 @@ def _all_paths(content, styles, previous, weight, k=3, **labels):
         "op": match_patches(content, styles, k, 1, previous=previous, temporal_weight=weight, **labels),
         "bank": bank.match(content, content_labels=labels.get("content_labels"), previous=previous,
                            temporal_weight=weight),
-        "tiled": tiled(content, bank.patches, bank.inv_norm, bank.num_patches, k, 1, 4, 5, False, **kw),
+        "match_bank": torch.ops.styleswap.match_bank(content, *_materialised(bank), bank.num_patches, k, 1, **kw),
+        "tiled": tiled(content, *_materialised(bank), bank.num_patches, k, 1, 4, 5, False, **kw),
         "reference": reference.match_patches(content, styles, k, 1, previous=previous, temporal_weight=weight,
                                              **labels),
     }
@@ -148,13 +156,13 @@ def test_video_frames_prefer_the_previous_frame(tmp_path, vgg_weights, image_fil
     for i in range(4):
         Image.fromarray(np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)).save(src / f"f{i}.png")
     seen = []
-    op = torch.ops.styleswap.match_bank
+    op = torch.ops.styleswap.match_styles  # the CPU's exact match at stride 1
 
     def recording(*a, **k):
         seen.append(k.get("temporal_weight") if k.get("previous") is not None else None)
         return op(*a, **k)
 
-    monkeypatch.setattr(torch.ops.styleswap, "match_bank", recording)
+    monkeypatch.setattr(torch.ops.styleswap, "match_styles", recording)
 
     def run(extra, out):
         seen.clear()

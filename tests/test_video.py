@@ -58,10 +58,11 @@ def random_decoder_ckpt(tmp_path):
 
 
 def _count_banks(monkeypatch):
-    """Counts StyleBank constructions (style encodings) and calls of the prepare_bank / match_bank ops."""
+    """Counts StyleBank constructions (style encodings) and calls of the prepare_bank / match_styles ops (the
+    CPU's exact match at stride 1 reads the style maps; prepare_bank makes their inverse norms once)."""
     from styleswap_ext import pipeline
 
-    calls = {"StyleBank": 0, "prepare_bank": 0, "match_bank": 0}
+    calls = {"StyleBank": 0, "prepare_bank": 0, "match_styles": 0}
     orig = pipeline.StyleBank.__init__
 
     def counting(self, *a, **k):
@@ -69,7 +70,7 @@ def _count_banks(monkeypatch):
         orig(self, *a, **k)
 
     monkeypatch.setattr(pipeline.StyleBank, "__init__", counting)
-    for name in ("prepare_bank", "match_bank"):
+    for name in ("prepare_bank", "match_styles"):
         op = getattr(torch.ops.styleswap, name)
 
         def wrapped(*a, _op=op, _name=name, **k):
@@ -90,8 +91,8 @@ def test_video_file_keeps_frames_fps_size_and_audio(tmp_path, vgg_weights, rando
                    "--decoder-weights", str(random_decoder_ckpt), "--vgg-weights", str(vgg_weights),
                    "--device", "cpu", "-q"])
     assert rc == 0
-    # the style is encoded once and its normalised patch bank built once; each frame is only matched
-    assert banks == {"StyleBank": 1, "prepare_bank": 1, "match_bank": N_FRAMES}
+    # the style is encoded once and its bank (inverse norms) built once; each frame is only matched
+    assert banks == {"StyleBank": 1, "prepare_bank": 1, "match_styles": N_FRAMES}
     with av.open(str(dst)) as c:
         v = c.streams.video[0]
         assert (v.codec_context.width, v.codec_context.height) == (W, H)
@@ -112,7 +113,7 @@ def test_video_directory_of_frames(tmp_path, vgg_weights, random_decoder_ckpt, i
     rc = cli.main(["video", str(src), str(image_files[1]), "-o", str(tmp_path / "out"), "--method", "decoder",
                    "--decoder-weights", str(random_decoder_ckpt), "--vgg-weights", str(vgg_weights),
                    "--device", "cpu", "-q"])
-    assert rc == 0 and banks == {"StyleBank": 1, "prepare_bank": 1, "match_bank": len(names)}
+    assert rc == 0 and banks == {"StyleBank": 1, "prepare_bank": 1, "match_styles": len(names)}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
     assert Image.open(tmp_path / "out" / "f0001.png").size == (44, 36)
 

@@ -25,6 +25,7 @@
 
 #include "../match_controls.h"
 #include "../patch_grid.h"
+#include "match_styles.h"
 
 namespace styleswap {
 namespace {
@@ -264,6 +265,20 @@ at::Tensor match_patches_cpu(const at::Tensor& content, at::TensorList styles, i
   check_swap_args("match_patches", content, /*is_indices=*/false, styles, k, s);
   std::vector<at::Tensor> detached(styles.begin(), styles.end());
   for (auto& st : detached) st = st.detach();
+  if (s == 1) {
+    // From the style maps (match_styles_cpu.cpp), inv_norm from the pixel norms as
+    // styleswap_ext.ops.swap.bank_inv_norm computes it. Styles with NaN, Inf or pixel norms that overflow
+    // take the bank below, which names the problem.
+    std::vector<at::Tensor> norms;
+    bool finite = true;
+    for (const auto& st : detached) {
+      norms.push_back(at::linalg_vector_norm(st.to(compute_dtype(st.scalar_type())), 2, {1}, /*keepdim=*/true));
+      finite = finite && at::isfinite(norms.back()).all().item<bool>();
+    }
+    if (finite)
+      return match_styles_cpu(content.detach(), detached, std::get<1>(prepare_bank_cpu(norms, k, s, std::nullopt)),
+                              k, s, std::nullopt, std::nullopt, std::nullopt, 0.0);
+  }
   const auto [patches, inv_norm] = prepare_bank_cpu(detached, k, s, std::nullopt);
   return match_bank_cpu(content.detach(), patches, inv_norm, StyleBank(styles, k, s).num_patches, k, s, std::nullopt,
                         std::nullopt, std::nullopt, 0.0);

@@ -8,6 +8,6 @@ from .checks import bank_patch_labels
 from .module import StyleSwap
 from .patch_bank import PatchBank
 from .swap import (CANDIDATES, CUDA_BUILT, DEFAULT_PROBES, MAX_SEED, REDUCED_CHANNELS, REFINE, SEARCHES, IvfIndex,
-                   SearchArgs, approx_inv_norm, bank_layout, build_index, check_search, default_clusters,
-                   index_groups, match_controls, match_ivf, match_patches, num_style_patches, principal_basis,
-                   style_swap)
+                   SearchArgs, bank_inv_norm, bank_layout, build_index, check_search, default_clusters,
+                   index_groups, match_controls, match_ivf, match_patches, match_styles, matches_from_maps,
+                   num_style_patches, principal_basis, style_swap)

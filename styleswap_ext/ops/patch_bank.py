@@ -52,7 +52,9 @@ class PatchBank:
             ``[1e38, 1]`` is ``[1, 1e-38]``; a ratio that is 0 in float32 (< ~1.4e-45) is an error.
         search, probes, seed: as for :func:`styleswap_ext.match_patches`; ``"approximate"`` builds the
             search's index (clusters of the style patches on their principal channels) here, once,
-            instead of the bank (``patches`` is then None: the search reads the styles).
+            instead of the bank (``patches`` is then None: the search reads the styles). The exact
+            search on the CPU at stride 1 needs no bank either (``patches`` None: it reads the styles'
+            maps, :func:`styleswap_ext.ops.matches_from_maps`).
         style_labels: optional, one ``(Hs, Ws)`` integer label map per style tensor (a tensor for one,
             a list for a bank): then :meth:`match` / :meth:`swap` take ``content_labels`` and a content
             patch only takes style patches of its label (see :func:`styleswap_ext.match_patches`).
@@ -77,9 +79,14 @@ class PatchBank:
                 # its index (a reduced, clustered copy of the bank), built once; the search reads the
                 # full patches from the styles themselves, so there is no full bank (patches is None)
                 self.patches = None
-                self.inv_norm = ops.approx_inv_norm(self.styles, self.patch_size, self.stride, self.weights)
+                self.inv_norm = ops.bank_inv_norm(self.styles, self.patch_size, self.stride, self.weights)
                 self.index = ops.build_index(self.styles, self.inv_norm, self.patch_size, self.stride,
                                              self._search.seed, self.weights, self.bank_labels)
+            elif ops.matches_from_maps(self.device, self.stride):
+                # the CPU's exact match reads the styles' maps: only the inverse norms are prepared
+                self.patches = None
+                self.inv_norm = ops.bank_inv_norm(self.styles, self.patch_size, self.stride, self.weights)
+                self.index = None
             else:
                 self.patches, self.inv_norm = torch.ops.styleswap.prepare_bank(
                     [st.detach() for st in self.styles], self.patch_size, self.stride, self.weights)
@@ -150,6 +157,8 @@ class PatchBank:
             kw = {key: (v[:, i0:i1] if key in ("content_labels", "previous") else v) for key, v in controls.items()}
             if self.index is not None:
                 return ops.match_ivf(c, self.styles, self.inv_norm, self.index, k, s, self._search.probes, **kw)
+            if self.patches is None:
+                return ops.match_styles(c, self.styles, self.inv_norm, k, s, **kw)
             return torch.ops.styleswap.match_bank(c, self.patches, self.inv_norm, self.num_patches, k, s, **kw)
 
         n_c = content.shape[0] * grid_h * grid_w

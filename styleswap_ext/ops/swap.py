@@ -113,6 +113,12 @@ def _match_ivf_fake(content, styles, inv_norm, basis, sorted, order, offsets, ce
 torch.library.register_fake("styleswap::match_ivf_aten")(_match_ivf_fake)
 
 
+@torch.library.register_fake("styleswap::match_styles")
+def _match_styles_fake(content, styles, inv_norm, patch_size, stride, content_labels=None, bank_labels=None,
+                       previous=None, temporal_weight=0.0):
+    return _match_bank_fake(content, None, inv_norm, 0, patch_size, stride)
+
+
 # --- autograd -----------------------------------------------------------------------------------
 
 
@@ -223,13 +229,28 @@ def principal_basis(styles, dims: int) -> torch.Tensor:
     return vectors.flip(-1)[..., :min(dims, c)].contiguous()
 
 
-def approx_inv_norm(styles, k: int, s: int, weights=None) -> torch.Tensor:
+def bank_inv_norm(styles, k: int, s: int, weights=None) -> torch.Tensor:
     """The bank's inv_norm (weight / (||patch|| + 1e-8), with prepare_bank's weight and overflow rules)
     without the bank: a patch's norm is the norm of its pixels' norms, so prepare_bank of the
-    one-channel maps of pixel norms gives it at 1 / (C) of the cost."""
+    one-channel maps of pixel norms gives it at 1 / (C) of the cost. The approximate search and the
+    exact match from the style maps (:func:`matches_from_maps`) score with it."""
     dtype = _approx_dtype(styles[0].dtype)
     norms = [_pixel_norms(st.detach(), dtype) for st in styles]
     return torch.ops.styleswap.prepare_bank(norms, k, s, weights)[1]
+
+
+def matches_from_maps(device: torch.device, stride: int) -> bool:
+    """Whether the exact search runs ``match_styles`` (the style maps and :func:`bank_inv_norm`, no
+    materialised bank): on the CPU at stride 1, where it is the same match at a fraction of the
+    multiply-adds (csrc/cpu/match_styles_cpu.cpp). Elsewhere prepare_bank + match_bank."""
+    return device.type == "cpu" and stride == 1
+
+
+def match_styles(content: torch.Tensor, styles, inv_norm: torch.Tensor, k: int, s: int, **controls) -> torch.Tensor:
+    """Indices of the exact search of ``content`` in ``styles`` from the style maps (``inv_norm``:
+    :func:`bank_inv_norm`, with the bank's weights); ``controls``: :func:`match_controls`'."""
+    return torch.ops.styleswap.match_styles(content.detach(), [st.detach() for st in styles], inv_norm, k, s,
+                                            **controls)
 
 
 def _pixel_norms(st: torch.Tensor, dtype) -> torch.Tensor:
@@ -276,7 +297,7 @@ def index_groups(styles, k: int, s: int, weights=None, bank_labels=None):
 
 def build_index(styles, inv_norm: torch.Tensor, patch_size: int, stride: int, seed: int = 0, weights=None,
                 bank_labels=None) -> IvfIndex:
-    """The approximate search's index of the bank of ``styles`` (``inv_norm``: :func:`approx_inv_norm`, with
+    """The approximate search's index of the bank of ``styles`` (``inv_norm``: :func:`bank_inv_norm`, with
     the same ``weights``); ``bank_labels`` (the bank rows' labels) makes every cluster hold one label, which
     a search with labels needs (:func:`index_groups`)."""
     k, s = patch_size, stride
@@ -301,7 +322,7 @@ def match_ivf(content: torch.Tensor, styles, inv_norm: torch.Tensor, index: IvfI
 def _match_approximate(args, search: SearchArgs, controls: dict) -> torch.Tensor:
     k, s = args.patch_size, args.stride
     styles = [st.detach() for st in args.styles]
-    inv_norm = approx_inv_norm(styles, k, s)
+    inv_norm = bank_inv_norm(styles, k, s)
     index = build_index(styles, inv_norm, k, s, search.seed, bank_labels=controls.get("bank_labels"))
     return match_ivf(args.content, styles, inv_norm, index, k, s, search.probes, **controls)
 
@@ -353,7 +374,11 @@ def _indices(args, search: SearchArgs, content_labels, style_labels, previous, t
         return _match_approximate(args, search, controls)
     if not controls:
         return torch.ops.styleswap.match_patches(args.content, args.styles, args.patch_size, args.stride)
-    # the match_patches op takes no controls: prepare_bank + match_bank
+    # the match_patches op takes no controls: match_styles, or prepare_bank + match_bank
+    if matches_from_maps(args.content.device, args.stride):
+        styles = [st.detach() for st in args.styles]
+        inv_norm = bank_inv_norm(styles, args.patch_size, args.stride)
+        return match_styles(args.content, styles, inv_norm, args.patch_size, args.stride, **controls)
     patches, inv_norm = torch.ops.styleswap.prepare_bank([st.detach() for st in args.styles], args.patch_size,
                                                          args.stride)
     n_s = num_style_patches(args.styles, args.patch_size, args.stride)

@@ -403,8 +403,7 @@ class StyleBank:
         n, c, h, w = content_features.shape
         k, s = self.patch_size, self.stride
         n_c = n * (-(-(h - k) // s) + 1) * (-(-(w - k) // s) + 1)  # the covering grid (ops.style_swap)
-        return search_choice.choose(self.search, n_c, self.num_patches, c * k * k, self.device.type,
-                                    self.precision)
+        return search_choice.choose(self.search, n_c, self.num_patches, c, k, s, self.device.type, self.precision)
 
     def _bank_for(self, content_features: torch.Tensor) -> PatchBank:
         """The patch bank of the search chosen for this content (built when the choice changes)."""
