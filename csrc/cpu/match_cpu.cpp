@@ -1,5 +1,7 @@
 // CPU match: for every content patch, the style patch with the highest normalised
-// cross-correlation, as a fused memory-tiled loop.
+// cross-correlation, as a fused memory-tiled loop over the materialised patch bank. At stride 1
+// match_patches goes to match_styles_cpu.cpp instead (the same match from the style maps, 1/k^2 of
+// the multiply-adds); PatchBank does the same (styleswap_ext/ops/patch_bank.py).
 //
 // The style patches of the bank are materialised once per bank (n_s x D, D = C*k*k) with
 // their inverse norms (prepare_bank; a caller that matches many contents against one style, e.g. the

@@ -275,8 +275,8 @@ at::Tensor match_styles_cpu(const at::Tensor& content_in, at::TensorList styles_
     at::Tensor bonus_all;
     if (ctl.temporal()) {  // temporal_weight * ||c_p|| per content patch: the window sums of pixel norms^2
       const at::Tensor sq = content.to(at::kDouble).square().sum(1, /*keepdim=*/true);
-      bonus_all = at::avg_pool2d(sq, {k, k}, {1, 1}).mul_(double(k * k)).sqrt_().mul_(ctl.temporal_weight).to(dtype)
-                      .contiguous();
+      bonus_all = at::avg_pool2d(sq, {k, k}, {1, 1}, {0, 0}, false, true, /*divisor_override=*/1)  // window sums
+                      .sqrt_().mul_(ctl.temporal_weight).to(dtype).contiguous();
     }
     for (int64_t n = 0; n < N; ++n) {
       std::vector<at::Tensor> pixels;  // this sample's styles as (Hs * Ws, C) channel-last

@@ -54,7 +54,7 @@ class PatchBank:
             search's index (clusters of the style patches on their principal channels) here, once,
             instead of the bank (``patches`` is then None: the search reads the styles). The exact
             search on the CPU at stride 1 needs no bank either (``patches`` None: it reads the styles'
-            maps, :func:`styleswap_ext.ops.matches_from_maps`).
+            maps; ``styleswap_ext.ops.matches_from_maps``).
         style_labels: optional, one ``(Hs, Ws)`` integer label map per style tensor (a tensor for one,
             a list for a bank): then :meth:`match` / :meth:`swap` take ``content_labels`` and a content
             patch only takes style patches of its label (see :func:`styleswap_ext.match_patches`).
