@@ -56,16 +56,27 @@ def test_estimate_grows_with_the_sizes_and_tiles_bound_the_passes():
 
 
 def test_estimate_counts_the_patch_bank():
-    """n_s style patches of 256·k² floats: a 1024 px square style at k = 3 has 254² of them."""
-    plan = estimate(None, [((1024, 1024), (1024, 1024))])
+    """n_s style patches of 256·k² floats: a 1024 px square style at k = 3 has 254² of them. On the CPU at
+    stride 1 the exact match keeps no patch matrix: the inverse norms, the style's pixels channel-last and
+    a few tiles per core."""
+    plan = estimate(None, [((1024, 1024), (1024, 1024))], device_type="cuda")
     assert plan.held["style 1 patch bank"] == 254 * 254 * (256 * 9 * 4 + 4)
+    assert estimate(None, [((1024, 1024), (1024, 1024))], stride=2).held["style 1 patch bank"] == 127 * 127 * (256 * 9 * 4 + 4)
+    cpu = estimate(None, [((1024, 1024), (1024, 1024))])
+    assert cpu.held["style 1 patch bank"] == (254 * 254 * 4 + 256 * 256 * 256 * 4
+                                              + memory_plan.MAPS_TILE_BYTES_PER_THREAD * (os.cpu_count() or 1))
+    # auto counts the larger of the exact bank and the approximate index
+    auto_cpu = estimate(None, [((1024, 1024), (1024, 1024))], search="auto")
+    assert auto_cpu.held == {**estimate(None, [((1024, 1024), (1024, 1024))], search="approximate").held}
+    auto_gpu = estimate(None, [((1024, 1024), (1024, 1024))], search="auto", device_type="cuda")
+    assert auto_gpu.held == plan.held
 
 
 def test_estimate_counts_the_approximate_search_index_instead():
     """search="approximate" keeps no full bank: the 64-channel bank twice (built, then sorted), order and
     inverse norms, and the style's pixels once more for the exact rerank: about 60 % of the bank."""
-    exact = estimate(None, [((1024, 1024), (1024, 1024))])
-    approx = estimate(None, [((1024, 1024), (1024, 1024))], search="approximate")
+    exact = estimate(None, [((1024, 1024), (1024, 1024))], device_type="cuda")
+    approx = estimate(None, [((1024, 1024), (1024, 1024))], search="approximate", device_type="cuda")
     assert "style 1 patch bank" not in approx.held
     n_s = 254 * 254
     assert approx.held["style 1 search index"] == n_s * (2 * 64 * 9 * 4 + 3 * 4 + 8) + 256 * 256 * 256 * 4
@@ -132,7 +143,9 @@ def test_stylize_refuses_before_resizing(two_gib, monkeypatch, content_pil, styl
     def no_resize(*a, **k):
         raise AssertionError("resized before the memory check")
 
-    monkeypatch.setattr(pipeline.image_io, "resize_longest", no_resize)
+    from styleswap_ext.pipeline import image_io  # imported here: pipeline loads its submodules on first use
+
+    monkeypatch.setattr(image_io, "resize_longest", no_resize)
     with pytest.raises(MemoryPlanError, match="--content-size"):
         pipeline.stylize(content_pil, style_pil, content_size=50000, device="cpu",
                          encoder=torch.nn.Identity(), decoder=torch.nn.Identity())

@@ -223,15 +223,18 @@ class TileMatcher {
   std::vector<const scalar_t*> src_;
 };
 
-// The content tiles of a grid_h x grid_w grid: (rows, cols) per tile, about maps_tiles().pixels pixels
-// each, full grid rows where that leaves 4 patch rows or more, and at least 2 tiles per thread.
+// The content tiles of a grid_h x grid_w grid: (rows, cols) per tile, of about maps_tiles().pixels pixels.
+// Full grid rows where that gives 8 patch rows or more (long inner loops: 64-column tiles measured
+// 1.4x slower at 128-wide maps), else the columns split evenly into the fewest tiles of >= 8 rows (the
+// k - 1 halo rows are work done twice: full rows of a 1024-wide map would be 2 rows high and double
+// the GEMM); then at least 2 tiles per thread.
 std::pair<int64_t, int64_t> tile_shape(int64_t grid_h, int64_t grid_w, int64_t k) {
+  constexpr int64_t MIN_ROWS = 8;
   const int64_t pixels = maps_tiles().pixels, threads = at::get_num_threads();
-  int64_t cols = grid_w;
-  if ((grid_w + k - 1) * (4 + k - 1) > 2 * pixels)
-    cols = std::min(grid_w, std::max<int64_t>(8, static_cast<int64_t>(std::sqrt(double(pixels))) - (k - 1)));
+  const int64_t widest = std::max<int64_t>(1, pixels / (MIN_ROWS + k - 1) - (k - 1));  // columns at MIN_ROWS rows
+  const int64_t nx = (grid_w + widest - 1) / widest;
+  const int64_t cols = (grid_w + nx - 1) / nx;
   int64_t rows = std::max<int64_t>(1, pixels / (cols + k - 1) - (k - 1));
-  const int64_t nx = (grid_w + cols - 1) / cols;
   const int64_t want_ny = (2 * threads + nx - 1) / nx;  // rows of tiles for 2 tiles per thread
   rows = std::max<int64_t>(1, std::min(rows, (grid_h + want_ny - 1) / want_ny));
   return {rows, cols};

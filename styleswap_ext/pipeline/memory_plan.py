@@ -7,10 +7,12 @@ terabytes). The estimate follows the pipeline's buffers (``styleswap_ext/pipelin
 
 * held through the run: the decoded input images, the content's relu3_1 features and their swap
   (256 channels at 1/4 of the side: 64 bytes per image px each in fp32), each style's features and
-  its patch bank (an n_s x 256·k² matrix: about 576 bytes per style px at k = 3, stride 1; with
-  ``search="approximate"`` its index instead: the bank on 64 channels twice while it is built, and
-  the styles' pixels once more for the exact rerank, about 300 bytes per style px; ``search="auto"``
-  is counted as the exact bank, the larger of the two), the match indices and the output image;
+  its patch bank (an n_s x 256·k² matrix: about 576 bytes per style px at k = 3; on the CPU at stride 1
+  the exact match reads the style maps instead: the inverse norms, the pixels once more, channel-last,
+  and :data:`MAPS_TILE_BYTES_PER_THREAD` per core; with ``search="approximate"`` its index: the bank
+  on 64 channels twice while it is built, and the styles' pixels once more for the exact rerank,
+  about 300 bytes per style px; ``search="auto"`` is counted as the larger of the exact bank and
+  the index), the match indices and the output image;
 * the largest passing peak: the encoder or the decoder on one tile (``tile_size`` px plus the halo
   per side, the whole image when it is not tiled), or the optimisation's untiled encoder with its
   autograd activations and Adam's state.
@@ -52,6 +54,9 @@ CPU_PASS_BYTES = 384 * 2**20
 OPTIMIZE_BYTES_PER_PX = 2700
 IMAGE_BYTES_PER_PX = 3 + 3 + 12 + 12   # decoded RGB, resized RGB, uint8 tensor, float tensor
 OUTPUT_BYTES_PER_PX = 12 + 12 + 3 + 3  # float result, its clamp, uint8 tensor, PIL image
+# The CPU's exact match from the style maps (stride 1, csrc/cpu/match_styles_cpu.cpp): per thread, a
+# content tile (256 x ~4,096 floats), the ring of GEMM rows (~10 x 66 x 4,096) and their input: ~16 MiB.
+MAPS_TILE_BYTES_PER_THREAD = 16 * 2**20
 
 
 class MemoryPlanError(RuntimeError):
@@ -127,11 +132,16 @@ def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], 
         fh, fw = h // DOWN, w // DOWN
         n_s = _grid(fh, patch_size, stride) * _grid(fw, patch_size, stride)
         plan.held[f"style {i + 1} image and features"] = src[0] * src[1] * 3 + h * w * 12 + fh * fw * feat_bytes
-        if search == "approximate":  # reduced bank + its sorted copy (int64 order), the pixel table
-            plan.held[f"style {i + 1} search index"] = (n_s * (2 * REDUCED_CHANNELS * patch_size * patch_size * FP32
-                                                               + 3 * FP32 + 8) + fh * fw * CHANNELS * FP32)
+        # reduced bank + its sorted copy (int64 order), the pixel table
+        index = n_s * (2 * REDUCED_CHANNELS * patch_size * patch_size * FP32 + 3 * FP32 + 8) + fh * fw * CHANNELS * FP32
+        if device_type == "cpu" and stride == 1:  # no patch matrix: inverse norms, the pixels channel-last, tiles
+            bank = n_s * FP32 + fh * fw * CHANNELS * FP32 + MAPS_TILE_BYTES_PER_THREAD * (os.cpu_count() or 1)
         else:
-            plan.held[f"style {i + 1} patch bank"] = n_s * (CHANNELS * patch_size * patch_size * FP32 + FP32)
+            bank = n_s * (CHANNELS * patch_size * patch_size * FP32 + FP32)
+        if search == "approximate" or (search == "auto" and index > bank):
+            plan.held[f"style {i + 1} search index"] = index
+        else:
+            plan.held[f"style {i + 1} patch bank"] = bank
         plan.passes[f"encoding style {i + 1}"] = _tile_px((h, w), tile_size) * ENCODER_BYTES_PER_PX + pass_bytes
     if content is not None:
         src, (h, w) = content
