@@ -11,3 +11,11 @@ FEATURE_STEP = 4  # image px per relu3_1 feature position (VGGEncoder().downsamp
 MIN_TILE_SIZE = 96  # --tile-size minimum: tiling.min_tile_size(VGGEncoder()), 8 encoder halos (a test ties them)
 # channels the approximate search ranks on (styleswap_ext.ops.REDUCED_CHANNELS; memory_plan counts its index)
 REDUCED_CHANNELS = 64
+
+
+def matches_from_maps(device_type: str, stride: int) -> bool:
+    """Whether the exact search runs from the style maps (op ``match_styles``, csrc/cpu/match_styles_cpu.cpp:
+    pixel products summed over the patch offsets, no patch matrix): on the CPU at stride 1. Elsewhere
+    the patch bank (``prepare_bank`` + ``match_bank``). The one rule for the ops, the search choice's
+    estimate and the memory plan."""
+    return device_type == "cpu" and stride == 1

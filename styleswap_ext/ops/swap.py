@@ -243,7 +243,7 @@ def matches_from_maps(device: torch.device, stride: int) -> bool:
     """Whether the exact search runs ``match_styles`` (the style maps and :func:`bank_inv_norm`, no
     materialised bank): on the CPU at stride 1, where it is the same match at a fraction of the
     multiply-adds (csrc/cpu/match_styles_cpu.cpp). Elsewhere prepare_bank + match_bank."""
-    return device.type == "cpu" and stride == 1
+    return _choices.matches_from_maps(device.type, stride)
 
 
 def match_styles(content: torch.Tensor, styles, inv_norm: torch.Tensor, k: int, s: int, **controls) -> torch.Tensor:

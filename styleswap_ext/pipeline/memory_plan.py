@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .._util.choices import REDUCED_CHANNELS
+from .._util.choices import REDUCED_CHANNELS, matches_from_maps
 
 __all__ = ["MemoryPlanError", "Plan", "estimate", "available_bytes", "check", "check_inputs", "check_settings",
            "image_hw", "resized_hw"]
@@ -133,8 +133,9 @@ def estimate(content: Optional[Tuple[HW, HW]], styles: Sequence[Tuple[HW, HW]], 
         n_s = _grid(fh, patch_size, stride) * _grid(fw, patch_size, stride)
         plan.held[f"style {i + 1} image and features"] = src[0] * src[1] * 3 + h * w * 12 + fh * fw * feat_bytes
         # reduced bank + its sorted copy (int64 order), the pixel table
-        index = n_s * (2 * REDUCED_CHANNELS * patch_size * patch_size * FP32 + 3 * FP32 + 8) + fh * fw * CHANNELS * FP32
-        if device_type == "cpu" and stride == 1:  # no patch matrix: inverse norms, the pixels channel-last, tiles
+        index = (n_s * (2 * REDUCED_CHANNELS * patch_size * patch_size * FP32 + 3 * FP32 + 8)
+                 + fh * fw * CHANNELS * FP32)
+        if matches_from_maps(device_type, stride):  # no patch matrix: inverse norms, the pixels channel-last, tiles
             bank = n_s * FP32 + fh * fw * CHANNELS * FP32 + MAPS_TILE_BYTES_PER_THREAD * (os.cpu_count() or 1)
         else:
             bank = n_s * (CHANNELS * patch_size * patch_size * FP32 + FP32)

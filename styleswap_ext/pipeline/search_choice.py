@@ -9,8 +9,9 @@ where it multiplies patches (prepare_bank + match_bank), and n_c · n_s · C whe
 (the CPU at stride 1: ``match_styles``, the same match). :func:`choose` estimates its time from
 ``EXACT_RATE``, the measured rate (of those multiply-adds per second) of the exact op on each kind of
 device, and keeps the exact search while that estimate is at most :data:`EXACT_BUDGET_S`; above it the
-approximate search runs (a small fraction of the work, a chosen score 0.994-0.997 of the best). The rates are constants, not measured per machine, so a command picks
-the same search on every machine of a kind. No torch import here: the command line builds its
+approximate search runs (a small fraction of the work, a chosen score 0.994-0.997 of the best). The
+rates are constants, not measured per machine, so a command picks the same search on every machine
+of a kind. No torch import here: the command line builds its
 parser from :data:`SEARCHES` before torch loads.
 """
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["SEARCHES", "EXACT_RATE", "CPU_MAPS_RATE", "EXACT_BUDGET_S", "SearchChoice", "check", "choose", "exact_seconds"]
+__all__ = ["SEARCHES", "EXACT_RATE", "CPU_MAPS_RATE", "EXACT_BUDGET_S", "SearchChoice", "check", "choose",
+           "exact_seconds"]
 
 from .._util.choices import SEARCHES  # ("auto", "exact", "approximate"): one list for the CLI, the studio, the API
+from .._util.choices import matches_from_maps
 
 # The exact search while it takes at most this long (estimated): on the CPU the bundled demo (6,580 x
 # 5,452 patches) and a 512 px photo against a 512 px painting stay exact, 1024 px x 1024 px does not.
@@ -58,7 +61,7 @@ def exact_seconds(content_patches: int, style_patches: int, channels: int, patch
     """Estimated seconds of the exact match of ``content_patches`` x ``style_patches`` patches
     (``patch_size`` x ``patch_size`` of ``channels`` channels, ``stride``) on a ``device_type`` ("cpu",
     "cuda") device under ``precision``."""
-    if device_type == "cpu" and stride == 1:  # match_styles: pixel products (ops.matches_from_maps)
+    if matches_from_maps(device_type, stride):  # match_styles: pixel products
         return content_patches * style_patches * channels / CPU_MAPS_RATE
     rate = EXACT_RATE.get((device_type, precision), EXACT_RATE[("cpu", "fp32")])
     return content_patches * style_patches * channels * patch_size * patch_size / rate
